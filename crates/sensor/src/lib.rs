@@ -1,0 +1,1 @@
+//! tapsentry: wiring of capture, decode, flow table, detectors and outputs.
