@@ -1,0 +1,455 @@
+use std::collections::hash_map::RandomState;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use tapsentry_types::{
+    DirCounts, EndReason, FlowKey, FlowRecord, FlowState, PacketMeta, RecordKind, Side, TcpFlags,
+    Timestamp,
+};
+
+use crate::FlowConfig;
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+/// Bytes one live flow costs in the table: key, entry and the hash table's
+/// control byte. The map keeps its load factor at or below 7/8, so the
+/// allocated memory per live flow is at most `ENTRY_BYTES * 8 / 7` plus the
+/// amortised slack of the last doubling.
+pub const ENTRY_BYTES: usize =
+    std::mem::size_of::<FlowKey>() + std::mem::size_of::<FlowEntry>() + 1;
+
+/// Per-flow state. Kept small: it is the table's memory bound.
+#[derive(Debug, Clone, Copy)]
+struct FlowEntry {
+    first_seen: Timestamp,
+    last_seen: Timestamp,
+    /// Capture time of the last record emitted for this flow (interim pacing).
+    last_report: Timestamp,
+    /// Indexed by [`Side`]: 0 = A, 1 = B.
+    counts: [DirCounts; 2],
+    reported: [DirCounts; 2],
+    flags: [u8; 2],
+    initiator: Side,
+    state: FlowState,
+    answered: bool,
+    /// A SYN without ACK has fixed the initiator.
+    syn_seen: bool,
+}
+
+const fn idx(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
+    }
+}
+
+impl FlowEntry {
+    fn new(side: Side, m: &PacketMeta<'_>) -> FlowEntry {
+        let f = m.tcp_flags;
+        let tcp = m.proto == TCP;
+        // A SYN-ACK as the first packet means we missed the SYN: the sender is
+        // the responder. Otherwise the first sender initiated.
+        let synack_first = tcp && f.has(TcpFlags::SYN | TcpFlags::ACK);
+        let initiator = if synack_first { side.other() } else { side };
+        let mut e = FlowEntry {
+            first_seen: m.ts,
+            last_seen: m.ts,
+            last_report: m.ts,
+            counts: [DirCounts::default(); 2],
+            reported: [DirCounts::default(); 2],
+            flags: [0; 2],
+            initiator,
+            state: if synack_first {
+                FlowState::Established
+            } else {
+                FlowState::Attempt
+            },
+            answered: synack_first,
+            syn_seen: tcp && f.has(TcpFlags::SYN) && !f.has(TcpFlags::ACK),
+        };
+        e.count(side, m);
+        e
+    }
+
+    fn count(&mut self, side: Side, m: &PacketMeta<'_>) {
+        let c = &mut self.counts[idx(side)];
+        c.packets = c.packets.saturating_add(1);
+        c.bytes = c.bytes.saturating_add(u64::from(m.ip_len));
+        self.flags[idx(side)] |= m.tcp_flags.0;
+        // Files given in a row may step back in time; a flow's clock never does.
+        if m.ts > self.last_seen {
+            self.last_seen = m.ts;
+        }
+    }
+
+    fn update(&mut self, side: Side, m: &PacketMeta<'_>) {
+        self.count(side, m);
+        let f = m.tcp_flags;
+        if m.proto == TCP {
+            let syn = f.has(TcpFlags::SYN);
+            let ack = f.has(TcpFlags::ACK);
+            let rst = f.has(TcpFlags::RST);
+            if syn && !ack && !self.syn_seen {
+                self.initiator = side;
+                self.syn_seen = true;
+            }
+            let from_responder = side != self.initiator;
+            if from_responder {
+                self.answered = true;
+            }
+            self.state = match self.state {
+                FlowState::Attempt | FlowState::Rejected if from_responder => {
+                    if rst {
+                        FlowState::Rejected
+                    } else if syn && ack {
+                        FlowState::Established
+                    } else if !self.syn_seen || self.state == FlowState::Attempt {
+                        // Picked up mid-stream, or the SYN-ACK was not seen:
+                        // the responder talking back is an established session.
+                        FlowState::Established
+                    } else {
+                        self.state
+                    }
+                }
+                FlowState::Established if rst => FlowState::ClosedRst,
+                FlowState::Established
+                    if self.flags[0] & TcpFlags::FIN != 0 && self.flags[1] & TcpFlags::FIN != 0 =>
+                {
+                    FlowState::ClosedFin
+                }
+                s => s,
+            };
+        } else if side != self.initiator {
+            self.answered = true;
+            if matches!(self.state, FlowState::Attempt | FlowState::Rejected) {
+                self.state = FlowState::Established;
+            }
+        }
+    }
+
+    fn timeout_secs(&self, proto: u8, cfg: &FlowConfig) -> u32 {
+        let t = &cfg.timeouts;
+        match (proto, self.state) {
+            (TCP, FlowState::Attempt | FlowState::Rejected) => t.tcp_new,
+            (TCP, FlowState::Established) => t.tcp_established,
+            (TCP, FlowState::ClosedFin | FlowState::ClosedRst) => t.tcp_closed,
+            (UDP, FlowState::Established) => t.udp_established,
+            (UDP, _) => t.udp_new,
+            (_, FlowState::Established) => t.other_established,
+            _ => t.other_new,
+        }
+    }
+
+    fn has_unreported(&self) -> bool {
+        self.counts[0].packets != self.reported[0].packets
+            || self.counts[1].packets != self.reported[1].packets
+    }
+
+    fn record(&self, key: &FlowKey, kind: RecordKind) -> FlowRecord {
+        let c = idx(self.initiator);
+        let s = idx(self.initiator.other());
+        let (client, client_port) = key.endpoint(self.initiator);
+        let (server, server_port) = key.endpoint(self.initiator.other());
+        FlowRecord {
+            key: *key,
+            client,
+            client_port,
+            server,
+            server_port,
+            proto: key.proto,
+            vlan: key.vlan,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            to_server: self.counts[c],
+            to_client: self.counts[s],
+            reported_to_server: self.reported[c],
+            reported_to_client: self.reported[s],
+            client_flags: TcpFlags(self.flags[c]),
+            server_flags: TcpFlags(self.flags[s]),
+            state: self.state,
+            responder_answered: self.answered,
+            kind,
+        }
+    }
+}
+
+/// What [`FlowTable::ingest`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Counted on an existing flow.
+    Updated,
+    /// Started a new flow.
+    Created,
+    /// Started a new flow after evicting idle flows to make room.
+    CreatedAfterEviction,
+    /// The table is full of recently active flows: the packet was not tracked.
+    Refused,
+}
+
+/// A snapshot of the table's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlowCounters {
+    /// Flows currently in the table.
+    pub active: u64,
+    /// Flows ever created.
+    pub created: u64,
+    /// Flows ended by idle timeout.
+    pub expired: u64,
+    /// Flows evicted at the cap.
+    pub evicted: u64,
+    /// New flows refused at the cap (no flow idle enough to evict).
+    pub refused: u64,
+    /// Interim records emitted.
+    pub interim_records: u64,
+    /// Flows flushed at shutdown or end of capture.
+    pub flushed: u64,
+    /// Records of evicted flows dropped because the sweeper fell behind (live only).
+    pub records_dropped: u64,
+    /// Flows marked refused by an ICMP unreachable quoting them.
+    pub icmp_rejections: u64,
+}
+
+/// The bounded, concurrent flow table. See the crate documentation.
+pub struct FlowTable {
+    cfg: FlowConfig,
+    /// Seeded hasher: the keys are chosen by whoever sends packets.
+    map: DashMap<FlowKey, FlowEntry, RandomState>,
+    live: AtomicUsize,
+    /// Records of flows evicted by the capture thread, handed out at the next sweep.
+    pending: Mutex<Vec<FlowRecord>>,
+    pending_len: AtomicUsize,
+    pending_cap: usize,
+    /// While the table is full of active flows, eviction scans are skipped
+    /// until this capture time (µs) so a flood does not rescan per packet.
+    no_scan_until: AtomicI64,
+    created: AtomicU64,
+    expired: AtomicU64,
+    evicted: AtomicU64,
+    refused: AtomicU64,
+    interim: AtomicU64,
+    flushed: AtomicU64,
+    records_dropped: AtomicU64,
+    icmp_rejections: AtomicU64,
+}
+
+impl FlowTable {
+    /// An empty table.
+    pub fn new(cfg: FlowConfig) -> FlowTable {
+        let max = cfg.max_flows.max(1);
+        FlowTable {
+            // Grows on demand; pre-sizing to the cap would commit its memory
+            // even for a quiet link.
+            map: DashMap::with_capacity_and_hasher(max.min(4096), RandomState::new()),
+            live: AtomicUsize::new(0),
+            pending: Mutex::new(Vec::new()),
+            pending_len: AtomicUsize::new(0),
+            pending_cap: (max / 16).max(1024),
+            no_scan_until: AtomicI64::new(i64::MIN),
+            created: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            interim: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            records_dropped: AtomicU64::new(0),
+            icmp_rejections: AtomicU64::new(0),
+            cfg,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &FlowConfig {
+        &self.cfg
+    }
+
+    /// Flows in the table (one atomic load; never walks the map).
+    pub fn live_flows(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// True when evicted-flow records are piling up and the caller should
+    /// sweep soon (replay: sweep now, so nothing is dropped).
+    pub fn needs_sweep(&self) -> bool {
+        self.pending_len.load(Ordering::Relaxed) >= self.pending_cap / 2
+    }
+
+    /// Counts one packet on its flow, creating the flow if needed.
+    pub fn ingest(&self, m: &PacketMeta<'_>) -> IngestOutcome {
+        if let Some((_, quoted)) = m.icmp_error {
+            self.note_icmp_error(m.vlan, &quoted);
+        }
+        let (key, side) = FlowKey::canonical(m.src, m.src_port, m.dst, m.dst_port, m.proto, m.vlan);
+        if let Some(mut e) = self.map.get_mut(&key) {
+            e.update(side, m);
+            return IngestOutcome::Updated;
+        }
+        let mut outcome = IngestOutcome::Created;
+        if self.live.load(Ordering::Relaxed) >= self.cfg.max_flows {
+            if !self.evict_idle(m.ts) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return IngestOutcome::Refused;
+            }
+            outcome = IngestOutcome::CreatedAfterEviction;
+        }
+        match self.map.entry(key) {
+            Entry::Occupied(mut o) => {
+                o.get_mut().update(side, m);
+                IngestOutcome::Updated
+            }
+            Entry::Vacant(v) => {
+                v.insert(FlowEntry::new(side, m));
+                self.live.fetch_add(1, Ordering::Relaxed);
+                self.created.fetch_add(1, Ordering::Relaxed);
+                outcome
+            }
+        }
+    }
+
+    /// An ICMP unreachable answering an unanswered flow marks it refused:
+    /// that is how closed UDP ports answer, and scanners count on it.
+    fn note_icmp_error(&self, vlan: u16, q: &tapsentry_types::QuotedTuple) {
+        let (key, side) = FlowKey::canonical(q.src, q.src_port, q.dst, q.dst_port, q.proto, vlan);
+        if let Some(mut e) = self.map.get_mut(&key) {
+            if e.initiator == side && e.state == FlowState::Attempt {
+                e.state = FlowState::Rejected;
+                e.answered = true;
+                self.icmp_rejections.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Evicts a batch of the oldest sufficiently idle flows. Returns false
+    /// when no flow is idle enough (the caller refuses the new flow).
+    fn evict_idle(&self, now: Timestamp) -> bool {
+        if now.micros() < self.no_scan_until.load(Ordering::Relaxed) {
+            return false;
+        }
+        let min_idle_us = u64::from(self.cfg.evict_min_idle_secs) * 1_000_000;
+        // Evict a batch, not one flow: a scan costs O(table), so amortise it
+        // over many new flows. A bounded max-heap keeps the `batch` oldest.
+        let batch = (self.cfg.max_flows / 64).clamp(1, 65_536);
+        let mut oldest: BinaryHeap<(Timestamp, FlowKey)> = BinaryHeap::with_capacity(batch + 1);
+        for r in self.map.iter() {
+            if now.micros_since(r.last_seen) >= min_idle_us {
+                oldest.push((r.last_seen, *r.key()));
+                if oldest.len() > batch {
+                    oldest.pop();
+                }
+            }
+        }
+        if oldest.is_empty() {
+            self.no_scan_until
+                .store(now.plus_secs(1).micros(), Ordering::Relaxed);
+            return false;
+        }
+        let victims = oldest.into_sorted_vec();
+        let mut removed = 0usize;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, key) in victims {
+            if let Some((k, e)) = self.map.remove(&key) {
+                removed += 1;
+                if pending.len() < self.pending_cap {
+                    pending.push(e.record(&k, RecordKind::End(EndReason::Evicted)));
+                } else {
+                    self.records_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.pending_len.store(pending.len(), Ordering::Relaxed);
+        drop(pending);
+        self.live.fetch_sub(removed, Ordering::Relaxed);
+        self.evicted.fetch_add(removed as u64, Ordering::Relaxed);
+        removed > 0
+    }
+
+    /// Expires flows idle past their timeout at capture time `now` and emits
+    /// interim records of live flows due one, plus records of flows evicted
+    /// since the last sweep. Appends to `out`, sorted by (last seen, key) so
+    /// the order never depends on hashing.
+    pub fn sweep(&self, now: Timestamp, out: &mut Vec<FlowRecord>) {
+        let start = out.len();
+        self.take_pending(out);
+        let interim_us = u64::from(self.cfg.interim_interval_secs) * 1_000_000;
+        let mut expired = 0usize;
+        let mut interim = 0u64;
+        let cfg = &self.cfg;
+        self.map.retain(|k, e| {
+            let idle = now.micros_since(e.last_seen);
+            if idle >= u64::from(e.timeout_secs(k.proto, cfg)) * 1_000_000 {
+                out.push(e.record(k, RecordKind::End(EndReason::Timeout)));
+                expired += 1;
+                return false;
+            }
+            if interim_us > 0 && now.micros_since(e.last_report) >= interim_us && e.has_unreported()
+            {
+                out.push(e.record(k, RecordKind::Interim));
+                e.reported = e.counts;
+                e.last_report = now;
+                interim += 1;
+            }
+            true
+        });
+        self.live.fetch_sub(expired, Ordering::Relaxed);
+        self.expired.fetch_add(expired as u64, Ordering::Relaxed);
+        self.interim.fetch_add(interim, Ordering::Relaxed);
+        sort_records(&mut out[start..]);
+    }
+
+    /// Ends every flow (shutdown or end of capture) and appends their records
+    /// to `out`, sorted like [`FlowTable::sweep`].
+    pub fn drain(&self, out: &mut Vec<FlowRecord>) {
+        let start = out.len();
+        self.take_pending(out);
+        let mut n = 0usize;
+        self.map.retain(|k, e| {
+            out.push(e.record(k, RecordKind::End(EndReason::Shutdown)));
+            n += 1;
+            false
+        });
+        self.live.fetch_sub(n, Ordering::Relaxed);
+        self.flushed.fetch_add(n as u64, Ordering::Relaxed);
+        sort_records(&mut out[start..]);
+    }
+
+    fn take_pending(&self, out: &mut Vec<FlowRecord>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        out.append(&mut pending);
+        self.pending_len.store(0, Ordering::Relaxed);
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> FlowCounters {
+        FlowCounters {
+            active: self.live.load(Ordering::Relaxed) as u64,
+            created: self.created.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            interim_records: self.interim.load(Ordering::Relaxed),
+            flushed: self.flushed.load(Ordering::Relaxed),
+            records_dropped: self.records_dropped.load(Ordering::Relaxed),
+            icmp_rejections: self.icmp_rejections.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn sort_records(recs: &mut [FlowRecord]) {
+    recs.sort_unstable_by(|x, y| {
+        (
+            x.last_seen,
+            x.first_seen,
+            x.key,
+            x.kind == RecordKind::Interim,
+        )
+            .cmp(&(
+                y.last_seen,
+                y.first_seen,
+                y.key,
+                y.kind == RecordKind::Interim,
+            ))
+    });
+}
