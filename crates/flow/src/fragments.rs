@@ -7,6 +7,11 @@ use tapsentry_types::{Fragment, PacketMeta, Timestamp};
 /// the usual reassembly timeouts (Linux `ipfrag_time` is 30 s).
 const FRAGMENT_TIMEOUT_SECS: u64 = 30;
 
+/// `(src, dst, proto, IP id)`: what identifies one datagram's fragments.
+type DatagramId = (IpAddr, IpAddr, u8, u32);
+/// Ports from the first fragment, and when it was seen.
+type FirstFragment = (u16, u16, Timestamp);
+
 /// Attributes non-first IP fragments to the 5-tuple of their datagram.
 ///
 /// Only the first fragment carries the transport header. The tracker
@@ -20,7 +25,7 @@ const FRAGMENT_TIMEOUT_SECS: u64 = 30;
 /// No reassembly is done: volumes are counted per fragment from the IP
 /// header, which is what the wire carried.
 pub struct FragmentTracker {
-    map: HashMap<(IpAddr, IpAddr, u8, u32), (u16, u16, Timestamp)>,
+    map: HashMap<DatagramId, FirstFragment>,
     cap: usize,
     unattributed: u64,
     not_remembered: u64,

@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_arguments)]
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -266,7 +266,8 @@ fn flood_of_unique_tuples_never_exceeds_cap() {
 fn entry_size_is_stated_and_small() {
     // The performance target is at most 300 bytes a live flow, table
     // overhead included (load factor 7/8 and doubling slack).
-    assert!(ENTRY_BYTES * 8 / 7 < 200, "ENTRY_BYTES = {ENTRY_BYTES}");
+    const { assert!(ENTRY_BYTES * 8 / 7 < 200) };
+    println!("flow entry: {ENTRY_BYTES} bytes");
 }
 
 #[test]
