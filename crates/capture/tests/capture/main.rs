@@ -1,0 +1,5 @@
+//! Integration tests of tapsentry-capture against the shared capture corpus.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod corpus;
