@@ -32,6 +32,10 @@ const MAX_BLOCK_LEN: u32 = MAX_RECORD_LEN + 64 * 1024;
 /// passed the length checks always fits.
 const BUFFER_LEN: usize = 1 << 20;
 
+/// Smallest read buffer: files shorter than [`BUFFER_LEN`] get a buffer just
+/// big enough to hold them whole, which keeps opening many small files cheap.
+const MIN_BUFFER_LEN: usize = 64 * 1024;
+
 /// Refills that bring no new bytes before the reader is declared stuck.
 const MAX_IDLE_REFILLS: u32 = 4;
 
@@ -311,12 +315,10 @@ fn parser_error(path: &Path, packets: u64, e: &PcapError<&[u8]>) -> CaptureError
         PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
             CaptureError::Truncated { path, packets }
         }
-        PcapError::BufferTooSmall => CaptureError::RecordTooLarge {
-            path,
-            packets,
-            len: BUFFER_LEN as u64,
-            limit: u64::from(MAX_BLOCK_LEN),
-        },
+        // Records are checked against the limit before parsing, and the
+        // buffer holds the limit or the whole file, so a record that does not
+        // fit runs past the end of the file.
+        PcapError::BufferTooSmall => CaptureError::Truncated { path, packets },
         PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => CaptureError::Corrupt {
             path,
             packets,
@@ -424,6 +426,10 @@ impl OpenFile {
             source,
         };
         let mut file = File::open(path).map_err(open_err)?;
+        let file_len = file.metadata().map_err(open_err)?.len();
+        let buffer_len = usize::try_from(file_len.saturating_add(1))
+            .unwrap_or(BUFFER_LEN)
+            .clamp(MIN_BUFFER_LEN, BUFFER_LEN);
         let mut magic = [0u8; 4];
         let mut got = 0;
         while got < magic.len() {
@@ -463,7 +469,7 @@ impl OpenFile {
                 let nanos = matches!(magic, [0x4d, 0x3c, ..] | [_, _, 0x3c, 0x4d]);
                 let modified = magic == [0x34, 0xcd, 0xb2, 0xa1];
                 let mut reader =
-                    LegacyPcapReader::new(BUFFER_LEN, tracked).map_err(|e| match e {
+                    LegacyPcapReader::new(buffer_len, tracked).map_err(|e| match e {
                         PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof => {
                             bad_header("pcap global header cut short".into())
                         }
@@ -494,7 +500,7 @@ impl OpenFile {
                 })
             }
             SHB_TYPE => {
-                let reader = PcapNGReader::new(BUFFER_LEN, tracked).map_err(|e| match e {
+                let reader = PcapNGReader::new(buffer_len, tracked).map_err(|e| match e {
                     PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof => {
                         bad_header("pcapng section header block cut short or too long".into())
                     }

@@ -1,3 +1,7 @@
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use pcap::{Active, Capture};
 use tapsentry_types::{Frame, LinkType, Timestamp};
 
@@ -15,7 +19,7 @@ pub struct LiveSpec {
     /// Kernel capture buffer size in bytes.
     pub buffer_size_bytes: u32,
     /// How long one read waits before returning [`Next::Idle`]; 0 waits
-    /// until a packet arrives.
+    /// until a packet arrives. Also libpcap's batching timeout.
     pub read_timeout_ms: u32,
     /// A BPF filter expression applied in the kernel.
     pub bpf_filter: Option<String>,
@@ -43,9 +47,17 @@ impl LiveSpec {
 ///
 /// An interface whose link type the decoder does not handle still opens:
 /// one warning is raised and every frame is skipped and counted.
+///
+/// The handle is non-blocking and waits in `poll(2)`: libpcap's own read
+/// timeout does not expire on Linux (TPACKET_V3) while no packet at all
+/// arrives, and [`Next::Idle`] must come back on a silent link too.
 pub struct LiveSource {
     interface: String,
     cap: Capture<Active>,
+    /// A duplicate of the capture descriptor, so waiting on it does not
+    /// borrow `cap`.
+    wait_fd: OwnedFd,
+    wait: PollTimeout,
     link: LinkType,
     supported: bool,
     warnings: Vec<CaptureWarning>,
@@ -90,6 +102,7 @@ impl LiveSource {
             .timeout(to_i32(spec.read_timeout_ms))
             .immediate_mode(spec.immediate)
             .open()
+            .and_then(Capture::setnonblock)
             .map_err(|e| open_error(iface, &e))?;
         if let Some(filter) = &spec.bpf_filter {
             cap.filter(filter, true)
@@ -109,9 +122,23 @@ impl LiveSource {
                 link,
             });
         }
+        let wait_fd = cap
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| CaptureError::LiveOpen {
+                interface: iface.to_string(),
+                detail: format!("cannot duplicate the capture descriptor: {e}"),
+            })?;
+        let wait = if spec.read_timeout_ms == 0 {
+            PollTimeout::NONE
+        } else {
+            PollTimeout::try_from(spec.read_timeout_ms).unwrap_or(PollTimeout::MAX)
+        };
         Ok(LiveSource {
             interface: iface.to_string(),
             cap,
+            wait_fd,
+            wait,
             link,
             supported,
             warnings,
@@ -134,6 +161,19 @@ impl LiveSource {
         self.skipped
     }
 
+    /// Waits until the descriptor is readable or the timeout passes. A
+    /// signal ends the wait early, so the caller sees its stop flag at once.
+    fn wait(fd: &OwnedFd, timeout: PollTimeout, interface: &str) -> Result<(), CaptureError> {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(e) => Err(CaptureError::Live {
+                interface: interface.to_string(),
+                detail: format!("poll: {e}"),
+            }),
+        }
+    }
+
     fn read_error(interface: &str, e: &pcap::Error) -> CaptureError {
         CaptureError::Live {
             interface: interface.to_string(),
@@ -150,7 +190,10 @@ impl FrameSource for LiveSource {
             for _ in 0..64 {
                 match self.cap.next_packet() {
                     Ok(_) => self.skipped += 1,
-                    Err(pcap::Error::TimeoutExpired) => return Ok(Next::Idle),
+                    Err(pcap::Error::TimeoutExpired) => {
+                        Self::wait(&self.wait_fd, self.wait, &self.interface)?;
+                        return Ok(Next::Idle);
+                    }
                     Err(pcap::Error::NoMorePackets) => return Ok(Next::End),
                     Err(e) => return Err(Self::read_error(&self.interface, &e)),
                 }
@@ -158,7 +201,9 @@ impl FrameSource for LiveSource {
             return Ok(Next::Idle);
         }
         let link = self.link;
-        let interface = &self.interface;
+        let (interface, wait_fd, wait) = (&self.interface, &self.wait_fd, self.wait);
+        // Idle is returned after the wait even when it ended because data
+        // arrived: reading again here would have to borrow `cap` twice.
         match self.cap.next_packet() {
             Ok(p) => {
                 #[allow(clippy::unnecessary_cast)] // time_t and suseconds_t vary by platform
@@ -173,7 +218,10 @@ impl FrameSource for LiveSource {
                     data: p.data,
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(Next::Idle),
+            Err(pcap::Error::TimeoutExpired) => {
+                Self::wait(wait_fd, wait, interface)?;
+                Ok(Next::Idle)
+            }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
             Err(e) => Err(Self::read_error(interface, &e)),
         }

@@ -3,3 +3,7 @@
 
 mod common;
 mod corpus;
+mod live;
+mod multi;
+mod synthetic;
+mod truncation;

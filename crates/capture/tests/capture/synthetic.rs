@@ -1,0 +1,252 @@
+//! Hand-built pcapng files for what the corpus lacks: big-endian sections,
+//! several sections, power-of-two and nanosecond resolutions, if_tsoffset,
+//! Simple Packet Blocks and the obsolete Packet Block.
+
+use tapsentry_capture::LinkType;
+
+use crate::common::*;
+
+pub struct Ng {
+    pub bytes: Vec<u8>,
+    be: bool,
+}
+
+impl Ng {
+    pub fn new() -> Self {
+        Ng {
+            bytes: Vec::new(),
+            be: false,
+        }
+    }
+
+    fn u16(&mut self, v: u16) {
+        let b = if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.bytes.extend_from_slice(&b);
+    }
+
+    fn u32(&mut self, v: u32) {
+        let b = if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.bytes.extend_from_slice(&b);
+    }
+
+    fn block(&mut self, block_type: u32, body: &[u8]) {
+        let padded = body.len().div_ceil(4) * 4;
+        let total = (12 + padded) as u32;
+        self.u32(block_type);
+        self.u32(total);
+        self.bytes.extend_from_slice(body);
+        self.bytes.resize(self.bytes.len() + padded - body.len(), 0);
+        self.u32(total);
+    }
+
+    fn body(&self, f: impl FnOnce(&mut Ng)) -> Vec<u8> {
+        let mut b = Ng {
+            bytes: Vec::new(),
+            be: self.be,
+        };
+        f(&mut b);
+        b.bytes
+    }
+
+    pub fn shb(&mut self, be: bool) -> &mut Self {
+        self.be = be;
+        let body = self.body(|b| {
+            b.u32(0x1a2b_3c4d);
+            b.u16(1);
+            b.u16(0);
+            b.bytes.extend_from_slice(&[0xff; 8]);
+        });
+        self.block(0x0a0d_0d0a, &body);
+        self
+    }
+
+    /// An interface with optional if_tsresol and if_tsoffset options.
+    pub fn idb(&mut self, link: u16, tsresol: Option<u8>, tsoffset: Option<i64>) -> &mut Self {
+        let be = self.be;
+        let body = self.body(|b| {
+            b.u16(link);
+            b.u16(0);
+            b.u32(262_144);
+            if let Some(r) = tsresol {
+                b.u16(9);
+                b.u16(1);
+                b.bytes.extend_from_slice(&[r, 0, 0, 0]);
+            }
+            if let Some(o) = tsoffset {
+                b.u16(14);
+                b.u16(8);
+                b.bytes
+                    .extend_from_slice(&if be { o.to_be_bytes() } else { o.to_le_bytes() });
+            }
+            b.u16(0);
+            b.u16(0);
+        });
+        self.block(1, &body);
+        self
+    }
+
+    pub fn epb(&mut self, if_id: u32, ts: u64, data: &[u8], orig: u32) -> &mut Self {
+        let body = self.body(|b| {
+            b.u32(if_id);
+            b.u32((ts >> 32) as u32);
+            b.u32(ts as u32);
+            b.u32(data.len() as u32);
+            b.u32(orig);
+            b.bytes.extend_from_slice(data);
+            b.bytes.resize(b.bytes.len().div_ceil(4) * 4, 0);
+        });
+        self.block(6, &body);
+        self
+    }
+
+    pub fn spb(&mut self, data: &[u8], orig: u32) -> &mut Self {
+        let body = self.body(|b| {
+            b.u32(orig);
+            b.bytes.extend_from_slice(data);
+        });
+        self.block(3, &body);
+        self
+    }
+
+    /// The obsolete Packet Block (type 2).
+    pub fn pb(&mut self, if_id: u16, ts: u64, data: &[u8], orig: u32) -> &mut Self {
+        let body = self.body(|b| {
+            b.u16(if_id);
+            b.u16(0);
+            b.u32((ts >> 32) as u32);
+            b.u32(ts as u32);
+            b.u32(data.len() as u32);
+            b.u32(orig);
+            b.bytes.extend_from_slice(data);
+        });
+        self.block(2, &body);
+        self
+    }
+
+    /// A block type nobody knows, to be skipped.
+    pub fn unknown(&mut self) -> &mut Self {
+        self.block(0x0bad_0001, &[1, 2, 3, 4, 5]);
+        self
+    }
+}
+
+pub fn write_temp(bytes: &[u8]) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(bytes).expect("write");
+    f.flush().expect("flush");
+    f
+}
+
+const T0: u64 = 1_700_000_000;
+
+#[test]
+fn sections_resolutions_and_packet_block_kinds() {
+    let mut ng = Ng::new();
+    ng.shb(false)
+        .idb(1, None, None) // default microseconds
+        .idb(101, Some(9), None) // nanoseconds
+        .unknown()
+        .epb(0, T0 * 1_000_000 + 250_000, b"frame-a", 60)
+        .epb(1, T0 * 1_000_000_000 + 123_456_789, b"frame-b", 7)
+        .spb(b"simple-c", 8)
+        // A new big-endian section resets the interfaces.
+        .shb(true)
+        .idb(228, Some(0x80 | 10), Some(100)) // 1/1024 s, +100 s
+        .idb(113, None, None)
+        .epb(0, 5 * 1024 + 512, b"frame-d", 7)
+        .pb(1, T0 * 1_000_000 + 1, b"old-e", 5)
+        .spb(b"simple-f-longer", 6);
+    let f = write_temp(&ng.bytes);
+    let r = read_paths(&[f.path().to_path_buf()]);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let got: Vec<(i64, u32, LinkType, &[u8])> = r
+        .frames
+        .iter()
+        .map(|s| (s.ts_micros, s.wire_len, s.link, s.data.as_slice()))
+        .collect();
+    let t0 = T0 as i64 * 1_000_000;
+    assert_eq!(
+        got,
+        vec![
+            (t0 + 250_000, 60, LinkType::ETHERNET, &b"frame-a"[..]),
+            (t0 + 123_456, 7, LinkType::RAW, &b"frame-b"[..]),
+            // No timestamp of its own: the last one seen.
+            (t0 + 123_456, 8, LinkType::ETHERNET, &b"simple-c"[..]),
+            (105_500_000, 7, LinkType::IPV4, &b"frame-d"[..]),
+            (t0 + 1, 5, LinkType::LINUX_SLL, &b"old-e"[..]),
+            // Captured bytes cut at the original length, padding dropped.
+            (t0 + 1, 6, LinkType::IPV4, &b"simple"[..]),
+        ]
+    );
+}
+
+#[test]
+fn epb_on_unsupported_interface_is_skipped_once_per_interface() {
+    let mut ng = Ng::new();
+    ng.shb(false)
+        .idb(1, None, None)
+        .idb(147, None, None)
+        .epb(1, 1, b"x", 1)
+        .epb(0, 2, b"y", 1)
+        .epb(1, 3, b"z", 1);
+    let f = write_temp(&ng.bytes);
+    let r = read_paths(&[f.path().to_path_buf()]);
+    assert_eq!(r.frames.len(), 1);
+    assert_eq!(r.skipped, 2);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0]
+        .to_string()
+        .contains("interface 1 has unsupported link type 147"));
+}
+
+#[test]
+fn epb_caplen_beyond_the_limit_is_refused_without_allocating() {
+    // A block claiming 300 MB must be refused from its header alone.
+    let mut ng = Ng::new();
+    ng.shb(false).idb(1, None, None).epb(0, 1, b"ok", 2);
+    ng.bytes.extend_from_slice(&6u32.to_le_bytes());
+    ng.bytes.extend_from_slice(&300_000_000u32.to_le_bytes());
+    ng.bytes.extend_from_slice(&[0; 64]);
+    let f = write_temp(&ng.bytes);
+    let r = read_paths(&[f.path().to_path_buf()]);
+    assert_eq!(r.frames.len(), 1);
+    assert_eq!(r.errors.len(), 1);
+    assert!(
+        r.errors[0].contains("record too large: 300000000 bytes"),
+        "{}",
+        r.errors[0]
+    );
+}
+
+#[test]
+fn modified_and_nanosecond_legacy_magic() {
+    // Little-endian nanosecond pcap, written by hand: one record.
+    let mut b = Vec::new();
+    b.extend_from_slice(&[0x4d, 0x3c, 0xb2, 0xa1]);
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&101u32.to_le_bytes());
+    b.extend_from_slice(&(T0 as u32).to_le_bytes());
+    b.extend_from_slice(&999_999_999u32.to_le_bytes());
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&40u32.to_le_bytes());
+    b.extend_from_slice(b"abc");
+    let f = write_temp(&b);
+    let r = read_paths(&[f.path().to_path_buf()]);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.frames.len(), 1);
+    assert_eq!(r.frames[0].ts_micros, T0 as i64 * 1_000_000 + 999_999);
+    assert_eq!(r.frames[0].wire_len, 40);
+    assert_eq!(r.frames[0].link, LinkType::RAW);
+}
