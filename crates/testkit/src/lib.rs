@@ -1,1 +1,30 @@
-//! placeholder crate, filled in by its own commit
+//! Test-only helpers for tapsentry: Ethernet frame builders and a pcap
+//! writer, so tests can make exactly the traffic they need.
+//!
+//! ```no_run
+//! use tapsentry_testkit::{tcp_v4, udp_v4, write_pcap, TcpFlagsSpec};
+//! use tapsentry_types::{LinkType, Timestamp};
+//!
+//! let syn = tcp_v4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 22, TcpFlagsSpec::SYN, b"");
+//! let dns = udp_v4([10, 0, 0, 1], 5353, [10, 0, 0, 53], 53, b"\x12\x34");
+//! write_pcap(
+//!     "/tmp/two.pcap".as_ref(),
+//!     LinkType::ETHERNET,
+//!     &[(Timestamp::from_micros(1_000_000), syn), (Timestamp::from_micros(1_000_500), dns)],
+//! )?;
+//! # Ok::<(), pcap::Error>(())
+//! ```
+//!
+//! Builders panic on impossible input (a payload too large for the IP
+//! length field): they are for tests, where a panic is the right report.
+//! This crate does not read captures; tests read back with
+//! `tapsentry-capture`.
+
+mod frames;
+mod writer;
+
+pub use frames::{
+    icmp_echo_v4, icmp_echo_v6, ip_proto_v4, ip_proto_v6, mac_for, tcp_v4, tcp_v4_seq, tcp_v6,
+    udp_v4, udp_v6, with_vlan, TcpFlagsSpec,
+};
+pub use writer::{write_pcap, PcapWriter};
