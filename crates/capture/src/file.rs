@@ -332,11 +332,11 @@ fn parser_error(path: &Path, packets: u64, e: &PcapError<&[u8]>) -> CaptureError
     }
 }
 
-fn read_error(path: &Path, packets: u64, file: Option<io::Error>) -> CaptureError {
+fn read_error(path: &Path, packets: u64, source: Option<io::Error>) -> CaptureError {
     CaptureError::Read {
         path: path.to_path_buf(),
         packets,
-        source: file.unwrap_or_else(|| io::Error::other("read failed")),
+        source: source.unwrap_or_else(|| io::Error::other("read failed")),
     }
 }
 
