@@ -21,10 +21,12 @@
 //! `tapsentry-capture`.
 
 mod frames;
+pub mod scenario;
 mod writer;
 
 pub use frames::{
     icmp_echo_v4, icmp_echo_v6, ip_proto_v4, ip_proto_v6, mac_for, tcp_v4, tcp_v4_seq, tcp_v6,
     udp_v4, udp_v6, with_vlan, TcpFlagsSpec,
 };
+pub use scenario::Scenario;
 pub use writer::{write_pcap, PcapWriter};
