@@ -43,7 +43,10 @@ impl DnsName {
     /// result would exceed [`DNS_NAME_MAX`].
     pub fn push(&mut self, bytes: &[u8]) -> bool {
         let start = usize::from(self.len);
-        let Some(end) = start.checked_add(bytes.len()).filter(|e| *e <= DNS_NAME_MAX) else {
+        let Some(end) = start
+            .checked_add(bytes.len())
+            .filter(|e| *e <= DNS_NAME_MAX)
+        else {
             return false;
         };
         let Some(dst) = self.buf.get_mut(start..end) else {
@@ -58,7 +61,13 @@ impl DnsName {
     pub fn to_lossy_string(&self) -> String {
         self.as_bytes()
             .iter()
-            .map(|&b| if (0x21..0x7f).contains(&b) { b as char } else { '?' })
+            .map(|&b| {
+                if (0x21..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '?'
+                }
+            })
             .collect()
     }
 }

@@ -229,12 +229,16 @@ pub struct FlowRecord {
 impl FlowRecord {
     /// Bytes client to server not carried by any earlier record of this flow.
     pub fn new_bytes_to_server(&self) -> u64 {
-        self.to_server.bytes.saturating_sub(self.reported_to_server.bytes)
+        self.to_server
+            .bytes
+            .saturating_sub(self.reported_to_server.bytes)
     }
 
     /// Bytes server to client not carried by any earlier record of this flow.
     pub fn new_bytes_to_client(&self) -> u64 {
-        self.to_client.bytes.saturating_sub(self.reported_to_client.bytes)
+        self.to_client
+            .bytes
+            .saturating_sub(self.reported_to_client.bytes)
     }
 
     /// True for the first record emitted for this flow (nothing reported before).

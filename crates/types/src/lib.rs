@@ -22,15 +22,15 @@
 //! does not parse packets, keep state, or write records.
 
 mod alert;
+mod community_id;
 mod dns;
 mod flow;
 mod time_fmt;
 
 pub use alert::{Alert, AlertBody, Category, GeoInfo, Mitre, Response};
+pub use community_id::{community_id_of_key, community_id_v1};
 pub use dns::{DnsEvent, DnsName, DNS_NAME_MAX};
-pub use flow::{
-    DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, Side, TcpFlags,
-};
+pub use flow::{DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, Side, TcpFlags};
 pub use time_fmt::Timestamp;
 
 use std::net::IpAddr;

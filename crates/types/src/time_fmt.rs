@@ -82,8 +82,14 @@ mod tests {
 
     #[test]
     fn arithmetic_saturates() {
-        assert_eq!(Timestamp::from_micros(i64::MAX).plus_secs(10).micros(), i64::MAX);
-        assert_eq!(Timestamp::from_micros(5).micros_since(Timestamp::from_micros(9)), 0);
+        assert_eq!(
+            Timestamp::from_micros(i64::MAX).plus_secs(10).micros(),
+            i64::MAX
+        );
+        assert_eq!(
+            Timestamp::from_micros(5).micros_since(Timestamp::from_micros(9)),
+            0
+        );
         assert_eq!(Timestamp::from_micros(-1).secs(), -1);
     }
 }
