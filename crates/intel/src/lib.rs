@@ -1,1 +1,92 @@
-//! placeholder crate, filled in by its own commit
+//! Read-mostly intelligence: Tor exit lists and MaxMind GeoIP databases.
+//!
+//! Both are loaded off the hot path into an immutable [`IntelSnapshot`]
+//! that workers share behind an `Arc`; a reload (SIGHUP) builds a new
+//! snapshot and swaps it in, so a broken new file never replaces a good
+//! old one. Lookups return plain values and degrade to "unknown".
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use tapsentry_intel::TorExitList;
+//!
+//! let text = "# exits\n203.0.113.7\nExitAddress 198.51.100.9 2024-03-01 10:02:13\n";
+//! let (list, report) = TorExitList::parse(text, "inline");
+//! assert_eq!(report.entries, 2);
+//! assert!(list.contains("198.51.100.9".parse::<IpAddr>().unwrap()));
+//! ```
+//!
+//! This crate does not download lists or databases, watch files, or decide
+//! what a listed address means: detectors do.
+
+mod geo;
+mod tor;
+
+pub use geo::GeoIp;
+pub use tor::{LoadReport, TorExitList, TorListFormat, MAX_LIST_BYTES};
+
+use std::path::PathBuf;
+
+/// A failure to load intel; every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum IntelError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is larger than the limit.
+    #[error("{path}: {size} bytes is over the {limit}-byte limit for a Tor exit list")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("{path}: not a text file (invalid UTF-8 at byte {offset})")]
+    NotText {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
+    /// Lines were present but none held an address.
+    #[error("{path}: no valid address in {lines} lines ({example})")]
+    NoAddresses {
+        /// The file.
+        path: PathBuf,
+        /// Non-comment lines seen.
+        lines: usize,
+        /// The first bad line and why.
+        example: String,
+    },
+    /// A MaxMind database could not be opened or is corrupt.
+    #[error("{path}: not a usable MaxMind database: {reason}")]
+    GeoDb {
+        /// The file.
+        path: PathBuf,
+        /// What the reader said.
+        reason: String,
+    },
+}
+
+/// Everything detectors look up, as of one load.
+#[derive(Default)]
+pub struct IntelSnapshot {
+    /// Tor exit addresses.
+    pub tor: TorExitList,
+    /// GeoIP databases (possibly none).
+    pub geo: GeoIp,
+}
+
+impl IntelSnapshot {
+    /// No Tor list, no GeoIP.
+    pub fn empty() -> IntelSnapshot {
+        IntelSnapshot::default()
+    }
+}

@@ -1,0 +1,160 @@
+use std::net::IpAddr;
+use std::path::Path;
+
+use maxminddb::{geoip2, Reader};
+use tapsentry_types::GeoInfo;
+
+use crate::IntelError;
+
+/// Optional MaxMind City (or Country) and ASN databases.
+#[derive(Default)]
+pub struct GeoIp {
+    city: Option<Reader<Vec<u8>>>,
+    asn: Option<Reader<Vec<u8>>>,
+}
+
+fn open(path: &Path) -> Result<Reader<Vec<u8>>, IntelError> {
+    let reader = Reader::open_readfile(path).map_err(|e| IntelError::GeoDb {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    // A database that opens but cannot answer is as useless as a missing
+    // one: probe it once now rather than fail silently on every lookup.
+    let probe = IpAddr::from([1, 1, 1, 1]);
+    match reader.lookup(probe) {
+        Ok(r) if r.has_data() => {
+            if let Err(e) = r.decode::<geoip2::City<'_>>() {
+                return Err(IntelError::GeoDb {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(IntelError::GeoDb {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+        }
+    }
+    Ok(reader)
+}
+
+impl std::fmt::Debug for GeoIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoIp")
+            .field("city", &self.city.is_some())
+            .field("asn", &self.asn.is_some())
+            .finish()
+    }
+}
+
+impl GeoIp {
+    /// Opens whichever databases are given.
+    pub fn open(city: Option<&Path>, asn: Option<&Path>) -> Result<GeoIp, IntelError> {
+        Ok(GeoIp {
+            city: city.map(open).transpose()?,
+            asn: asn.map(open).transpose()?,
+        })
+    }
+
+    /// No databases: every lookup is `None`.
+    pub fn none() -> GeoIp {
+        GeoIp::default()
+    }
+
+    /// True when at least one database is open.
+    pub fn is_configured(&self) -> bool {
+        self.city.is_some() || self.asn.is_some()
+    }
+
+    /// Country, city and AS of `ip`. `None` when no database is configured;
+    /// a `GeoInfo` with empty fields when the databases do not know it.
+    /// Errors inside a database read as "unknown", never a panic.
+    pub fn lookup(&self, ip: IpAddr) -> Option<GeoInfo> {
+        if !self.is_configured() {
+            return None;
+        }
+        let mut info = GeoInfo {
+            ip: Some(ip),
+            ..GeoInfo::default()
+        };
+        if let Some(r) = &self.city {
+            if let Ok(Some(c)) = r.lookup(ip).and_then(|l| l.decode::<geoip2::City<'_>>()) {
+                info.country = c.country.iso_code.map(str::to_string);
+                info.city = c.city.names.english.map(str::to_string);
+            }
+        }
+        if let Some(r) = &self.asn {
+            if let Ok(Some(a)) = r.lookup(ip).and_then(|l| l.decode::<geoip2::Asn<'_>>()) {
+                info.asn = a.autonomous_system_number;
+                info.as_org = a.autonomous_system_organization.map(str::to_string);
+            }
+        }
+        Some(info)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn db(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/geoip")
+            .join(name)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn test_databases_answer() {
+        let g = GeoIp::open(
+            Some(&db("GeoLite2-City-Test.mmdb")),
+            Some(&db("GeoLite2-ASN-Test.mmdb")),
+        )
+        .unwrap();
+        let gb = g.lookup(ip("81.2.69.142")).unwrap();
+        assert_eq!(gb.country.as_deref(), Some("GB"));
+        assert_eq!(gb.city.as_deref(), Some("London"));
+        assert_eq!(
+            g.lookup(ip("2001:218::1")).unwrap().country.as_deref(),
+            Some("JP")
+        );
+        assert_eq!(g.lookup(ip("1.128.0.1")).unwrap().asn, Some(1221));
+        assert_eq!(g.lookup(ip("1.0.0.1")).unwrap().asn, Some(15169));
+        let private = g.lookup(ip("10.1.2.3")).unwrap();
+        assert!(private.is_unknown());
+        assert!(GeoIp::none().lookup(ip("81.2.69.142")).is_none());
+    }
+
+    #[test]
+    fn broken_databases_fail_cleanly() {
+        for name in [
+            "GeoIP2-City-Test-Broken-Double-Format.mmdb",
+            "GeoIP2-City-Test-Invalid-Node-Count.mmdb",
+        ] {
+            match GeoIp::open(Some(&db(name)), None) {
+                Err(e) => assert!(e.to_string().contains(name), "{e}"),
+                // If it opens, lookups must not panic.
+                Ok(g) => {
+                    for a in ["81.2.69.142", "2001:218::1", "1.1.1.1", "::1"] {
+                        let _ = g.lookup(ip(a));
+                    }
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.mmdb");
+        std::fs::write(&junk, b"definitely not a maxmind database").unwrap();
+        assert!(GeoIp::open(Some(&junk), None)
+            .unwrap_err()
+            .to_string()
+            .contains("junk.mmdb"));
+    }
+}
