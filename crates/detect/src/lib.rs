@@ -1,1 +1,90 @@
-//! placeholder crate, filled in by its own commit
+//! Detectors: turn flow records and DNS events into alerts.
+//!
+//! A [`Detector`] is a plugin behind one small trait: it sees each
+//! [`FlowRecord`] (and [`DnsEvent`]) routed to its worker's shard, keeps its
+//! own per-host state, and raises alerts into a [`DetectCx`]. It does no I/O.
+//! A [`Worker`] owns one set of detectors; the pipeline runs N workers and
+//! routes each record to the shard of the inside host it is about
+//! ([`route_flow`], [`shard_for`]), so per-host state needs no lock and every
+//! host's records arrive in the same order whatever N is.
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use std::sync::Arc;
+//! use tapsentry_detect::{HomeNet, Worker, DetectConfig};
+//! use tapsentry_intel::IntelSnapshot;
+//!
+//! let home = Arc::new(HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap());
+//! let worker = Worker::new(&DetectConfig::default(), home.clone(), Arc::new(IntelSnapshot::empty()));
+//! assert!(home.contains("10.1.2.3".parse::<IpAddr>().unwrap()));
+//! assert_eq!(worker.detector_names(), vec!["tor"]);
+//! ```
+//!
+//! This crate does not read packets, own threads or write files: the sensor
+//! crate feeds workers over channels and writes what they raise.
+
+mod home;
+mod response;
+mod tor;
+mod worker;
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use tapsentry_intel::IntelSnapshot;
+use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
+
+pub use home::{HomeNet, HomeNetError};
+pub use response::block_response;
+pub use tor::{TorConfig, TorDetector};
+pub use worker::{route_flow, shard_for, Batch, Worker};
+
+/// What a detector sees besides its input: the home network, the current
+/// intel snapshot, and the buffer alerts go into.
+pub struct DetectCx<'a> {
+    /// Which addresses are inside.
+    pub home: &'a HomeNet,
+    /// Tor exits and GeoIP, as of the last reload.
+    pub intel: &'a IntelSnapshot,
+    alerts: &'a mut Vec<Alert>,
+}
+
+impl<'a> DetectCx<'a> {
+    /// A context writing into `alerts`.
+    pub fn new(home: &'a HomeNet, intel: &'a IntelSnapshot, alerts: &'a mut Vec<Alert>) -> Self {
+        DetectCx {
+            home,
+            intel,
+            alerts,
+        }
+    }
+
+    /// Raises an alert.
+    pub fn raise(&mut self, alert: Alert) {
+        self.alerts.push(alert);
+    }
+}
+
+/// One detection. Every hook but [`Detector::on_flow`] defaults to nothing.
+pub trait Detector: Send {
+    /// A short stable name (also the config section under `[detect]`).
+    fn name(&self) -> &'static str;
+
+    /// A flow record routed to this shard because it concerns `host`.
+    /// A flow between two inside hosts is seen once from each side.
+    fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>);
+
+    /// A DNS message whose client belongs to this shard.
+    fn on_dns(&mut self, _ev: &DnsEvent, _cx: &mut DetectCx<'_>) {}
+
+    /// Capture time advanced to `now` (once per batch, after its records).
+    fn on_tick(&mut self, _now: Timestamp, _cx: &mut DetectCx<'_>) {}
+}
+
+/// The `[detect]` configuration section: one sub-section per detector.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Traffic to or from listed Tor exit nodes.
+    pub tor: TorConfig,
+}

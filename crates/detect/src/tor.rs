@@ -1,0 +1,258 @@
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde_json::json;
+use tapsentry_types::{
+    community_id_v1, proto_name, Alert, AlertBody, Category, FlowRecord, FlowState, Mitre,
+};
+
+use crate::{block_response, DetectCx, Detector};
+
+/// The `[detect.tor]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TorConfig {
+    /// Alert on flows with a listed Tor exit on either side. Default true.
+    /// (The list itself is `intel.tor_exit_list`.)
+    pub enabled: bool,
+}
+
+impl Default for TorConfig {
+    fn default() -> Self {
+        TorConfig { enabled: true }
+    }
+}
+
+/// Tor exits are the last hop of a multi-hop proxy (ATT&CK T1090.003).
+const MITRE_TOR: Mitre = Mitre {
+    tactic: "TA0011",
+    technique: "T1090.003",
+};
+
+/// Alerts on any flow with a listed Tor exit node on either side.
+///
+/// Outbound (an inside host opens a connection to an exit) is
+/// `tor.exit_outbound`; inbound (an exit connects to an inside service) is
+/// `tor.exit_inbound`. Severity: inbound and answered is high (someone reached
+/// a service through Tor), outbound established is medium, attempts that were
+/// refused or never answered are low. One alert per flow, on its first record.
+pub struct TorDetector {
+    _cfg: TorConfig,
+}
+
+impl TorDetector {
+    /// A detector with the given settings.
+    pub fn new(cfg: TorConfig) -> Self {
+        TorDetector { _cfg: cfg }
+    }
+}
+
+impl Detector for TorDetector {
+    fn name(&self) -> &'static str {
+        "tor"
+    }
+
+    fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        if !rec.is_first_report() || cx.intel.tor.is_empty() {
+            return;
+        }
+        let (exit, inbound) = if host == rec.client && cx.intel.tor.contains(rec.server) {
+            (rec.server, false)
+        } else if host == rec.server && cx.intel.tor.contains(rec.client) {
+            (rec.client, true)
+        } else {
+            return;
+        };
+        // A flow between two listed exits would be seen twice; the host's own
+        // view is only about a non-listed host.
+        if cx.intel.tor.contains(host) {
+            return;
+        }
+        let answered = rec.responder_answered
+            && !matches!(rec.state, FlowState::Rejected | FlowState::Attempt);
+        let severity = match (inbound, answered) {
+            (true, true) => 1,
+            (false, true) => 2,
+            _ => 3,
+        };
+        let (signature, description) = if inbound {
+            (
+                "tor.exit_inbound",
+                format!(
+                    "Tor exit node {} connected to inside host {} on {}/{} ({}; {} packets, {} bytes in, {} bytes out)",
+                    rec.client, rec.server, proto_name(rec.proto), rec.server_port,
+                    if answered { "answered" } else { "not answered" },
+                    rec.to_server.packets + rec.to_client.packets,
+                    rec.to_server.bytes, rec.to_client.bytes,
+                ),
+            )
+        } else {
+            (
+                "tor.exit_outbound",
+                format!(
+                    "{} connected to Tor exit node {} on {}/{} ({}; {} bytes sent, {} bytes received)",
+                    rec.client, rec.server, proto_name(rec.proto), rec.server_port,
+                    if answered { "established" } else { "not answered" },
+                    rec.to_server.bytes, rec.to_client.bytes,
+                ),
+            )
+        };
+        let mut evidence = BTreeMap::new();
+        evidence.insert("tor_exit", json!(exit.to_string()));
+        evidence.insert(
+            "direction",
+            json!(if inbound { "inbound" } else { "outbound" }),
+        );
+        evidence.insert("flow_state", json!(rec.state));
+        evidence.insert("packets_to_server", json!(rec.to_server.packets));
+        evidence.insert("packets_to_client", json!(rec.to_client.packets));
+        evidence.insert("bytes_to_server", json!(rec.to_server.bytes));
+        evidence.insert("bytes_to_client", json!(rec.to_client.bytes));
+        evidence.insert("first_seen", json!(rec.first_seen));
+        evidence.insert("last_seen", json!(rec.last_seen));
+        evidence.insert("tor_list_size", json!(cx.intel.tor.len()));
+        let (src_port, dest_port) = match rec.proto {
+            6 | 17 | 132 => (Some(rec.client_port), Some(rec.server_port)),
+            _ => (None, None),
+        };
+        cx.raise(Alert {
+            // The first packet with the exit on it completes the evidence.
+            timestamp: rec.first_seen,
+            event_type: "alert",
+            src_ip: rec.client,
+            dest_ip: Some(rec.server),
+            src_port,
+            dest_port,
+            proto: Some(proto_name(rec.proto).into_owned()),
+            alert: AlertBody {
+                category: Category::Tor,
+                signature,
+                severity,
+                description,
+                mitre: MITRE_TOR,
+            },
+            evidence,
+            community_id: Some(community_id_v1(
+                rec.client,
+                rec.client_port,
+                rec.server,
+                rec.server_port,
+                rec.proto,
+                0,
+            )),
+            geo: cx.intel.geo.lookup(exit),
+            response: Some(block_response(exit)),
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::HomeNet;
+    use tapsentry_intel::{IntelSnapshot, TorExitList};
+    use tapsentry_types::{DirCounts, FlowKey, RecordKind, TcpFlags, Timestamp};
+
+    fn rec(client: &str, server: &str, state: FlowState, answered: bool) -> FlowRecord {
+        let (c, s) = (client.parse().unwrap(), server.parse().unwrap());
+        let (key, _) = FlowKey::canonical(c, 50000, s, 443, 6, 0);
+        FlowRecord {
+            key,
+            client: c,
+            client_port: 50000,
+            server: s,
+            server_port: 443,
+            proto: 6,
+            vlan: 0,
+            first_seen: Timestamp::from_micros(5_000_000),
+            last_seen: Timestamp::from_micros(9_000_000),
+            to_server: DirCounts {
+                packets: 10,
+                bytes: 2000,
+            },
+            to_client: DirCounts {
+                packets: 8,
+                bytes: 9000,
+            },
+            reported_to_server: DirCounts::default(),
+            reported_to_client: DirCounts::default(),
+            client_flags: TcpFlags(0x1b),
+            server_flags: TcpFlags(0x1b),
+            state,
+            responder_answered: answered,
+            kind: RecordKind::End(tapsentry_types::EndReason::Timeout),
+        }
+    }
+
+    fn run(host: &str, r: &FlowRecord, list: &str) -> Vec<Alert> {
+        let home = HomeNet::parse(&["10.0.0.0/8".into()]).unwrap();
+        let intel = IntelSnapshot {
+            tor: TorExitList::parse(list, "t").0,
+            ..IntelSnapshot::default()
+        };
+        let mut out = Vec::new();
+        let mut cx = DetectCx::new(&home, &intel, &mut out);
+        TorDetector::new(TorConfig::default()).on_flow(host.parse().unwrap(), r, &mut cx);
+        out
+    }
+
+    #[test]
+    fn outbound_established_is_medium() {
+        let a = run(
+            "10.0.0.5",
+            &rec("10.0.0.5", "203.0.113.50", FlowState::ClosedFin, true),
+            "203.0.113.50",
+        );
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.signature, "tor.exit_outbound");
+        assert_eq!(a[0].alert.severity, 2);
+        assert_eq!(a[0].src_ip.to_string(), "10.0.0.5");
+        assert_eq!(a[0].dest_ip.unwrap().to_string(), "203.0.113.50");
+        assert_eq!(a[0].timestamp, Timestamp::from_micros(5_000_000));
+        assert_eq!(a[0].evidence["bytes_to_client"], 9000);
+        assert!(a[0].response.as_ref().unwrap().block["nftables"].contains("203.0.113.50"));
+    }
+
+    #[test]
+    fn inbound_answered_is_high_and_refused_is_low() {
+        let a = run(
+            "10.0.0.9",
+            &rec("198.51.100.7", "10.0.0.9", FlowState::Established, true),
+            "198.51.100.7",
+        );
+        assert_eq!(
+            (a[0].alert.signature, a[0].alert.severity),
+            ("tor.exit_inbound", 1)
+        );
+        assert_eq!(a[0].src_ip.to_string(), "198.51.100.7");
+        let a = run(
+            "10.0.0.9",
+            &rec("198.51.100.7", "10.0.0.9", FlowState::Rejected, true),
+            "198.51.100.7",
+        );
+        assert_eq!(a[0].alert.severity, 3);
+        let a = run(
+            "10.0.0.5",
+            &rec("10.0.0.5", "203.0.113.50", FlowState::Attempt, false),
+            "203.0.113.50",
+        );
+        assert_eq!(a[0].alert.severity, 3);
+    }
+
+    #[test]
+    fn quiet_without_a_listed_party_or_on_later_records() {
+        let r = rec("10.0.0.5", "203.0.113.50", FlowState::Established, true);
+        assert!(run("10.0.0.5", &r, "203.0.113.51").is_empty());
+        assert!(run("10.0.0.5", &r, "").is_empty());
+        let mut later = r;
+        later.reported_to_server = DirCounts {
+            packets: 3,
+            bytes: 100,
+        };
+        assert!(run("10.0.0.5", &later, "203.0.113.50").is_empty());
+        // Seen from the exit's own side (both inside by misconfiguration): no duplicate.
+        assert!(run("203.0.113.50", &r, "203.0.113.50").is_empty());
+    }
+}
