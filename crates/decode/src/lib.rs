@@ -64,13 +64,13 @@
 //!
 //! # Fragments
 //!
-//! [`Fragment::First`] (offset 0, more-fragments set) still carries the
+//! [`Fragment::First`](tapsentry_types::Fragment::First) (offset 0, more-fragments set) still carries the
 //! transport header, so ports and flags are read, from the first four bytes
-//! when the header itself is split. [`Fragment::NonFirst`] has ports 0, flags
+//! when the header itself is split. [`Fragment::NonFirst`](tapsentry_types::Fragment::NonFirst) has ports 0, flags
 //! 0 and an empty payload, and `proto` is the protocol the fragment header
 //! names; joining it to its flow is the flow table's job. Atomic fragments
 //! (offset 0, more-fragments clear, e.g. an IPv6 fragment header alone) are
-//! [`Fragment::None`].
+//! [`Fragment::None`](tapsentry_types::Fragment::None).
 //!
 //! # ICMP keying (Community ID v1)
 //!
