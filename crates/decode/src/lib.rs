@@ -3,7 +3,7 @@
 //!
 //! [`decode`] branches on the frame's link type, walks the link layer to the
 //! IP header and slices the rest with etherparse's *lax* slicers
-//! (`LaxSlicedPacket::from_ethernet` / `from_ip`), so packets cut by a snap
+//! (`LaxSlicedPacket::from_ip`), so packets cut by a snap
 //! length still decode. It borrows the frame's bytes, allocates nothing and
 //! never panics on any input; failures are a small `Copy`
 //! [`DecodeError`] whose [`reason`](DecodeError::reason) is a stats key.
