@@ -7,36 +7,61 @@ use tapsentry_types::GeoInfo;
 use crate::IntelError;
 
 /// Optional MaxMind City (or Country) and ASN databases.
+///
+/// Each database is read whole into memory once ([`GeoIp::open`]), so a
+/// lookup does no I/O, and a file replaced on disk later does not change
+/// answers until a reload builds a new [`crate::IntelSnapshot`].
 #[derive(Default)]
 pub struct GeoIp {
     city: Option<Reader<Vec<u8>>>,
     asn: Option<Reader<Vec<u8>>>,
 }
 
-fn open(path: &Path) -> Result<Reader<Vec<u8>>, IntelError> {
-    let reader = Reader::open_readfile(path).map_err(|e| IntelError::GeoDb {
+/// Which slot a database is opened for; used to check it is the right kind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    City,
+    Asn,
+}
+
+fn geo_err(path: &Path, reason: impl std::fmt::Display) -> IntelError {
+    IntelError::GeoDb {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+        reason: reason.to_string(),
+    }
+}
+
+fn open_db(path: &Path, kind: Kind) -> Result<Reader<Vec<u8>>, IntelError> {
+    let reader = Reader::open_readfile(path).map_err(|e| geo_err(path, e))?;
+    // A swapped configuration (ASN file given as the City database or the
+    // reverse) would open fine and answer nothing forever: refuse it now.
+    let db_type = reader.metadata().database_type.to_ascii_lowercase();
+    let looks_asn = db_type.contains("asn") || db_type.contains("isp");
+    let looks_geo = db_type.contains("city") || db_type.contains("country");
+    match kind {
+        Kind::City if looks_asn && !looks_geo => {
+            return Err(geo_err(
+                path,
+                format!("it is a '{db_type}' database, expected City or Country"),
+            ))
+        }
+        Kind::Asn if looks_geo && !looks_asn => {
+            return Err(geo_err(
+                path,
+                format!("it is a '{db_type}' database, expected ASN"),
+            ))
+        }
+        _ => {}
+    }
     // A database that opens but cannot answer is as useless as a missing
     // one: probe it once now rather than fail silently on every lookup.
-    let probe = IpAddr::from([1, 1, 1, 1]);
-    match reader.lookup(probe) {
-        Ok(r) if r.has_data() => {
-            if let Err(e) = r.decode::<geoip2::City<'_>>() {
-                return Err(IntelError::GeoDb {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                });
-            }
-        }
-        Ok(_) => {}
-        Err(e) => {
-            return Err(IntelError::GeoDb {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })
-        }
+    for probe in [IpAddr::from([1, 1, 1, 1]), IpAddr::from([8, 8, 8, 8])] {
+        let found = reader.lookup(probe).map_err(|e| geo_err(path, e))?;
+        let decoded = match kind {
+            Kind::City => found.decode::<geoip2::City<'_>>().map(|_| ()),
+            Kind::Asn => found.decode::<geoip2::Asn<'_>>().map(|_| ()),
+        };
+        decoded.map_err(|e| geo_err(path, e))?;
     }
     Ok(reader)
 }
@@ -51,11 +76,12 @@ impl std::fmt::Debug for GeoIp {
 }
 
 impl GeoIp {
-    /// Opens whichever databases are given.
+    /// Opens whichever databases are given. A file that is missing, not a
+    /// MaxMind database, corrupt, or of the wrong kind is an error naming it.
     pub fn open(city: Option<&Path>, asn: Option<&Path>) -> Result<GeoIp, IntelError> {
         Ok(GeoIp {
-            city: city.map(open).transpose()?,
-            asn: asn.map(open).transpose()?,
+            city: city.map(|p| open_db(p, Kind::City)).transpose()?,
+            asn: asn.map(|p| open_db(p, Kind::Asn)).transpose()?,
         })
     }
 
@@ -70,24 +96,38 @@ impl GeoIp {
     }
 
     /// Country, city and AS of `ip`. `None` when no database is configured;
-    /// a `GeoInfo` with empty fields when the databases do not know it.
-    /// Errors inside a database read as "unknown", never a panic.
+    /// a `GeoInfo` with `ip` set and the unknown fields `None` when the
+    /// databases do not know the address. Errors inside a database (a
+    /// corrupt record, an IPv6 address in an IPv4-only file) read as
+    /// "unknown", never a panic.
     pub fn lookup(&self, ip: IpAddr) -> Option<GeoInfo> {
         if !self.is_configured() {
             return None;
         }
+        // An IPv4-mapped IPv6 address is the IPv4 host: look that up, so
+        // IPv4-only databases answer too.
+        let key = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
         let mut info = GeoInfo {
             ip: Some(ip),
             ..GeoInfo::default()
         };
         if let Some(r) = &self.city {
-            if let Ok(Some(c)) = r.lookup(ip).and_then(|l| l.decode::<geoip2::City<'_>>()) {
-                info.country = c.country.iso_code.map(str::to_string);
+            if let Ok(Some(c)) = r.lookup(key).and_then(|l| l.decode::<geoip2::City<'_>>()) {
+                // Where the address is located; failing that (anycast,
+                // satellite), the country it is registered to.
+                info.country = c
+                    .country
+                    .iso_code
+                    .or(c.registered_country.iso_code)
+                    .map(str::to_string);
                 info.city = c.city.names.english.map(str::to_string);
             }
         }
         if let Some(r) = &self.asn {
-            if let Ok(Some(a)) = r.lookup(ip).and_then(|l| l.decode::<geoip2::Asn<'_>>()) {
+            if let Ok(Some(a)) = r.lookup(key).and_then(|l| l.decode::<geoip2::Asn<'_>>()) {
                 info.asn = a.autonomous_system_number;
                 info.as_org = a.autonomous_system_organization.map(str::to_string);
             }

@@ -57,9 +57,19 @@ fn normalise(ip: IpAddr) -> IpAddr {
 }
 
 impl TorExitList {
-    /// Parses list text in either format; `source` names it in messages.
+    /// Parses list text in either format, or a mix of both.
+    ///
+    /// `#` starts a comment (whole line or trailing); blank lines and
+    /// surrounding whitespace (including CR of CRLF files and a leading
+    /// byte-order mark) are ignored. In the exit-addresses format only
+    /// `ExitAddress` lines carry an address; `ExitNode`, `Published` and
+    /// `LastStatus` are known and skipped. Any other line is a bad line,
+    /// reported with its number. `source` names the text for the caller's
+    /// own messages; the report itself carries line numbers only.
     pub fn parse(text: &str, source: &str) -> (TorExitList, LoadReport) {
+        // Kept in the signature so file and in-memory callers read alike.
         let _ = source;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut addrs = HashSet::new();
         let mut report = LoadReport::default();
         let (mut plain, mut doc) = (false, false);
@@ -73,22 +83,17 @@ impl TorExitList {
             let parsed = if first == "ExitAddress" {
                 doc = true;
                 match words.next() {
-                    Some(a) => a
-                        .parse::<IpAddr>()
-                        .map_err(|_| format!("'{a}' is not an IP address")),
+                    Some(a) => parse_addr(a),
                     None => Err("ExitAddress without an address".to_string()),
                 }
             } else if EXIT_DOC_KEYWORDS.contains(&first) {
                 doc = true;
                 continue;
             } else if words.next().is_some() {
-                Err(format!("'{}' is not one address", truncate(line)))
+                Err(format!("{} is not one address", quoted(line)))
             } else {
                 plain = true;
-                // Allow the bracketed IPv6 form some lists use.
-                let a = first.trim_start_matches('[').trim_end_matches(']');
-                a.parse::<IpAddr>()
-                    .map_err(|_| format!("'{}' is not an IP address", truncate(first)))
+                parse_addr(first)
             };
             match parsed {
                 Ok(ip) => {
@@ -184,8 +189,33 @@ impl TorExitList {
     }
 }
 
-fn truncate(s: &str) -> String {
-    s.chars().take(60).collect()
+/// One address, bare or in the bracketed IPv6 form some lists use.
+fn parse_addr(word: &str) -> Result<IpAddr, String> {
+    let bare = word
+        .strip_prefix('[')
+        .and_then(|w| w.strip_suffix(']'))
+        .unwrap_or(word);
+    bare.parse::<IpAddr>()
+        .map_err(|_| format!("{} is not an IP address", quoted(word)))
+}
+
+/// A piece of a hostile file, made safe to print: at most 60 characters,
+/// control characters escaped (no terminal escapes reach an operator).
+fn quoted(s: &str) -> String {
+    let mut out = String::from("'");
+    for (n, c) in s.chars().enumerate() {
+        if n == 60 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
 }
 
 #[cfg(test)]

@@ -1,1 +1,346 @@
-fn main() {}
+//! The `tapsentry` command line: parse, open, run, map failures to exit codes
+//! (0 success, 2 usage or configuration, 1 runtime).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tapsentry::config::SensorConfig;
+use tapsentry::control::{load_intel, SignalThread};
+use tapsentry::pipeline::{Control, Mode, Pipeline, Speed};
+use tapsentry_capture::{drop_privileges, FileSource, FrameSource, LiveSource, LiveSpec};
+use tapsentry_output::JsonlSink;
+
+#[derive(Parser)]
+#[command(
+    name = "tapsentry",
+    version,
+    about = "Network security sensor: finds scans, lateral movement and data exfiltration in packets from a SPAN/tap port or pcap files",
+    after_help = "Alerts are JSON lines (one per finding). Exit status: 0 success, 2 usage or configuration error, 1 runtime error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay pcap/pcapng files, in the order given, as one continuous capture.
+    Replay {
+        /// Configuration file (default: the embedded default, equal to sensor.toml.example).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Alert log path, overriding output.alert_log; "-" writes to stdout.
+        #[arg(long, value_name = "PATH")]
+        alerts: Option<String>,
+        /// max (default), realtime, or a factor such as 10 (ten times real time). Alerts do not depend on it.
+        #[arg(long, value_name = "SPEED", default_value = "max", value_parser = parse_speed)]
+        speed: Speed,
+        /// Detector worker threads, overriding pipeline.workers. Alerts do not depend on it.
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+        /// Flow log path, overriding output.flow_log.
+        #[arg(long, value_name = "PATH")]
+        flows: Option<String>,
+        /// Stats log path, overriding output.stats_log.
+        #[arg(long, value_name = "PATH")]
+        stats: Option<String>,
+        /// Tor exit list, overriding intel.tor_exit_list (e.g. a snapshot from the day of the capture).
+        #[arg(long, value_name = "FILE")]
+        tor_exit_list: Option<PathBuf>,
+        /// Capture files (pcap or pcapng, any supported link type).
+        #[arg(required = true, value_name = "PCAP")]
+        pcaps: Vec<PathBuf>,
+    },
+    /// Capture live on a SPAN/tap interface until SIGINT or SIGTERM.
+    Run {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Interface, overriding capture.interface.
+        #[arg(long, value_name = "IFACE")]
+        interface: Option<String>,
+        /// Alert log path, overriding output.alert_log; "-" writes to stdout.
+        #[arg(long, value_name = "PATH")]
+        alerts: Option<String>,
+        /// Detector worker threads, overriding pipeline.workers.
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+        /// Flow log path, overriding output.flow_log.
+        #[arg(long, value_name = "PATH")]
+        flows: Option<String>,
+        /// Stats log path, overriding output.stats_log.
+        #[arg(long, value_name = "PATH")]
+        stats: Option<String>,
+        /// Tor exit list, overriding intel.tor_exit_list (e.g. a snapshot from the day of the capture).
+        #[arg(long, value_name = "FILE")]
+        tor_exit_list: Option<PathBuf>,
+    },
+    /// Validate a configuration file: exit 0, or print every problem and exit 2.
+    CheckConfig {
+        /// The file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn parse_speed(s: &str) -> Result<Speed, String> {
+    match s {
+        "max" => Ok(Speed::Max),
+        "realtime" => Ok(Speed::Factor(1.0)),
+        f => match f.parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 => Ok(Speed::Factor(x)),
+            _ => Err(format!("'{f}' is not max, realtime or a positive factor")),
+        },
+    }
+}
+
+/// A failure and its exit status.
+enum Failure {
+    /// Exit 2: the command line or the configuration is wrong.
+    Config(String),
+    /// Exit 1: a capture, log or permission problem at run time.
+    Runtime(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::CheckConfig { file } => check_config(&file),
+        Cmd::Replay {
+            config,
+            alerts,
+            speed,
+            workers,
+            flows,
+            stats,
+            tor_exit_list,
+            pcaps,
+        } => {
+            let o = Overrides {
+                alerts,
+                workers,
+                flows,
+                stats,
+                tor_exit_list,
+            };
+            replay(config, o, speed, &pcaps)
+        }
+        Cmd::Run {
+            config,
+            interface,
+            alerts,
+            workers,
+            flows,
+            stats,
+            tor_exit_list,
+        } => {
+            let o = Overrides {
+                alerts,
+                workers,
+                flows,
+                stats,
+                tor_exit_list,
+            };
+            run_live(config, interface, o)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(msg)) => {
+            eprintln!("tapsentry: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> Result<(), Failure> {
+    let cfg = SensorConfig::load(file).map_err(|e| Failure::Config(e.to_string()))?;
+    match load_intel(&cfg.intel) {
+        Ok((_, warnings)) => {
+            for w in warnings {
+                eprintln!("{}: warning: {w}", file.display());
+            }
+        }
+        Err(e) => return Err(Failure::Config(format!("{}: {e}", file.display()))),
+    }
+    eprintln!("{}: OK", file.display());
+    Ok(())
+}
+
+/// Command-line flags that override configuration keys.
+struct Overrides {
+    alerts: Option<String>,
+    workers: Option<usize>,
+    flows: Option<String>,
+    stats: Option<String>,
+    tor_exit_list: Option<PathBuf>,
+}
+
+fn load_config(path: Option<&PathBuf>, o: &mut Overrides) -> Result<SensorConfig, Failure> {
+    let mut cfg = match path {
+        Some(p) => SensorConfig::load(p),
+        None => SensorConfig::embedded_default(),
+    }
+    .map_err(|e| Failure::Config(e.to_string()))?;
+    if let Some(a) = o.alerts.take() {
+        cfg.output.alert_log = a;
+    }
+    if let Some(f) = o.flows.take() {
+        cfg.output.flow_log = f;
+    }
+    if let Some(s) = o.stats.take() {
+        cfg.output.stats_log = s;
+    }
+    if let Some(t) = o.tor_exit_list.take() {
+        cfg.intel.tor_exit_list = t;
+    }
+    if let Some(w) = o.workers {
+        if !(1..=64).contains(&w) {
+            return Err(Failure::Config(format!(
+                "--workers {w}: must be between 1 and 64"
+            )));
+        }
+        cfg.pipeline.workers = w;
+    }
+    Ok(cfg)
+}
+
+struct Outputs {
+    alerts: JsonlSink,
+    flows: Option<JsonlSink>,
+    stats: Option<JsonlSink>,
+}
+
+fn open_outputs(cfg: &SensorConfig) -> Result<Outputs, Failure> {
+    let open = |p: &str| JsonlSink::open(p).map_err(|e| Failure::Runtime(e.to_string()));
+    let o = &cfg.output;
+    Ok(Outputs {
+        alerts: open(&o.alert_log)?,
+        flows: (!o.flow_log.is_empty())
+            .then(|| open(&o.flow_log))
+            .transpose()?,
+        stats: (!o.stats_log.is_empty())
+            .then(|| open(&o.stats_log))
+            .transpose()?,
+    })
+}
+
+fn prepare(cfg: &SensorConfig) -> Result<Control, Failure> {
+    let (intel, warnings) = load_intel(&cfg.intel).map_err(Failure::Config)?;
+    for w in warnings {
+        eprintln!("tapsentry: warning: {w}");
+    }
+    Ok(Control::new(intel))
+}
+
+fn replay(
+    config: Option<PathBuf>,
+    mut o: Overrides,
+    speed: Speed,
+    pcaps: &[PathBuf],
+) -> Result<(), Failure> {
+    let cfg = load_config(config.as_ref(), &mut o)?;
+    let control = prepare(&cfg)?;
+    let source = FileSource::open(pcaps).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let out = open_outputs(&cfg)?;
+    let signals = SignalThread::start(control.clone(), cfg.intel.clone())
+        .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+    let pipeline = Pipeline {
+        cfg,
+        mode: Mode::Replay(speed),
+        source: Box::new(source) as Box<dyn FrameSource>,
+        alerts: out.alerts,
+        flows: out.flows,
+        stats: out.stats,
+    };
+    let report = pipeline.run(&control);
+    signals.stop();
+    let report = report.map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+    summarise(&report);
+    finish(report)
+}
+
+fn run_live(
+    config: Option<PathBuf>,
+    interface: Option<String>,
+    mut o: Overrides,
+) -> Result<(), Failure> {
+    let cfg = load_config(config.as_ref(), &mut o)?;
+    let control = prepare(&cfg)?;
+    let c = &cfg.capture;
+    let spec = LiveSpec {
+        interface: interface.unwrap_or_else(|| c.interface.clone()),
+        promiscuous: c.promiscuous,
+        snaplen: c.snaplen,
+        buffer_size_bytes: c.buffer_size_mb.saturating_mul(1 << 20),
+        read_timeout_ms: c.read_timeout_ms,
+        bpf_filter: (!c.bpf_filter.is_empty()).then(|| c.bpf_filter.clone()),
+        immediate: false,
+    };
+    let source = LiveSource::open(&spec).map_err(|e| Failure::Runtime(e.to_string()))?;
+    // Logs are opened while still privileged (e.g. /var/log/tapsentry).
+    let out = open_outputs(&cfg)?;
+    if !c.drop_privileges_user.is_empty() {
+        drop_privileges(&c.drop_privileges_user).map_err(|e| Failure::Runtime(e.to_string()))?;
+    }
+    let signals = SignalThread::start(control.clone(), cfg.intel.clone())
+        .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+    eprintln!(
+        "tapsentry: capturing on {} (SIGINT/SIGTERM to stop, SIGHUP to reload)",
+        spec.interface
+    );
+    let pipeline = Pipeline {
+        cfg,
+        mode: Mode::Live,
+        source: Box::new(source) as Box<dyn FrameSource>,
+        alerts: out.alerts,
+        flows: out.flows,
+        stats: out.stats,
+    };
+    let report = pipeline.run(&control);
+    signals.stop();
+    let report = report.map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+    summarise(&report);
+    finish(report)
+}
+
+fn summarise(r: &tapsentry::pipeline::RunReport) {
+    let s = &r.stats;
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let bytes = s["capture"]["wire_bytes"].as_u64().unwrap_or(0);
+    let decode_errors = s["capture"]["decode_errors_total"].as_u64().unwrap_or(0);
+    eprintln!(
+        "tapsentry: {} packets ({:.1} MB) in {:.2} s ({:.0} packets/s); {} flows; {} alerts written, {} suppressed; {} packets not decoded {}",
+        r.packets,
+        bytes as f64 / 1e6,
+        secs,
+        r.packets as f64 / secs,
+        s["flows"]["created"].as_u64().unwrap_or(0),
+        r.alerts_written,
+        s["alerts"]["suppressed"].as_u64().unwrap_or(0),
+        decode_errors,
+        if decode_errors > 0 { s["capture"]["decode_errors"].to_string() } else { String::new() },
+    );
+}
+
+fn finish(r: tapsentry::pipeline::RunReport) -> Result<(), Failure> {
+    if let Some(f) = r.fatal {
+        return Err(Failure::Runtime(f));
+    }
+    match r.capture_errors.as_slice() {
+        [] => Ok(()),
+        [one] => Err(Failure::Runtime(one.clone())),
+        [first, rest @ ..] => {
+            for e in rest {
+                eprintln!("tapsentry: error: {e}");
+            }
+            Err(Failure::Runtime(first.clone()))
+        }
+    }
+}

@@ -254,7 +254,10 @@ mod tests {
         r.bump(1);
         r.bump(7);
         assert_eq!(r.total(), 2);
-        assert_eq!(serde_json::to_string(&r).ok().as_deref(), Some(r#"{"b":2}"#));
+        assert_eq!(
+            serde_json::to_string(&r).ok().as_deref(),
+            Some(r#"{"b":2}"#)
+        );
     }
 
     #[test]

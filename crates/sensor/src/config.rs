@@ -1,0 +1,421 @@
+//! The sensor's configuration: one TOML file, one section per crate.
+//!
+//! Unknown keys are errors naming their full path; `check-config` reports
+//! every problem at once (syntax, unknown keys, wrong types, bad values).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tapsentry_detect::{DetectConfig, HomeNet};
+use tapsentry_flow::FlowConfig;
+
+/// The embedded default configuration: the example file, byte for byte.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../sensor.toml.example");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SensorConfig {
+    /// `[network]`: what is inside.
+    #[serde(default)]
+    pub network: NetworkConfig,
+    /// `[capture]`: live capture settings.
+    #[serde(default)]
+    pub capture: CaptureConfig,
+    /// `[flow]`: the flow table.
+    #[serde(default)]
+    pub flow: FlowConfig,
+    /// `[pipeline]`: threads and queues.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// `[intel]`: Tor exit list and GeoIP databases.
+    #[serde(default)]
+    pub intel: IntelConfig,
+    /// `[output]`: logs.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// `[detect]`: per-detector settings.
+    #[serde(default)]
+    pub detect: DetectConfig,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// CIDR networks that are inside. Default: RFC 1918, RFC 6598? no: the
+    /// RFC 1918 ranges and IPv6 ULA `fd00::/8`.
+    pub home_net: Vec<String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            home_net: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// `[capture]`: used by `tapsentry run`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Interface to capture on (overridden by `--interface`). Default `eth0`.
+    pub interface: String,
+    /// Put the interface in promiscuous mode. Default true (a SPAN port
+    /// delivers other hosts' frames).
+    pub promiscuous: bool,
+    /// Bytes captured per packet. Volumes are counted from IP headers, so a
+    /// short snap length does not change them. Default 262144 (libpcap's).
+    pub snaplen: u32,
+    /// Kernel capture buffer in MiB. Default 64.
+    pub buffer_size_mb: u32,
+    /// Read timeout in milliseconds: how long a read waits before the
+    /// capture thread checks for shutdown and advances time. Default 100.
+    pub read_timeout_ms: u32,
+    /// BPF filter applied in the kernel; empty for none. Default "".
+    pub bpf_filter: String,
+    /// When started as root, switch to this user once the capture handle is
+    /// open; empty keeps root. Default "".
+    pub drop_privileges_user: String,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            interface: "eth0".into(),
+            promiscuous: true,
+            snaplen: 262_144,
+            buffer_size_mb: 64,
+            read_timeout_ms: 100,
+            bpf_filter: String::new(),
+            drop_privileges_user: String::new(),
+        }
+    }
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Detector worker threads (per-host state is sharded across them).
+    /// Default 2.
+    pub workers: usize,
+    /// Batches queued per detector worker. Replay waits when full; live
+    /// drops and counts. Default 64.
+    pub worker_queue: usize,
+    /// Messages queued for the alert writer. Default 1024.
+    pub writer_queue: usize,
+    /// Capture-time seconds between flow sweeps (expiry, interim records).
+    /// Default 1.
+    pub sweep_interval_secs: u32,
+    /// DNS events buffered between sweeps before live capture drops them.
+    /// Default 65536.
+    pub max_pending_dns: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 2,
+            worker_queue: 64,
+            writer_queue: 1024,
+            sweep_interval_secs: 1,
+            max_pending_dns: 65_536,
+        }
+    }
+}
+
+/// `[intel]`. Every path is optional: `""` turns it off, and a file that
+/// does not exist is a warning (it may be installed later; SIGHUP reloads).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntelConfig {
+    /// Tor exit list (one address a line, or Tor's exit-addresses format).
+    /// Reloaded on SIGHUP. Default `/var/lib/tapsentry/tor-exits.txt`.
+    pub tor_exit_list: PathBuf,
+    /// MaxMind City (or Country) database. Default
+    /// `/usr/share/GeoIP/GeoLite2-City.mmdb`.
+    pub geoip_city: PathBuf,
+    /// MaxMind ASN database. Default `/usr/share/GeoIP/GeoLite2-ASN.mmdb`.
+    pub geoip_asn: PathBuf,
+}
+
+impl Default for IntelConfig {
+    fn default() -> Self {
+        IntelConfig {
+            tor_exit_list: "/var/lib/tapsentry/tor-exits.txt".into(),
+            geoip_city: "/usr/share/GeoIP/GeoLite2-City.mmdb".into(),
+            geoip_asn: "/usr/share/GeoIP/GeoLite2-ASN.mmdb".into(),
+        }
+    }
+}
+
+/// `Some(path)` unless the configured path is empty (turned off).
+pub fn configured(p: &Path) -> Option<&Path> {
+    (!p.as_os_str().is_empty()).then_some(p)
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Alert log (JSON lines); `-` for stdout. Overridden by `--alerts`.
+    pub alert_log: String,
+    /// Flow log, one record per ended flow; empty for none. Default "".
+    pub flow_log: String,
+    /// Stats log (`event_type: "stats"`); empty for none. Default "".
+    pub stats_log: String,
+    /// Seconds (wall clock) between stats records. Default 60.
+    pub stats_interval_secs: u64,
+    /// Repeats of one finding (signature, src_ip, dest_ip) within this many
+    /// seconds of capture time write no new line. Default 3600.
+    pub suppression_window_secs: u64,
+    /// Findings remembered for suppression (memory bound). Default 100000.
+    pub suppression_max_entries: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            alert_log: "/var/log/tapsentry/alerts.jsonl".into(),
+            flow_log: String::new(),
+            stats_log: String::new(),
+            stats_interval_secs: 60,
+            suppression_window_secs: 3600,
+            suppression_max_entries: 100_000,
+        }
+    }
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblems {
+    /// The file (or "embedded default").
+    pub source: String,
+    /// One line per problem, each naming the key.
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", self.source, p)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigProblems {}
+
+impl SensorConfig {
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Result<SensorConfig, ConfigProblems> {
+        SensorConfig::parse(DEFAULT_CONFIG_TOML, "embedded default configuration")
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<SensorConfig, ConfigProblems> {
+        let source = path.display().to_string();
+        let text = std::fs::read(path).map_err(|e| ConfigProblems {
+            source: source.clone(),
+            problems: vec![format!("cannot read: {e}")],
+        })?;
+        let text = String::from_utf8(text).map_err(|_| ConfigProblems {
+            source: source.clone(),
+            problems: vec!["not UTF-8 text".into()],
+        })?;
+        SensorConfig::parse(&text, &source)
+    }
+
+    /// Parses and validates TOML text, collecting every problem: it
+    /// removes each offending key and parses again, so one run names them all.
+    pub fn parse(text: &str, source: &str) -> Result<SensorConfig, ConfigProblems> {
+        let fail = |problems| ConfigProblems {
+            source: source.to_string(),
+            problems,
+        };
+        let mut table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => return Err(fail(vec![one_line(&e.to_string())])),
+        };
+        let mut problems = Vec::new();
+        // Each round removes one bad key; bounded by the keys in the file.
+        for _ in 0..256 {
+            let de = toml::Value::Table(table.clone());
+            match serde_path_to_error::deserialize::<_, SensorConfig>(de) {
+                Ok(cfg) => {
+                    problems.extend(cfg.problems());
+                    return if problems.is_empty() {
+                        Ok(cfg)
+                    } else {
+                        Err(fail(problems))
+                    };
+                }
+                Err(e) => {
+                    let path: Vec<String> = e
+                        .path()
+                        .iter()
+                        .map(|s| s.to_string().trim_matches('?').to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    let inner = e.into_inner().to_string();
+                    // serde_path_to_error's path already ends with an
+                    // unknown field's name; make sure of it either way.
+                    let mut path = path;
+                    if let Some(field) = unknown_field(&inner) {
+                        if path.last().map(String::as_str) != Some(field) {
+                            path.push(field.to_string());
+                        }
+                    }
+                    let key_path = path.join(".");
+                    let removed = remove_key(&mut table, &path);
+                    let msg = if unknown_field(&inner).is_some() {
+                        format!("unknown key '{key_path}'")
+                    } else {
+                        format!("key '{key_path}': {}", one_line(&inner))
+                    };
+                    problems.push(msg);
+                    if !removed {
+                        return Err(fail(problems));
+                    }
+                }
+            }
+        }
+        Err(fail(problems))
+    }
+
+    /// Problems with values that parse but make no sense.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(e) = HomeNet::parse(&self.network.home_net) {
+            p.push(format!("key 'network.home_net': {e}"));
+        }
+        if self.network.home_net.is_empty() {
+            p.push("key 'network.home_net': must list at least one network".into());
+        }
+        for (k, msg) in self.flow.problems() {
+            p.push(format!("key '{k}': {msg}"));
+        }
+        let pl = &self.pipeline;
+        if !(1..=64).contains(&pl.workers) {
+            p.push(format!(
+                "key 'pipeline.workers': {} is not between 1 and 64",
+                pl.workers
+            ));
+        }
+        if pl.worker_queue == 0 {
+            p.push("key 'pipeline.worker_queue': must be at least 1".into());
+        }
+        if pl.writer_queue == 0 {
+            p.push("key 'pipeline.writer_queue': must be at least 1".into());
+        }
+        if pl.sweep_interval_secs == 0 || pl.sweep_interval_secs > 60 {
+            p.push("key 'pipeline.sweep_interval_secs': must be between 1 and 60".into());
+        }
+        if self.output.alert_log.trim().is_empty() {
+            p.push("key 'output.alert_log': must not be empty (use \"-\" for stdout)".into());
+        }
+        if self.output.stats_interval_secs == 0 {
+            p.push("key 'output.stats_interval_secs': must be at least 1".into());
+        }
+        if self.output.suppression_max_entries == 0 {
+            p.push("key 'output.suppression_max_entries': must be at least 1".into());
+        }
+        let c = &self.capture;
+        if c.snaplen < 64 {
+            p.push(format!("key 'capture.snaplen': {} is below 64 bytes, too short for IP and transport headers", c.snaplen));
+        }
+        if c.read_timeout_ms == 0 || c.read_timeout_ms > 10_000 {
+            p.push("key 'capture.read_timeout_ms': must be between 1 and 10000".into());
+        }
+        if c.buffer_size_mb == 0 || c.buffer_size_mb > 4096 {
+            p.push("key 'capture.buffer_size_mb': must be between 1 and 4096".into());
+        }
+        p
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The field name in serde's "unknown field `x`, expected ..." message.
+fn unknown_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// Removes the key at `path` from the table; false when it is not there
+/// (then no progress is possible and parsing stops).
+fn remove_key(table: &mut toml::Table, path: &[String]) -> bool {
+    match path {
+        [] => false,
+        [last] => table.remove(last).is_some(),
+        [first, rest @ ..] => match table.get_mut(first) {
+            Some(toml::Value::Table(t)) => remove_key(t, rest),
+            Some(toml::Value::Array(a)) => {
+                // A bad element of an array: drop the whole array key.
+                let _ = a;
+                table.remove(first).is_some()
+            }
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_and_equals_code_defaults_where_documented() {
+        let cfg = SensorConfig::embedded_default().unwrap();
+        assert_eq!(cfg.flow, FlowConfig::default());
+        assert_eq!(cfg.pipeline, PipelineConfig::default());
+        assert_eq!(cfg.capture, CaptureConfig::default());
+        assert_eq!(cfg.network, NetworkConfig::default());
+        assert_eq!(cfg.output, OutputConfig::default());
+        assert_eq!(cfg.detect, DetectConfig::default());
+        assert_eq!(cfg.intel, IntelConfig::default());
+    }
+
+    #[test]
+    fn every_unknown_key_is_named_at_once() {
+        let text = "[network]\nhome_nets = []\n[flow]\nmax_flow = 3\n[flow.timeouts]\ntcp_nwe = 5\n[bogus]\nx = 1\n";
+        let e = SensorConfig::parse(text, "t.toml").unwrap_err();
+        let all = e.to_string();
+        for k in [
+            "network.home_nets",
+            "flow.max_flow",
+            "flow.timeouts.tcp_nwe",
+            "bogus",
+        ] {
+            assert!(all.contains(&format!("unknown key '{k}'")), "{all}");
+        }
+        assert_eq!(e.problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_values_are_named() {
+        let text = "[flow]\nmax_flows = \"many\"\n[pipeline]\nworkers = 0\n[network]\nhome_net = [\"10.0.0.0/40\"]\n";
+        let e = SensorConfig::parse(text, "t.toml").unwrap_err();
+        let all = e.to_string();
+        assert!(all.contains("key 'flow.max_flows'"), "{all}");
+        assert!(all.contains("key 'pipeline.workers'"), "{all}");
+        assert!(all.contains("10.0.0.0/40"), "{all}");
+    }
+
+    #[test]
+    fn syntax_error_is_one_line() {
+        let e = SensorConfig::parse("[flow\nmax_flows=1", "t.toml").unwrap_err();
+        assert_eq!(e.problems.len(), 1);
+        assert!(!e.problems[0].contains('\n'));
+    }
+}

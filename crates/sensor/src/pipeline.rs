@@ -1,0 +1,1119 @@
+//! The running sensor: threads, channels and the order they stop in.
+//!
+//! ```text
+//!            frames            Tick(now, dns)          Batch (per shard)        Alerts(epoch)
+//!  source ──> cap-rx ─────────────────────────> flow-sweep ──────────────> det-0..N ─────────────> alert-out ──> alert log
+//!  (file or   decode, fragments,   bounded(1)   sweep/drain the  bounded     detectors, one   bounded   sort per epoch,
+//!   libpcap)  flow-table ingest,   replay waits  flow table,     (worker_    shard of hosts   (writer_  suppress, write,
+//!             DNS summaries        for the ack   route records   queue)      each             queue)    flow log
+//!                                                         └──────────── Flows(ended) ─────────────────────┘
+//!  side threads: signals (SIGINT/SIGTERM stop, SIGHUP reload + reopen), stats (stats log every interval)
+//! ```
+//!
+//! Time is capture time throughout. In replay the capture thread hands each
+//! tick to the sweeper and waits for its ack before reading on, every worker
+//! receives every epoch (even empty), and the writer orders alerts within an
+//! epoch before writing: one capture gives byte-identical alert logs at any
+//! speed and any worker count. Live, nothing waits: full queues drop and the
+//! drop is counted by reason.
+
+use std::collections::BTreeMap;
+use std::mem;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use serde::Serialize;
+use serde_json::json;
+use tapsentry_capture::{CaptureWarning, FrameSource, KernelStats, Next};
+use tapsentry_decode::{decode, dns, DecodeError};
+use tapsentry_detect::{route_flow, shard_for, Batch, HomeNet, Worker};
+use tapsentry_flow::{FlowCounters, FlowTable, FragmentTracker};
+use tapsentry_intel::IntelSnapshot;
+use tapsentry_output::{JsonlSink, Suppressor};
+use tapsentry_telemetry::{DropReason, Drops, LatencyHist, LatencySummary, ReasonCounts};
+use tapsentry_types::{
+    community_id_v1, proto_name, Alert, Category, DnsEvent, FlowRecord, Fragment, RecordKind,
+    Timestamp,
+};
+
+use crate::config::SensorConfig;
+
+/// How fast a replay reads its files. The result never depends on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// As fast as possible.
+    Max,
+    /// Paced by packet timestamps, `factor` times real time (1.0 = realtime).
+    Factor(f64),
+}
+
+/// Replay (deterministic, lossless) or live (never blocks capture).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// Files: backpressure waits, alerts are ordered per epoch.
+    Replay(Speed),
+    /// An interface: full queues drop and count.
+    Live,
+}
+
+/// The intel snapshot every worker reads, swapped whole on SIGHUP.
+pub struct IntelHandle {
+    current: RwLock<Arc<IntelSnapshot>>,
+    generation: AtomicU64,
+}
+
+impl IntelHandle {
+    /// A handle holding `snap`.
+    pub fn new(snap: IntelSnapshot) -> IntelHandle {
+        IntelHandle {
+            current: RwLock::new(Arc::new(snap)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<IntelSnapshot> {
+        self.current
+            .read()
+            .map(|g| Arc::clone(&g))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Replaces the snapshot; workers pick it up before their next batch.
+    pub fn replace(&self, snap: IntelSnapshot) {
+        let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *g = Arc::new(snap);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// What the signal thread can ask of a running pipeline.
+#[derive(Clone)]
+pub struct Control {
+    /// Set on SIGINT/SIGTERM: stop capture, flush everything, exit.
+    pub stop: Arc<AtomicBool>,
+    /// Bumped on SIGHUP: the writer and stats threads reopen their files.
+    pub reopen: Arc<AtomicU64>,
+    /// The intel snapshot, replaced on SIGHUP.
+    pub intel: Arc<IntelHandle>,
+}
+
+impl Control {
+    /// A control block around an initial intel snapshot.
+    pub fn new(intel: IntelSnapshot) -> Control {
+        Control {
+            stop: Arc::new(AtomicBool::new(false)),
+            reopen: Arc::new(AtomicU64::new(0)),
+            intel: Arc::new(IntelHandle::new(intel)),
+        }
+    }
+}
+
+/// Counters of the capture thread, published a batch at a time.
+#[derive(Debug, Clone)]
+struct CaptureStats {
+    packets: u64,
+    wire_bytes: u64,
+    ip_bytes: u64,
+    decode_errors: ReasonCounts,
+    dns_messages: u64,
+    dns_errors: ReasonCounts,
+    fragments_unattributed: u64,
+    fragments_not_remembered: u64,
+    first_ts: Option<Timestamp>,
+    last_ts: Timestamp,
+    kernel: Option<KernelStats>,
+    packet_time: LatencyHist,
+}
+
+impl CaptureStats {
+    fn new() -> Self {
+        CaptureStats {
+            packets: 0,
+            wire_bytes: 0,
+            ip_bytes: 0,
+            decode_errors: ReasonCounts::new(&DecodeError::ALL_REASONS),
+            dns_messages: 0,
+            dns_errors: ReasonCounts::new(&dns::DnsError::ALL_REASONS),
+            fragments_unattributed: 0,
+            fragments_not_remembered: 0,
+            first_ts: None,
+            last_ts: Timestamp::ZERO,
+            kernel: None,
+            packet_time: LatencyHist::new(),
+        }
+    }
+}
+
+/// Counters of the alert writer.
+#[derive(Debug, Clone, Default)]
+struct WriterStats {
+    written: u64,
+    suppressed: u64,
+    by_category: BTreeMap<&'static str, u64>,
+    flow_records_logged: u64,
+    alert_latency: LatencyHist,
+    write_error: Option<String>,
+}
+
+/// Counters every thread publishes into, read by the stats thread.
+struct SharedStats {
+    capture: Mutex<CaptureStats>,
+    writer: Mutex<WriterStats>,
+    drops: Drops,
+    started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The outcome of a run, for the summary and the exit status.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The final stats record (also written to the stats log).
+    pub stats: serde_json::Value,
+    /// Packets read.
+    pub packets: u64,
+    /// Alerts written.
+    pub alerts_written: u64,
+    /// Capture problems that did not stop the run but make it exit 1
+    /// (a corrupt or unreadable file among several).
+    pub capture_errors: Vec<String>,
+    /// A fatal problem (e.g. the alert log became unwritable).
+    pub fatal: Option<String>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+enum SweepMsg {
+    Tick { now: Timestamp, dns: Vec<DnsEvent> },
+    Final { now: Timestamp, dns: Vec<DnsEvent> },
+}
+
+struct WorkerMsg {
+    batch: Batch,
+    emitted: Instant,
+}
+
+enum WriterMsg {
+    Alerts {
+        epoch: u64,
+        alerts: Vec<Alert>,
+        emitted: Instant,
+    },
+    Flows(Vec<FlowRecord>),
+}
+
+/// Everything a run needs, opened by the caller (so open errors are
+/// reported before any thread starts).
+pub struct Pipeline {
+    /// The validated configuration.
+    pub cfg: SensorConfig,
+    /// Replay or live.
+    pub mode: Mode,
+    /// The frame source, already open.
+    pub source: Box<dyn FrameSource>,
+    /// The alert log, already open.
+    pub alerts: JsonlSink,
+    /// The flow log, if configured, already open.
+    pub flows: Option<JsonlSink>,
+    /// The stats log, if configured, already open.
+    pub stats: Option<JsonlSink>,
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .with_context(|| format!("cannot start thread {name}"))
+}
+
+fn join<T>(h: JoinHandle<T>) -> Result<T> {
+    let name = h.thread().name().unwrap_or("?").to_string();
+    h.join().map_err(|_| anyhow!("thread {name} panicked"))
+}
+
+impl Pipeline {
+    /// Runs until the source ends (replay) or `control.stop` is set, then
+    /// flushes every live flow through the detectors and returns.
+    pub fn run(self, control: &Control) -> Result<RunReport> {
+        let Pipeline {
+            cfg,
+            mode,
+            source,
+            alerts,
+            flows,
+            stats,
+        } = self;
+        let workers = cfg.pipeline.workers.max(1);
+        let home = Arc::new(
+            HomeNet::parse(&cfg.network.home_net).map_err(|e| anyhow!("network.home_net: {e}"))?,
+        );
+        let table = Arc::new(FlowTable::new(cfg.flow.clone()));
+        let shared = Arc::new(SharedStats {
+            capture: Mutex::new(CaptureStats::new()),
+            writer: Mutex::new(WriterStats::default()),
+            drops: Drops::default(),
+            started: Instant::now(),
+        });
+        let live = mode == Mode::Live;
+        let flow_log_on = flows.is_some();
+
+        let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
+        let (ack_tx, ack_rx) = bounded::<Vec<DnsEvent>>(1);
+        let (writer_tx, writer_rx) = bounded::<WriterMsg>(cfg.pipeline.writer_queue);
+        let mut worker_txs = Vec::with_capacity(workers);
+        let mut worker_handles = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let (tx, rx) = bounded::<WorkerMsg>(cfg.pipeline.worker_queue);
+            worker_txs.push(tx);
+            let mut worker = Worker::new(&cfg.detect, Arc::clone(&home), control.intel.current());
+            let intel = Arc::clone(&control.intel);
+            let out = writer_tx.clone();
+            let shared = Arc::clone(&shared);
+            worker_handles.push(spawn(&format!("det-{i}"), move || {
+                detector_loop(&mut worker, &rx, &out, &intel, &shared, live)
+            })?);
+        }
+        let sweep_tx_writer = flow_log_on.then(|| writer_tx.clone());
+        drop(writer_tx);
+
+        let writer = {
+            let shared = Arc::clone(&shared);
+            let reopen = Arc::clone(&control.reopen);
+            let suppressor = Suppressor::new(
+                cfg.output.suppression_window_secs,
+                cfg.output.suppression_max_entries,
+            );
+            spawn("alert-out", move || {
+                writer_loop(
+                    writer_rx, alerts, flows, suppressor, workers, !live, &reopen, &shared,
+                )
+            })?
+        };
+
+        let sweeper = {
+            let table = Arc::clone(&table);
+            let home = Arc::clone(&home);
+            let shared = Arc::clone(&shared);
+            spawn("flow-sweep", move || {
+                sweep_loop(
+                    &tick_rx,
+                    &ack_tx,
+                    &table,
+                    &home,
+                    worker_txs,
+                    sweep_tx_writer,
+                    &shared,
+                    live,
+                )
+            })?
+        };
+
+        let (stats_stop_tx, stats_stop_rx) = bounded::<()>(1);
+        let stats_thread = match stats {
+            Some(sink) => {
+                let shared = Arc::clone(&shared);
+                let table = Arc::clone(&table);
+                let reopen = Arc::clone(&control.reopen);
+                let every = Duration::from_secs(cfg.output.stats_interval_secs.max(1));
+                Some(spawn("stats", move || {
+                    stats_loop(sink, &stats_stop_rx, every, &shared, &table, &reopen)
+                })?)
+            }
+            None => None,
+        };
+
+        let capture = {
+            let table = Arc::clone(&table);
+            let shared = Arc::clone(&shared);
+            let stop = Arc::clone(&control.stop);
+            let pcfg = cfg.pipeline.clone();
+            let max_fragments = cfg.flow.max_fragments;
+            spawn("cap-rx", move || {
+                capture_loop(
+                    source,
+                    &table,
+                    &tick_tx,
+                    &ack_rx,
+                    &shared,
+                    &stop,
+                    mode,
+                    &pcfg,
+                    max_fragments,
+                )
+            })?
+        };
+
+        // Upstream to downstream: each stage ends when its input disconnects.
+        let capture_errors = join(capture)?;
+        join(sweeper)?;
+        for h in worker_handles {
+            join(h)?;
+        }
+        let (alerts_sink, mut stats_sink) = (join(writer)?, None::<JsonlSink>);
+        drop(alerts_sink);
+        drop(stats_stop_tx);
+        if let Some(h) = stats_thread {
+            stats_sink = Some(join(h)?);
+        }
+        let stats = stats_record(&shared, &table.counters());
+        if let Some(sink) = stats_sink.as_mut() {
+            sink.write_record(&stats)
+                .with_context(|| format!("cannot write stats log {}", sink.path()))?;
+        }
+        let cap = lock(&shared.capture);
+        let w = lock(&shared.writer);
+        Ok(RunReport {
+            packets: cap.packets,
+            alerts_written: w.written,
+            capture_errors,
+            fatal: w.write_error.clone(),
+            elapsed: shared.started.elapsed(),
+            stats,
+        })
+    }
+}
+
+/// Capture-time tick boundaries are aligned to the interval, so the sweep
+/// points depend only on packet timestamps.
+fn next_boundary(ts: Timestamp, interval_s: u32) -> Timestamp {
+    let step = i64::from(interval_s.max(1)) * 1_000_000;
+    Timestamp::from_micros((ts.micros().div_euclid(step) + 1).saturating_mul(step))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn capture_loop(
+    mut source: Box<dyn FrameSource>,
+    table: &FlowTable,
+    tick_tx: &Sender<SweepMsg>,
+    ack_rx: &Receiver<Vec<DnsEvent>>,
+    shared: &SharedStats,
+    stop: &AtomicBool,
+    mode: Mode,
+    pcfg: &crate::config::PipelineConfig,
+    max_fragments: usize,
+) -> Vec<String> {
+    let live = mode == Mode::Live;
+    let mut st = CaptureStats::new();
+    let mut frags = FragmentTracker::new(max_fragments);
+    let mut dns_buf: Vec<DnsEvent> = Vec::with_capacity(1024);
+    let mut spare: Vec<DnsEvent> = Vec::with_capacity(1024);
+    let mut next_tick: Option<Timestamp> = None;
+    let mut errors = Vec::new();
+    let pace = match mode {
+        Mode::Replay(Speed::Factor(f)) if f > 0.0 => Some(f),
+        _ => None,
+    };
+    let mut pace_origin: Option<(Timestamp, Instant)> = None;
+
+    // Sends a tick. Replay: wait for the sweep to finish, so flow expiry
+    // never races with ingest. Live: skip if the sweeper is busy.
+    let tick = |now: Timestamp, dns_buf: &mut Vec<DnsEvent>, spare: &mut Vec<DnsEvent>| -> bool {
+        if live {
+            match tick_tx.try_send(SweepMsg::Tick {
+                now,
+                dns: mem::take(dns_buf),
+            }) {
+                Ok(()) => {
+                    mem::swap(dns_buf, spare);
+                    true
+                }
+                Err(TrySendError::Full(SweepMsg::Tick { dns, .. })) => {
+                    *dns_buf = dns;
+                    true
+                }
+                Err(_) => false,
+            }
+        } else {
+            let dns = mem::replace(dns_buf, mem::take(spare));
+            if tick_tx.send(SweepMsg::Tick { now, dns }).is_err() {
+                return false;
+            }
+            match ack_rx.recv() {
+                Ok(v) => {
+                    *spare = v;
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    };
+
+    let mut n: u64 = 0;
+    loop {
+        // One relaxed load per 256 packets at full speed; a paced replay
+        // sleeps between packets, so it checks every time.
+        if (n & 255 == 0 || pace.is_some()) && stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let next = match source.next_frame() {
+            Ok(next) => next,
+            Err(e) => {
+                errors.push(e.to_string());
+                break;
+            }
+        };
+        match next {
+            Next::End => break,
+            Next::Idle => {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                // A quiet link: live packet times are the wall clock, so the
+                // wall clock advances capture time until the next packet.
+                let now = wall_now().max(st.last_ts);
+                if next_tick.is_some_and(|t| now >= t) {
+                    if !tick(now, &mut dns_buf, &mut spare) {
+                        break;
+                    }
+                    next_tick = Some(next_boundary(now, pcfg.sweep_interval_secs));
+                }
+                st.kernel = source.kernel_stats();
+                take_warnings(source.as_mut(), &mut errors);
+                publish(&mut st, shared);
+                continue;
+            }
+            Next::Frame(frame) => {
+                n += 1;
+                if let Some(factor) = pace {
+                    pace_to(frame.ts, factor, &mut pace_origin, stop);
+                }
+                let t0 = (n & 63 == 0).then(Instant::now);
+                st.packets += 1;
+                st.wire_bytes += u64::from(frame.wire_len);
+                if frame.ts > st.last_ts {
+                    st.last_ts = frame.ts;
+                }
+                if st.first_ts.is_none() {
+                    st.first_ts = Some(frame.ts);
+                }
+                match decode(&frame) {
+                    Ok(mut m) => {
+                        st.ip_bytes += u64::from(m.ip_len);
+                        if m.fragment != Fragment::None {
+                            frags.resolve(&mut m);
+                        }
+                        table.ingest(&m);
+                        if m.is_dns_port()
+                            && !m.payload.is_empty()
+                            && !matches!(m.fragment, Fragment::NonFirst { .. })
+                        {
+                            let parsed = if m.proto == 6 {
+                                dns::parse_tcp_segment(m.payload)
+                            } else {
+                                dns::parse_message(m.payload)
+                            };
+                            match parsed {
+                                Ok(d) => {
+                                    st.dns_messages += 1;
+                                    if dns_buf.len() < pcfg.max_pending_dns {
+                                        let (client, server, client_port) = if d.is_response {
+                                            (m.dst, m.src, m.dst_port)
+                                        } else {
+                                            (m.src, m.dst, m.src_port)
+                                        };
+                                        dns_buf.push(DnsEvent {
+                                            ts: m.ts,
+                                            client,
+                                            server,
+                                            client_port,
+                                            proto: m.proto,
+                                            id: d.id,
+                                            is_response: d.is_response,
+                                            qname: d.qname,
+                                            qtype: d.qtype,
+                                            rcode: d.rcode,
+                                            answers: d.answers,
+                                            msg_len: d.msg_len,
+                                        });
+                                    } else {
+                                        shared.drops.add(DropReason::DnsBufferFull, 1);
+                                    }
+                                }
+                                Err(e) => st.dns_errors.bump(e.index()),
+                            }
+                        }
+                    }
+                    Err(e) => st.decode_errors.bump(e.index()),
+                }
+                if let Some(t0) = t0 {
+                    st.packet_time
+                        .record_ns(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                }
+                let due = match next_tick {
+                    None => {
+                        next_tick = Some(next_boundary(st.last_ts, pcfg.sweep_interval_secs));
+                        false
+                    }
+                    Some(t) => st.last_ts >= t,
+                };
+                // Replay must not drop evicted-flow records: sweep early when
+                // they pile up (live drops them in the table, counted).
+                if due || (!live && table.needs_sweep()) {
+                    if !tick(st.last_ts, &mut dns_buf, &mut spare) {
+                        break;
+                    }
+                    next_tick = Some(next_boundary(st.last_ts, pcfg.sweep_interval_secs));
+                }
+                if n & 4095 == 0 {
+                    take_warnings(source.as_mut(), &mut errors);
+                    publish(&mut st, shared);
+                }
+            }
+        }
+    }
+    take_warnings(source.as_mut(), &mut errors);
+    st.fragments_unattributed = frags.unattributed();
+    st.fragments_not_remembered = frags.not_remembered();
+    st.kernel = source.kernel_stats();
+    publish(&mut st, shared);
+    let _ = tick_tx.send(SweepMsg::Final {
+        now: st.last_ts,
+        dns: dns_buf,
+    });
+    errors
+}
+
+/// Prints warnings as they come; keeps file errors for the exit status.
+fn take_warnings(source: &mut dyn FrameSource, errors: &mut Vec<String>) {
+    for w in source.warnings() {
+        match w {
+            CaptureWarning::FileError { message } => {
+                eprintln!("tapsentry: warning: {message}; continuing with the next file");
+                errors.push(message);
+            }
+            other => eprintln!("tapsentry: warning: {other}"),
+        }
+    }
+}
+
+fn wall_now() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_secs_nanos(
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        d.subsec_nanos(),
+    )
+}
+
+/// Sleeps so that packet `ts` is handed on `factor` times faster than it
+/// was captured, in slices short enough to notice a stop request. Only
+/// pacing; no result depends on it.
+fn pace_to(
+    ts: Timestamp,
+    factor: f64,
+    origin: &mut Option<(Timestamp, Instant)>,
+    stop: &AtomicBool,
+) {
+    let (t0, w0) = *origin.get_or_insert((ts, Instant::now()));
+    let capture_us = ts.micros_since(t0) as f64 / factor;
+    let target = w0 + Duration::from_micros(capture_us.min(1e15) as u64);
+    loop {
+        let now = Instant::now();
+        if target <= now || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        thread::sleep((target - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Copies the capture thread's counters out and moves its latency samples
+/// into the shared histogram (so samples are never counted twice).
+fn publish(st: &mut CaptureStats, shared: &SharedStats) {
+    let mut g = lock(&shared.capture);
+    g.packet_time.merge(&st.packet_time);
+    st.packet_time.reset();
+    g.packets = st.packets;
+    g.wire_bytes = st.wire_bytes;
+    g.ip_bytes = st.ip_bytes;
+    g.decode_errors.copy_from(&st.decode_errors);
+    g.dns_messages = st.dns_messages;
+    g.dns_errors.copy_from(&st.dns_errors);
+    g.fragments_unattributed = st.fragments_unattributed;
+    g.fragments_not_remembered = st.fragments_not_remembered;
+    g.first_ts = st.first_ts;
+    g.last_ts = st.last_ts;
+    g.kernel = st.kernel;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sweep_loop(
+    tick_rx: &Receiver<SweepMsg>,
+    ack_tx: &Sender<Vec<DnsEvent>>,
+    table: &FlowTable,
+    home: &HomeNet,
+    worker_txs: Vec<Sender<WorkerMsg>>,
+    flow_log: Option<Sender<WriterMsg>>,
+    shared: &SharedStats,
+    live: bool,
+) {
+    let mut recs: Vec<FlowRecord> = Vec::new();
+    let mut epoch = 0u64;
+    loop {
+        let (now, mut dns, last) = match tick_rx.recv() {
+            Ok(SweepMsg::Tick { now, dns }) => (now, dns, false),
+            Ok(SweepMsg::Final { now, dns }) => (now, dns, true),
+            // The capture thread is gone without saying goodbye: flush anyway.
+            Err(_) => (Timestamp::ZERO, Vec::new(), true),
+        };
+        recs.clear();
+        if last {
+            table.drain(&mut recs);
+        } else {
+            table.sweep(now, &mut recs);
+        }
+        dispatch(
+            now,
+            &dns,
+            &recs,
+            home,
+            &worker_txs,
+            flow_log.as_ref(),
+            shared,
+            live,
+            &mut epoch,
+        );
+        if last {
+            break;
+        }
+        dns.clear();
+        if !live && ack_tx.send(dns).is_err() {
+            break;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    now: Timestamp,
+    dns: &[DnsEvent],
+    recs: &[FlowRecord],
+    home: &HomeNet,
+    worker_txs: &[Sender<WorkerMsg>],
+    flow_log: Option<&Sender<WriterMsg>>,
+    shared: &SharedStats,
+    live: bool,
+    epoch: &mut u64,
+) {
+    if dns.is_empty() && recs.is_empty() {
+        return;
+    }
+    *epoch += 1;
+    let emitted = Instant::now();
+    let n = worker_txs.len();
+    let mut batches: Vec<Batch> = (0..n)
+        .map(|_| Batch {
+            epoch: *epoch,
+            now,
+            ..Batch::default()
+        })
+        .collect();
+    for ev in dns {
+        if let Some(b) = batches.get_mut(shard_for(ev.client, n)) {
+            b.dns.push(*ev);
+        }
+    }
+    for rec in recs {
+        for host in route_flow(rec, home).into_iter().flatten() {
+            if let Some(b) = batches.get_mut(shard_for(host, n)) {
+                b.flows.push((host, *rec));
+            }
+        }
+    }
+    for (tx, batch) in worker_txs.iter().zip(batches) {
+        if live {
+            let items = (batch.dns.len() + batch.flows.len()) as u64;
+            if let Err(TrySendError::Full(_)) = tx.try_send(WorkerMsg { batch, emitted }) {
+                shared.drops.add(DropReason::DetectorQueueFull, items);
+            }
+        } else {
+            let _ = tx.send(WorkerMsg { batch, emitted });
+        }
+    }
+    if let Some(tx) = flow_log {
+        let ended: Vec<FlowRecord> = recs
+            .iter()
+            .filter(|r| matches!(r.kind, RecordKind::End(_)))
+            .copied()
+            .collect();
+        if !ended.is_empty() {
+            let count = ended.len() as u64;
+            if live {
+                if let Err(TrySendError::Full(_)) = tx.try_send(WriterMsg::Flows(ended)) {
+                    shared.drops.add(DropReason::FlowLogQueueFull, count);
+                }
+            } else {
+                let _ = tx.send(WriterMsg::Flows(ended));
+            }
+        }
+    }
+}
+
+fn detector_loop(
+    worker: &mut Worker,
+    rx: &Receiver<WorkerMsg>,
+    out: &Sender<WriterMsg>,
+    intel: &IntelHandle,
+    shared: &SharedStats,
+    live: bool,
+) {
+    let mut seen_generation = intel.generation();
+    for msg in rx {
+        let g = intel.generation();
+        if g != seen_generation {
+            worker.set_intel(intel.current());
+            seen_generation = g;
+        }
+        let mut alerts = Vec::new();
+        worker.process(&msg.batch, &mut alerts);
+        let m = WriterMsg::Alerts {
+            epoch: msg.batch.epoch,
+            alerts,
+            emitted: msg.emitted,
+        };
+        if live {
+            if let Err(TrySendError::Full(WriterMsg::Alerts { alerts, .. })) = out.try_send(m) {
+                shared
+                    .drops
+                    .add(DropReason::AlertQueueFull, alerts.len() as u64);
+            }
+        } else if out.send(m).is_err() {
+            break;
+        }
+    }
+}
+
+/// A total order on alerts, so an epoch's alerts are written the same way
+/// whichever worker raised them first.
+fn alert_order(a: &Alert, b: &Alert) -> std::cmp::Ordering {
+    (
+        a.timestamp,
+        a.alert.signature,
+        a.src_ip,
+        a.dest_ip,
+        a.src_port,
+        a.dest_port,
+        &a.alert.description,
+    )
+        .cmp(&(
+            b.timestamp,
+            b.alert.signature,
+            b.src_ip,
+            b.dest_ip,
+            b.src_port,
+            b.dest_port,
+            &b.alert.description,
+        ))
+}
+
+struct Writer {
+    alerts: JsonlSink,
+    flows: Option<JsonlSink>,
+    suppressor: Suppressor,
+}
+
+impl Writer {
+    fn write_alerts(&mut self, mut alerts: Vec<Alert>, emitted: Instant, stats: &mut WriterStats) {
+        alerts.sort_by(alert_order);
+        for a in alerts {
+            if !self.suppressor.admit(&a) {
+                stats.suppressed += 1;
+                continue;
+            }
+            match self.alerts.write_record(&a) {
+                Ok(()) => {
+                    stats.written += 1;
+                    *stats
+                        .by_category
+                        .entry(a.alert.category.as_str())
+                        .or_default() += 1;
+                    stats
+                        .alert_latency
+                        .record_ns(u64::try_from(emitted.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                }
+                Err(e) => {
+                    if stats.write_error.is_none() {
+                        eprintln!("tapsentry: error: {e}");
+                        stats.write_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_flows(&mut self, recs: &[FlowRecord], stats: &mut WriterStats) {
+        let Some(sink) = self.flows.as_mut() else {
+            return;
+        };
+        for r in recs {
+            match sink.write_record(&FlowLogRecord::from(r)) {
+                Ok(()) => stats.flow_records_logged += 1,
+                Err(e) => {
+                    if stats.write_error.is_none() {
+                        eprintln!("tapsentry: error: {e}");
+                        stats.write_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn writer_loop(
+    rx: Receiver<WriterMsg>,
+    alerts: JsonlSink,
+    flows: Option<JsonlSink>,
+    suppressor: Suppressor,
+    workers: usize,
+    ordered: bool,
+    reopen: &AtomicU64,
+    shared: &SharedStats,
+) -> JsonlSink {
+    let mut w = Writer {
+        alerts,
+        flows,
+        suppressor,
+    };
+    let mut st = WriterStats::default();
+    let mut seen_reopen = reopen.load(Ordering::Acquire);
+    // epoch -> (workers reported, alerts, earliest emit time)
+    let mut pending: BTreeMap<u64, (usize, Vec<Alert>, Instant)> = BTreeMap::new();
+    let mut next_epoch = 1u64;
+    loop {
+        let msg = rx.recv_timeout(Duration::from_millis(200));
+        let r = reopen.load(Ordering::Acquire);
+        if r != seen_reopen {
+            seen_reopen = r;
+            for sink in std::iter::once(&mut w.alerts).chain(w.flows.as_mut()) {
+                if let Err(e) = sink.reopen() {
+                    eprintln!("tapsentry: error: {e}");
+                    st.write_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+        match msg {
+            Ok(WriterMsg::Alerts {
+                epoch,
+                alerts,
+                emitted,
+            }) => {
+                if ordered {
+                    let e = pending.entry(epoch).or_insert((0, Vec::new(), emitted));
+                    e.0 += 1;
+                    e.1.extend(alerts);
+                    while pending.get(&next_epoch).is_some_and(|e| e.0 >= workers) {
+                        if let Some((_, a, t)) = pending.remove(&next_epoch) {
+                            w.write_alerts(a, t, &mut st);
+                        }
+                        next_epoch += 1;
+                    }
+                } else {
+                    w.write_alerts(alerts, emitted, &mut st);
+                }
+            }
+            Ok(WriterMsg::Flows(recs)) => w.write_flows(&recs, &mut st),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        publish_writer(&mut st, shared);
+    }
+    // Epochs a worker never completed (it died): write what arrived, in order.
+    for (_, (_, a, t)) in mem::take(&mut pending) {
+        w.write_alerts(a, t, &mut st);
+    }
+    publish_writer(&mut st, shared);
+    w.alerts
+}
+
+fn publish_writer(st: &mut WriterStats, shared: &SharedStats) {
+    let mut g = lock(&shared.writer);
+    g.written = st.written;
+    g.suppressed = st.suppressed;
+    g.by_category.clone_from(&st.by_category);
+    g.flow_records_logged = st.flow_records_logged;
+    g.alert_latency.merge(&st.alert_latency);
+    st.alert_latency.reset();
+    if g.write_error.is_none() {
+        g.write_error.clone_from(&st.write_error);
+    }
+}
+
+fn stats_loop(
+    mut sink: JsonlSink,
+    stop: &Receiver<()>,
+    every: Duration,
+    shared: &SharedStats,
+    table: &FlowTable,
+    reopen: &AtomicU64,
+) -> JsonlSink {
+    let mut seen_reopen = reopen.load(Ordering::Acquire);
+    loop {
+        match stop.recv_timeout(every) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return sink,
+        }
+        let r = reopen.load(Ordering::Acquire);
+        if r != seen_reopen {
+            seen_reopen = r;
+            if let Err(e) = sink.reopen() {
+                eprintln!("tapsentry: error: {e}");
+            }
+        }
+        if let Err(e) = sink.write_record(&stats_record(shared, &table.counters())) {
+            eprintln!("tapsentry: error: {e}");
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatsLatency {
+    packet_processing: LatencySummary,
+    flow_end_to_alert: LatencySummary,
+}
+
+/// The stats record: counters, drops by reason and latency percentiles.
+fn stats_record(shared: &SharedStats, flows: &FlowCounters) -> serde_json::Value {
+    let cap = lock(&shared.capture).clone();
+    let w = lock(&shared.writer).clone();
+    let mut by_category = serde_json::Map::new();
+    for c in Category::ALL {
+        by_category.insert(
+            c.as_str().into(),
+            json!(w.by_category.get(c.as_str()).copied().unwrap_or(0)),
+        );
+    }
+    let kernel_dropped = cap.kernel.map_or(0, |k| k.dropped + k.if_dropped);
+    json!({
+        "timestamp": wall_now(),
+        "event_type": "stats",
+        "uptime_secs": shared.started.elapsed().as_secs_f64(),
+        "capture_time": {
+            "first": cap.first_ts,
+            "last": cap.last_ts,
+        },
+        "capture": {
+            "packets": cap.packets,
+            "wire_bytes": cap.wire_bytes,
+            "ip_bytes": cap.ip_bytes,
+            "decode_errors": cap.decode_errors,
+            "decode_errors_total": cap.decode_errors.total(),
+            "dns_messages": cap.dns_messages,
+            "dns_errors": cap.dns_errors,
+            "fragments_unattributed": cap.fragments_unattributed,
+            "fragments_not_remembered": cap.fragments_not_remembered,
+            "kernel": cap.kernel.map(|k| json!({"received": k.received, "dropped": k.dropped, "if_dropped": k.if_dropped})),
+        },
+        "flows": flows,
+        "drops": {
+            "kernel": kernel_dropped,
+            "queues": &shared.drops,
+            "flow_records": flows.records_dropped,
+        },
+        "alerts": {
+            "written": w.written,
+            "suppressed": w.suppressed,
+            "by_category": by_category,
+        },
+        "flow_log_records": w.flow_records_logged,
+        "latency": StatsLatency {
+            packet_processing: cap.packet_time.summary(),
+            flow_end_to_alert: w.alert_latency.summary(),
+        },
+    })
+}
+
+/// One ended flow in the flow log (field names follow Suricata's EVE flow
+/// records where they overlap).
+#[derive(Serialize)]
+struct FlowLogRecord {
+    timestamp: Timestamp,
+    event_type: &'static str,
+    src_ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_port: Option<u16>,
+    dest_ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_port: Option<u16>,
+    proto: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    vlan: u16,
+    community_id: String,
+    flow: FlowLogBody,
+}
+
+#[derive(Serialize)]
+struct FlowLogBody {
+    start: Timestamp,
+    end: Timestamp,
+    pkts_toserver: u64,
+    pkts_toclient: u64,
+    bytes_toserver: u64,
+    bytes_toclient: u64,
+    state: tapsentry_types::FlowState,
+    reason: tapsentry_types::EndReason,
+    answered: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    tcp_flags_ts: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    tcp_flags_tc: String,
+}
+
+fn is_zero(v: &u16) -> bool {
+    *v == 0
+}
+
+impl From<&FlowRecord> for FlowLogRecord {
+    fn from(r: &FlowRecord) -> Self {
+        let ports = matches!(r.proto, 6 | 17 | 132);
+        FlowLogRecord {
+            timestamp: r.last_seen,
+            event_type: "flow",
+            src_ip: r.client,
+            src_port: ports.then_some(r.client_port),
+            dest_ip: r.server,
+            dest_port: ports.then_some(r.server_port),
+            proto: proto_name(r.proto).into_owned(),
+            vlan: r.vlan,
+            community_id: community_id_v1(
+                r.client,
+                r.client_port,
+                r.server,
+                r.server_port,
+                r.proto,
+                0,
+            ),
+            flow: FlowLogBody {
+                start: r.first_seen,
+                end: r.last_seen,
+                pkts_toserver: r.to_server.packets,
+                pkts_toclient: r.to_client.packets,
+                bytes_toserver: r.to_server.bytes,
+                bytes_toclient: r.to_client.bytes,
+                state: r.state,
+                reason: match r.kind {
+                    RecordKind::End(reason) => reason,
+                    RecordKind::Interim => tapsentry_types::EndReason::Shutdown,
+                },
+                answered: r.responder_answered,
+                tcp_flags_ts: r.client_flags.letters(),
+                tcp_flags_tc: r.server_flags.letters(),
+            },
+        }
+    }
+}

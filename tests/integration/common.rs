@@ -1,0 +1,91 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tapsentry"))
+}
+
+/// A file of the shared capture corpus (`../shared/pcaps` beside the checkout).
+pub fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/pcaps")
+        .join(rel)
+}
+
+/// A file in this repository.
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Runs the binary with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run tapsentry")
+}
+
+/// Replays `pcaps` with extra `args`, writing alerts and stats into `dir`;
+/// returns (output, alerts, final stats record).
+pub fn replay(dir: &Path, args: &[&str], pcaps: &[&Path]) -> (Output, Vec<Value>, Value) {
+    let alerts = dir.join("alerts.jsonl");
+    let stats = dir.join("stats.jsonl");
+    let _ = std::fs::remove_file(&alerts);
+    let _ = std::fs::remove_file(&stats);
+    let mut cmd = Command::new(bin());
+    cmd.arg("replay")
+        .arg("--alerts")
+        .arg(&alerts)
+        .arg("--stats")
+        .arg(&stats)
+        .args(args);
+    for p in pcaps {
+        cmd.arg(p);
+    }
+    let out = cmd.output().expect("run tapsentry");
+    let alerts = read_jsonl(&alerts);
+    let stats = read_jsonl(&stats).pop().unwrap_or(Value::Null);
+    (out, alerts, stats)
+}
+
+/// Every line of a JSON-lines file, parsed (each must be a complete object).
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// `(packets, bytes)` as capinfos reports them (bytes = sum of original
+/// frame lengths, capinfos' "data size").
+pub fn capinfos(path: &Path) -> Option<(u64, u64)> {
+    let out = Command::new("capinfos")
+        .args(["-T", "-m", "-r", "-c", "-d"])
+        .arg(path)
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(_) => {
+            assert!(
+                std::env::var_os("TAPSENTRY_SKIP_TSHARK").is_some(),
+                "capinfos not found: install tshark (apt-get install tshark), or set TAPSENTRY_SKIP_TSHARK=1"
+            );
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?;
+    let cols: Vec<&str> = line.split(',').collect();
+    let packets = cols.get(1)?.trim().parse().ok()?;
+    let bytes = cols.get(2)?.split_whitespace().next()?.parse().ok()?;
+    Some((packets, bytes))
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,0 +1,76 @@
+//! The example configuration, the embedded default and check-config.
+
+use crate::common::{repo, run, stderr};
+
+#[test]
+fn example_config_checks_ok() {
+    let out = run(&[
+        "check-config",
+        repo("sensor.toml.example").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("OK"));
+}
+
+#[test]
+fn embedded_default_is_the_example() {
+    let example = std::fs::read_to_string(repo("sensor.toml.example")).unwrap();
+    assert_eq!(example, tapsentry::config::DEFAULT_CONFIG_TOML);
+}
+
+#[test]
+fn check_config_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[network]\nhome_net = [\"10.0.0.0/99\"]\n[flow]\nmax_flows = 0\nbogus = 1\n[pipeline]\nworkers = \"two\"\n[nope]\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for needle in [
+        "flow.bogus",
+        "'nope'",
+        "pipeline.workers",
+        "flow.max_flows",
+        "10.0.0.0/99",
+    ] {
+        assert!(err.contains(needle), "missing {needle}: {err}");
+    }
+    assert!(
+        err.lines().all(|l| l.starts_with(cfg.to_str().unwrap())),
+        "{err}"
+    );
+}
+
+#[test]
+fn broken_tor_list_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("tor.txt");
+    std::fs::write(&list, "not an address\nneither this\n").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[intel]\ntor_exit_list = {:?}\n", list.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("tor.txt"));
+}
+
+#[test]
+fn help_lists_the_contract_commands() {
+    let out = run(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for c in ["replay", "run", "check-config"] {
+        assert!(text.contains(c));
+    }
+    let out = run(&["replay", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for f in ["--config", "--alerts", "--speed", "--workers"] {
+        assert!(text.contains(f), "{f}");
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of the `tapsentry` binary on real and generated captures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod badinput;
+mod common;
+mod config;
+mod determinism;
+mod linktypes;
+mod live;
+mod malformed;
+mod signals;
+mod tor;
