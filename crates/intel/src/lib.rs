@@ -1,22 +1,39 @@
 //! Read-mostly intelligence: Tor exit lists and MaxMind GeoIP databases.
 //!
+//! * [`TorExitList`] reads both public list formats (one address a line, and
+//!   Tor's `exit-addresses` document), IPv4 and IPv6. Bad lines go into a
+//!   [`LoadReport`] with their line numbers; a file with no valid address,
+//!   that is not UTF-8 text or that is over the size limit is an
+//!   [`IntelError`].
+//! * [`GeoIp`] answers country, city and autonomous system from optional
+//!   City and ASN databases, degrading to "unknown" (never a panic) on
+//!   addresses they do not know and on corrupt records.
+//!
 //! Both are loaded off the hot path into an immutable [`IntelSnapshot`]
 //! that workers share behind an `Arc`; a reload (SIGHUP) builds a new
-//! snapshot and swaps it in, so a broken new file never replaces a good
-//! old one. Lookups return plain values and degrade to "unknown".
+//! snapshot and swaps it in, so a broken new file is an error for the
+//! caller to report while the good old snapshot stays in use.
 //!
 //! ```
 //! use std::net::IpAddr;
-//! use tapsentry_intel::TorExitList;
+//! use std::sync::Arc;
+//! use tapsentry_intel::{GeoIp, IntelSnapshot, TorExitList, TorListFormat};
 //!
-//! let text = "# exits\n203.0.113.7\nExitAddress 198.51.100.9 2024-03-01 10:02:13\n";
-//! let (list, report) = TorExitList::parse(text, "inline");
-//! assert_eq!(report.entries, 2);
-//! assert!(list.contains("198.51.100.9".parse::<IpAddr>().unwrap()));
+//! let text = "# exits\n203.0.113.7\nExitAddress 198.51.100.9 2024-03-01 10:02:13\nbogus\n";
+//! let (tor, report) = TorExitList::parse(text, "inline");
+//! assert_eq!((report.entries, report.bad_total), (2, 1));
+//! assert_eq!(report.bad_lines, [(4, "'bogus' is not an IP address".to_string())]);
+//! assert_eq!(report.format, TorListFormat::Mixed);
+//!
+//! let snap = Arc::new(IntelSnapshot { tor, geo: GeoIp::none() });
+//! let exit: IpAddr = "198.51.100.9".parse().unwrap();
+//! assert!(snap.tor.contains(exit));
+//! assert!(snap.geo.lookup(exit).is_none()); // no database configured
 //! ```
 //!
-//! This crate does not download lists or databases, watch files, or decide
-//! what a listed address means: detectors do.
+//! This crate does not download lists or databases, watch files, swap
+//! snapshots, log, or decide what a listed address means: the sensor
+//! reloads on SIGHUP and detectors interpret the answers.
 
 mod geo;
 mod tor;
@@ -75,8 +92,9 @@ pub enum IntelError {
     },
 }
 
-/// Everything detectors look up, as of one load.
-#[derive(Default)]
+/// Everything detectors look up, as of one load. Immutable: share it as
+/// `Arc<IntelSnapshot>` and replace the `Arc` to reload.
+#[derive(Debug, Default)]
 pub struct IntelSnapshot {
     /// Tor exit addresses.
     pub tor: TorExitList,
