@@ -5,20 +5,29 @@
 //!   log shippers see each record at once. [`JsonlSink::reopen`] closes and
 //!   reopens the path, for logrotate's rename-then-SIGHUP.
 //! * [`Suppressor`] keeps one line per finding: an alert with the same
-//!   signature, `src_ip` and `dest_ip` as one written within the window
-//!   (capture time) is suppressed and counted. Its memory is bounded.
+//!   signature, `src_ip` and `dest_ip` as one written less than the window
+//!   ago (in capture time) is suppressed and counted. Its memory is bounded.
 //!
 //! ```
-//! use tapsentry_output::JsonlSink;
+//! use tapsentry_output::{JsonlSink, Suppressor};
+//!
 //! let dir = tempfile::tempdir().unwrap();
-//! let path = dir.path().join("x.jsonl");
-//! let mut sink = JsonlSink::open(path.to_str().unwrap()).unwrap();
-//! sink.write_record(&serde_json::json!({"event_type": "stats"})).unwrap();
-//! assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"event_type\":\"stats\"}\n");
+//! let path = dir.path().join("alerts.jsonl");
+//! let mut sink = JsonlSink::open_as(path.to_str().unwrap(), "alert log").unwrap();
+//! sink.write_record(&serde_json::json!({"event_type": "stats", "packets": 3})).unwrap();
+//! // Flushed: readable while the sink is still open.
+//! assert_eq!(
+//!     std::fs::read_to_string(&path).unwrap(),
+//!     "{\"event_type\":\"stats\",\"packets\":3}\n"
+//! );
+//!
+//! let mut suppress = Suppressor::new(3600, 10_000);
+//! assert_eq!(suppress.suppressed(), 0);
 //! ```
 //!
-//! This crate does not decide what is an alert, own threads, or read the
-//! clock: the pipeline feeds it records in the order they are to appear.
+//! This crate does not decide what is an alert, own threads, handle
+//! signals, `fsync`, rotate files, or read the clock: the pipeline feeds it
+//! records in the order they are to appear and calls `reopen` on SIGHUP.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -28,28 +37,36 @@ use std::net::IpAddr;
 use serde::Serialize;
 use tapsentry_types::{Alert, Timestamp};
 
-/// A failure to open or write a log; every message names the path.
+/// A failure to open or write a log; every message names the log and path,
+/// e.g. `cannot open alert log /var/log/x/alerts.jsonl: No such file or
+/// directory (os error 2)`.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     /// The file could not be opened (missing directory, permissions, ...).
-    #[error("cannot open log {path}: {source}")]
+    #[error("cannot open {what} {path}: {source}")]
     Open {
+        /// What the file is, e.g. `alert log`.
+        what: &'static str,
         /// The path.
         path: String,
         /// The I/O error.
         source: io::Error,
     },
-    /// A record could not be written or flushed (disk full, ...).
-    #[error("cannot write log {path}: {source}")]
+    /// A record could not be written or flushed (disk full, closed pipe, ...).
+    #[error("cannot write {what} {path}: {source}")]
     Write {
-        /// The path.
+        /// What the file is, e.g. `alert log`.
+        what: &'static str,
+        /// The path (`-` for stdout).
         path: String,
         /// The I/O error.
         source: io::Error,
     },
     /// A record could not be serialised (a bug, not an input problem).
-    #[error("cannot serialise a record for {path}: {source}")]
+    #[error("cannot serialise a record for {what} {path}: {source}")]
     Serialize {
+        /// What the file is, e.g. `alert log`.
+        what: &'static str,
         /// The path.
         path: String,
         /// The serde error.
@@ -60,61 +77,114 @@ pub enum OutputError {
 enum Target {
     File(File),
     Stdout,
+    /// Tests only: a writer that fails on cue.
+    #[cfg(test)]
+    Fake(Box<dyn Write + Send>),
 }
 
 /// An append-only JSON-lines log. `"-"` means stdout.
 pub struct JsonlSink {
+    what: &'static str,
     path: String,
     target: Target,
-    /// Reused for every record: one `write_all` per line, so a reader never
-    /// sees half a line from us, and no allocation per record once warm.
+    /// Reused for every record: one buffer per line, written in one go, so
+    /// no allocation per record once warm and no interleaving with a
+    /// concurrent writer's bytes in between our pieces.
     buf: Vec<u8>,
+    /// A failed write left part of a line in the file: the next record
+    /// starts with a newline so that it, at least, is a whole line.
+    torn: bool,
     lines: u64,
 }
 
-fn open_append(path: &str) -> Result<File, OutputError> {
+fn open_append(what: &'static str, path: &str) -> Result<File, OutputError> {
+    // No `create_dir_all`: a missing directory is a configuration error the
+    // operator should see, not something to paper over as root.
     OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(|source| OutputError::Open {
+            what,
             path: path.to_string(),
             source,
         })
 }
 
+/// Writes all of `buf`, returning how many bytes got out before an error,
+/// which `write_all` does not tell. Then flushes.
+fn write_counted(w: &mut dyn Write, buf: &[u8]) -> (usize, io::Result<()>) {
+    let mut done = 0;
+    while let Some(rest) = buf.get(done..).filter(|r| !r.is_empty()) {
+        match w.write(rest) {
+            Ok(0) => return (done, Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Err(e)),
+        }
+    }
+    (done, w.flush())
+}
+
 impl JsonlSink {
-    /// Opens `path` for appending (created if missing), or stdout for `"-"`.
+    /// Opens `path` for appending (created if missing, but not its
+    /// directory), or stdout for `"-"`. Errors call the file a "log"; use
+    /// [`JsonlSink::open_as`] to name it.
     pub fn open(path: &str) -> Result<JsonlSink, OutputError> {
+        JsonlSink::open_as(path, "log")
+    }
+
+    /// [`JsonlSink::open`], with `what` (e.g. `"alert log"`) naming the file
+    /// in every error message.
+    pub fn open_as(path: &str, what: &'static str) -> Result<JsonlSink, OutputError> {
         let target = if path == "-" {
             Target::Stdout
         } else {
-            Target::File(open_append(path)?)
+            Target::File(open_append(what, path)?)
         };
         Ok(JsonlSink {
+            what,
             path: path.to_string(),
             target,
             buf: Vec::with_capacity(1024),
+            torn: false,
             lines: 0,
         })
     }
 
     /// Writes one record as one line and flushes it.
+    ///
+    /// The line is serialised into a reused buffer first, so a record that
+    /// cannot be serialised writes nothing. If the write itself fails part
+    /// way (disk full), the error is returned and the next record begins
+    /// with a newline, so the damage stays within one line.
     pub fn write_record<T: Serialize>(&mut self, rec: &T) -> Result<(), OutputError> {
         self.buf.clear();
+        if self.torn {
+            self.buf.push(b'\n');
+        }
+        let body_start = self.buf.len();
         serde_json::to_writer(&mut self.buf, rec).map_err(|source| OutputError::Serialize {
+            what: self.what,
             path: self.path.clone(),
             source,
         })?;
+        debug_assert!(!self.buf[body_start..].contains(&b'\n'));
         self.buf.push(b'\n');
-        let r = match &mut self.target {
-            Target::File(f) => f.write_all(&self.buf).and_then(|()| f.flush()),
-            Target::Stdout => {
-                let mut out = io::stdout().lock();
-                out.write_all(&self.buf).and_then(|()| out.flush())
-            }
+        let (written, result) = match &mut self.target {
+            Target::File(f) => write_counted(f, &self.buf),
+            Target::Stdout => write_counted(&mut io::stdout().lock(), &self.buf),
+            #[cfg(test)]
+            Target::Fake(w) => write_counted(w.as_mut(), &self.buf),
         };
-        r.map_err(|source| OutputError::Write {
+        // Torn when something reached the file but not the final newline.
+        if written == self.buf.len() {
+            self.torn = false;
+        } else if written > 0 {
+            self.torn = true;
+        }
+        result.map_err(|source| OutputError::Write {
+            what: self.what,
             path: self.path.clone(),
             source,
         })?;
@@ -124,10 +194,12 @@ impl JsonlSink {
 
     /// Closes and reopens the path: after logrotate renamed the file, new
     /// lines go to a new file at the configured path. On failure the old
-    /// handle is kept, so nothing is lost.
+    /// handle is kept, so nothing is lost. A no-op for stdout.
     pub fn reopen(&mut self) -> Result<(), OutputError> {
         if let Target::File(_) = self.target {
-            self.target = Target::File(open_append(&self.path)?);
+            self.target = Target::File(open_append(self.what, &self.path)?);
+            // The new file starts clean; a torn line stays in the old one.
+            self.torn = false;
         }
         Ok(())
     }
@@ -143,43 +215,73 @@ impl JsonlSink {
     }
 }
 
-/// The identity of one finding.
+impl std::fmt::Debug for JsonlSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlSink")
+            .field("what", &self.what)
+            .field("path", &self.path)
+            .field("lines", &self.lines)
+            .finish()
+    }
+}
+
+/// The identity of one finding: signature, `src_ip`, `dest_ip`.
 type FindingKey = (&'static str, IpAddr, Option<IpAddr>);
 
 /// One line per finding: repeats within the window are suppressed.
 ///
-/// Bounded by `max_entries`: at the bound, findings whose window has passed
-/// (relative to the newest alert) are forgotten first, then the least
-/// recently raised; each forgotten entry is counted in [`Suppressor::evicted`].
+/// The window runs from the capture time of the last line *written* for a
+/// finding, so evidence that keeps coming yields one line per window, never
+/// the wall clock, so a replay decides exactly as the live run did. The
+/// decisions depend only on the sequence of alerts given.
+///
+/// Memory is bounded by `max_entries`. When a new finding arrives at the
+/// bound, findings whose window has passed (relative to the newest alert
+/// time seen) are forgotten first, which changes no decision; only if none
+/// has, the least recently written finding is forgotten and counted in
+/// [`Suppressor::evicted`] (a repeat of it could then be written early).
+#[derive(Debug)]
 pub struct Suppressor {
     window_us: i64,
     max_entries: usize,
-    /// Finding -> time it was last written.
+    /// Finding -> capture time it was last written.
     last: HashMap<FindingKey, Timestamp>,
-    /// (time last written, finding): the eviction order, oldest first.
+    /// (time last written, finding), oldest first: both the expiry and the
+    /// least-recently-written order.
     order: BTreeSet<(Timestamp, FindingKey)>,
+    /// The latest alert time seen (alerts from several workers may arrive
+    /// slightly out of order).
+    newest: Timestamp,
     suppressed: u64,
     evicted: u64,
 }
 
 impl Suppressor {
-    /// A suppressor with a window in seconds of capture time.
+    /// A suppressor with a window in seconds of capture time, remembering
+    /// at most `max_entries` findings (at least 1). A zero window suppresses
+    /// nothing and remembers nothing.
     pub fn new(window_secs: u64, max_entries: usize) -> Suppressor {
         Suppressor {
             window_us: i64::try_from(window_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
             max_entries: max_entries.max(1),
             last: HashMap::new(),
             order: BTreeSet::new(),
+            newest: Timestamp::from_micros(i64::MIN),
             suppressed: 0,
             evicted: 0,
         }
     }
 
     /// True when the alert should be written (and remembers it); false when
-    /// it repeats a finding written less than the window ago.
+    /// it repeats a finding written less than the window ago, or one written
+    /// later than this alert's time (an out-of-order straggler).
     pub fn admit(&mut self, alert: &Alert) -> bool {
+        if self.window_us == 0 {
+            return true;
+        }
         let key = alert.identity();
         let now = alert.timestamp;
+        self.newest = self.newest.max(now);
         if let Some(&prev) = self.last.get(&key) {
             if now.micros().saturating_sub(prev.micros()) < self.window_us {
                 self.suppressed += 1;
@@ -187,25 +289,27 @@ impl Suppressor {
             }
             self.order.remove(&(prev, key));
         } else if self.last.len() >= self.max_entries {
-            self.make_room(now);
+            self.make_room();
         }
         self.last.insert(key, now);
         self.order.insert((now, key));
         true
     }
 
-    fn make_room(&mut self, now: Timestamp) {
-        // Expired entries go first; if none, the least recently written one.
-        while self.last.len() >= self.max_entries {
-            let Some(&(t, key)) = self.order.iter().next() else {
+    /// Frees at least one slot: every expired finding, else the least
+    /// recently written one.
+    fn make_room(&mut self) {
+        while let Some(&(t, key)) = self.order.first() {
+            if self.newest.micros().saturating_sub(t.micros()) < self.window_us {
                 break;
-            };
-            let expired = now.micros().saturating_sub(t.micros()) >= self.window_us;
-            self.order.remove(&(t, key));
+            }
+            self.order.pop_first();
             self.last.remove(&key);
-            self.evicted += 1;
-            if !expired {
-                break;
+        }
+        if self.last.len() >= self.max_entries {
+            if let Some((_, key)) = self.order.pop_first() {
+                self.last.remove(&key);
+                self.evicted += 1;
             }
         }
     }
@@ -215,7 +319,7 @@ impl Suppressor {
         self.suppressed
     }
 
-    /// Findings forgotten to stay within `max_entries`.
+    /// Findings forgotten inside their window to stay within `max_entries`.
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
@@ -232,12 +336,13 @@ impl Suppressor {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
-    use tapsentry_types::{AlertBody, Category, Mitre};
+    use tapsentry_types::{AlertBody, Category, GeoInfo, Mitre};
 
     fn alert(t_s: i64, sig: &'static str, src: &str, dst: Option<&str>) -> Alert {
         Alert {
@@ -252,7 +357,7 @@ mod tests {
                 category: Category::Tor,
                 signature: sig,
                 severity: 2,
-                description: "d".into(),
+                description: "10.0.0.1 connected to Tor exit 1.2.3.4 (3 flows).".into(),
                 mitre: Mitre {
                     tactic: "TA0011",
                     technique: "T1090.003",
@@ -273,33 +378,93 @@ mod tests {
         for i in 0..3 {
             s.write_record(&alert(i, "tor.exit_outbound", "10.0.0.1", Some("1.2.3.4")))
                 .unwrap();
+            // Read through another handle while the sink is open.
             let text = std::fs::read_to_string(&p).unwrap();
             assert_eq!(text.lines().count() as i64, i + 1);
             assert!(text.ends_with('\n'));
             for l in text.lines() {
-                serde_json::from_str::<serde_json::Value>(l).unwrap();
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert!(v.is_object());
             }
         }
         assert_eq!(s.lines_written(), 3);
+        assert_eq!(s.path(), p.to_str().unwrap());
+    }
+
+    #[test]
+    fn opening_appends_to_an_existing_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        std::fs::write(&p, "{\"old\":1}\n").unwrap();
+        let mut s = JsonlSink::open(p.to_str().unwrap()).unwrap();
+        s.write_record(&serde_json::json!({"new": 2})).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"old\":1}\n{\"new\":2}\n"
+        );
     }
 
     #[test]
     fn alert_has_the_contract_fields() {
-        let v = serde_json::to_value(alert(1_700_000_000, "tor.exit_outbound", "10.0.0.1", None))
-            .unwrap();
-        assert_eq!(v["timestamp"], "2023-11-14T22:13:20.000000Z");
+        let mut a = alert(1_700_000_000, "tor.exit_outbound", "10.0.0.1", None);
+        a.timestamp = Timestamp::from_micros(1_700_000_000_000_042);
+        let v = serde_json::to_value(&a).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "alert",
+                "dest_port",
+                "event_type",
+                "evidence",
+                "proto",
+                "src_ip",
+                "timestamp"
+            ]
+        );
+        assert_eq!(v["timestamp"], "2023-11-14T22:13:20.000042Z");
         assert_eq!(v["event_type"], "alert");
         assert_eq!(v["src_ip"], "10.0.0.1");
-        assert!(v.get("dest_ip").is_none());
-        assert!(v.get("src_port").is_none());
         assert_eq!(v["dest_port"], 443);
+        assert_eq!(v["proto"], "TCP");
+        let body: Vec<&str> = v["alert"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            body,
+            ["category", "description", "mitre", "severity", "signature"]
+        );
         assert_eq!(v["alert"]["category"], "tor");
         assert_eq!(v["alert"]["signature"], "tor.exit_outbound");
         assert_eq!(v["alert"]["severity"], 2);
-        assert_eq!(v["alert"]["mitre"]["tactic"], "TA0011");
-        assert_eq!(v["alert"]["mitre"]["technique"], "T1090.003");
-        assert!(v.get("geo").is_none());
-        assert!(v.get("community_id").is_none());
+        assert!(v["alert"]["description"].as_str().unwrap().ends_with('.'));
+        assert_eq!(
+            v["alert"]["mitre"],
+            serde_json::json!({"tactic": "TA0011", "technique": "T1090.003"})
+        );
+
+        // The optional fields appear when set.
+        a.dest_ip = Some("1.2.3.4".parse().unwrap());
+        a.src_port = Some(51000);
+        a.community_id = Some("1:LQU9qZlK+B5F3KDmev6m5PMibrg=".into());
+        a.geo = Some(GeoInfo {
+            ip: a.dest_ip,
+            country: Some("GB".into()),
+            asn: Some(1221),
+            ..GeoInfo::default()
+        });
+        a.evidence.insert("flows", serde_json::json!(3));
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(v["dest_ip"], "1.2.3.4");
+        assert_eq!(v["src_port"], 51000);
+        assert_eq!(v["community_id"], "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
+        assert_eq!(v["geo"]["country"], "GB");
+        assert_eq!(v["geo"]["asn"], 1221);
+        assert!(v["geo"].get("city").is_none());
+        assert_eq!(v["evidence"]["flows"], 3);
     }
 
     #[test]
@@ -315,13 +480,110 @@ mod tests {
         s.write_record(&3).unwrap();
         assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "1\n2\n");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "3\n");
+        assert_eq!(s.lines_written(), 3);
     }
 
     #[test]
-    fn open_error_names_the_path() {
-        let e = JsonlSink::open("/nonexistent-dir/x.jsonl").err().unwrap();
-        assert!(e.to_string().contains("/nonexistent-dir/x.jsonl"));
-        assert!(JsonlSink::open("-").is_ok());
+    fn failed_reopen_keeps_writing_to_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let p = logs.join("a.jsonl");
+        let mut s = JsonlSink::open_as(p.to_str().unwrap(), "alert log").unwrap();
+        s.write_record(&1).unwrap();
+        let moved = dir.path().join("moved");
+        std::fs::rename(&logs, &moved).unwrap();
+        let e = s.reopen().unwrap_err().to_string();
+        assert!(e.starts_with("cannot open alert log "), "{e}");
+        assert!(e.contains(p.to_str().unwrap()), "{e}");
+        s.write_record(&2).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(moved.join("a.jsonl")).unwrap(),
+            "1\n2\n"
+        );
+    }
+
+    #[test]
+    fn open_error_names_the_log_and_path() {
+        let e = JsonlSink::open_as("/nonexistent-dir/x/alerts.jsonl", "alert log")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot open alert log /nonexistent-dir/x/alerts.jsonl: "),
+            "{e}"
+        );
+        assert!(e.contains("No such file or directory"), "{e}");
+        let e = JsonlSink::open("/nonexistent-dir/f.jsonl").unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("cannot open log /nonexistent-dir/f.jsonl"));
+    }
+
+    #[test]
+    fn stdout_mode_constructs() {
+        let mut s = JsonlSink::open("-").unwrap();
+        assert_eq!(s.path(), "-");
+        assert_eq!(s.lines_written(), 0);
+        s.reopen().unwrap();
+    }
+
+    #[test]
+    fn write_error_names_the_path() {
+        // /dev/full accepts the open and fails every write with ENOSPC.
+        if !std::path::Path::new("/dev/full").exists() {
+            return;
+        }
+        let mut s = JsonlSink::open_as("/dev/full", "alert log").unwrap();
+        let e = s.write_record(&1).unwrap_err().to_string();
+        assert!(e.starts_with("cannot write alert log /dev/full: "), "{e}");
+        assert_eq!(s.lines_written(), 0);
+    }
+
+    /// Accepts `budget` bytes into a shared buffer, then fails.
+    struct Failing {
+        out: Arc<Mutex<Vec<u8>>>,
+        budget: usize,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::StorageFull.into());
+            }
+            // Dribble a few bytes at a time, as a short write would.
+            let n = buf.len().min(self.budget).min(3);
+            self.out.lock().unwrap().extend_from_slice(&buf[..n]);
+            self.budget -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_torn_write_damages_one_line_only() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut s = JsonlSink::open("-").unwrap();
+        s.target = Target::Fake(Box::new(Failing {
+            out: Arc::clone(&out),
+            budget: 12,
+        }));
+        s.write_record(&serde_json::json!({"n": 1})).unwrap(); // 8 bytes
+        assert!(s.write_record(&serde_json::json!({"n": 2})).is_err()); // 4 of 8
+        assert!(s.torn);
+        // The disk has room again.
+        if let Target::Fake(w) = &mut s.target {
+            *w = Box::new(Failing {
+                out: Arc::clone(&out),
+                budget: usize::MAX,
+            });
+        }
+        s.write_record(&serde_json::json!({"n": 3})).unwrap();
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "{\"n\":1}\n{\"n\"\n{\"n\":3}\n");
+        assert_eq!(s.lines_written(), 2);
+        assert!(!s.torn);
     }
 
     #[test]
@@ -329,31 +591,89 @@ mod tests {
         let mut s = Suppressor::new(3600, 100);
         assert!(s.admit(&alert(0, "a", "10.0.0.1", Some("1.1.1.1"))));
         assert!(!s.admit(&alert(3599, "a", "10.0.0.1", Some("1.1.1.1"))));
+        // A different counterpart, signature, or none, is another finding.
         assert!(s.admit(&alert(100, "a", "10.0.0.1", Some("2.2.2.2"))));
         assert!(s.admit(&alert(100, "b", "10.0.0.1", Some("1.1.1.1"))));
         assert!(s.admit(&alert(100, "a", "10.0.0.1", None)));
+        assert!(s.admit(&alert(100, "a", "10.0.0.2", Some("1.1.1.1"))));
         // The window counts from the last line written, in capture time.
         assert!(s.admit(&alert(3600, "a", "10.0.0.1", Some("1.1.1.1"))));
         assert!(!s.admit(&alert(7000, "a", "10.0.0.1", Some("1.1.1.1"))));
-        assert_eq!(s.suppressed(), 2);
+        assert!(s.admit(&alert(7200, "a", "10.0.0.1", Some("1.1.1.1"))));
+        // A straggler older than the last line is a repeat too.
+        assert!(!s.admit(&alert(10, "a", "10.0.0.1", Some("1.1.1.1"))));
+        assert_eq!(s.suppressed(), 3);
+        assert_eq!(s.len(), 5);
+    }
+
+    #[test]
+    fn zero_window_suppresses_nothing() {
+        let mut s = Suppressor::new(0, 100);
+        for _ in 0..3 {
+            assert!(s.admit(&alert(5, "a", "10.0.0.1", None)));
+        }
+        assert_eq!((s.suppressed(), s.len()), (0, 0));
+    }
+
+    fn numbered(i: u32, t_s: i64) -> Alert {
+        let mut a = alert(t_s, "a", "10.0.0.1", None);
+        a.src_ip = IpAddr::from(i.to_be_bytes());
+        a
     }
 
     #[test]
     fn memory_is_bounded() {
         let mut s = Suppressor::new(3600, 100);
+        // 10k distinct findings, all within one window of each other.
         for i in 0..10_000u32 {
-            let src = IpAddr::from(i.to_be_bytes());
-            let mut a = alert(i64::from(i), "a", "10.0.0.1", None);
-            a.src_ip = src;
-            assert!(s.admit(&a));
+            assert!(s.admit(&numbered(i, i64::from(i) / 10)));
             assert!(s.len() <= 100);
         }
         assert_eq!(s.evicted(), 9_900);
-        // Eviction prefers expired entries: after the window everything
-        // remembered is expired, and a new finding evicts one of them.
-        let mut late = alert(100_000, "z", "10.0.0.9", None);
-        late.src_ip = "10.9.9.9".parse().unwrap();
-        assert!(s.admit(&late));
-        assert!(s.len() <= 100);
+        // The 100 most recent are remembered and still suppressed.
+        assert!(!s.admit(&numbered(9_999, 1_000)));
+        assert!(!s.admit(&numbered(9_900, 1_000)));
+        assert!(s.admit(&numbered(9_899, 1_000)));
+    }
+
+    #[test]
+    fn expired_findings_make_room_before_live_ones_are_evicted() {
+        let mut s = Suppressor::new(60, 3);
+        assert!(s.admit(&numbered(1, 0)));
+        assert!(s.admit(&numbered(2, 0)));
+        assert!(s.admit(&numbered(3, 100)));
+        // At the bound: 1 and 2 have expired (100 - 0 >= 60) and go first,
+        // uncounted; 3 is still live and stays.
+        assert!(s.admit(&numbered(4, 100)));
+        assert_eq!((s.len(), s.evicted()), (2, 0));
+        assert!(!s.admit(&numbered(3, 101)));
+        // Nothing expired now: the least recently written (3) is evicted.
+        assert!(s.admit(&numbered(5, 101)));
+        assert!(s.admit(&numbered(6, 102)));
+        assert_eq!((s.len(), s.evicted()), (3, 1));
+        assert!(s.admit(&numbered(3, 103)), "forgotten, so written again");
+    }
+
+    #[test]
+    fn decisions_are_deterministic() {
+        // A pseudo-random but fixed stream: two suppressors agree exactly.
+        let stream: Vec<Alert> = (0..5_000u32)
+            .map(|i| {
+                let h = i.wrapping_mul(2_654_435_761);
+                numbered((h >> 16) % 80, i64::from(i / 7))
+            })
+            .collect();
+        let run = || {
+            let mut s = Suppressor::new(30, 64);
+            let out: Vec<bool> = stream.iter().map(|a| s.admit(a)).collect();
+            (out, s.suppressed(), s.evicted(), s.len())
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(a, b);
+        assert!(
+            a.1 > 0 && a.2 > 0,
+            "the stream exercises both paths: {:?}",
+            (a.1, a.2, a.3)
+        );
     }
 }
