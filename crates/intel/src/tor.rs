@@ -147,7 +147,7 @@ impl TorExitList {
         }
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         // `take` guards against a file that grows while being read.
-        file.take(limit + 1)
+        file.take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(read_err)?;
         if bytes.len() as u64 > limit {
