@@ -330,8 +330,9 @@ impl FlowTable {
         }
         let min_idle_us = u64::from(self.cfg.evict_min_idle_secs) * 1_000_000;
         // Evict a batch, not one flow: a scan costs O(table), so amortise it
-        // over many new flows. A bounded max-heap keeps the `batch` oldest.
-        let batch = (self.cfg.max_flows / 64).clamp(1, 65_536);
+        // over many new flows (an eighth of the cap: each scan then pays for
+        // max_flows/8 new flows). A bounded max-heap keeps the `batch` oldest.
+        let batch = (self.cfg.max_flows / 8).clamp(1, 131_072);
         let mut oldest: BinaryHeap<(Timestamp, FlowKey)> = BinaryHeap::with_capacity(batch + 1);
         for r in self.map.iter() {
             if now.micros_since(r.last_seen) >= min_idle_us {

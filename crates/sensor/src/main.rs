@@ -218,15 +218,17 @@ struct Outputs {
 }
 
 fn open_outputs(cfg: &SensorConfig) -> Result<Outputs, Failure> {
-    let open = |p: &str| JsonlSink::open(p).map_err(|e| Failure::Runtime(e.to_string()));
+    let open = |p: &str, what: &'static str| {
+        JsonlSink::open_as(p, what).map_err(|e| Failure::Runtime(e.to_string()))
+    };
     let o = &cfg.output;
     Ok(Outputs {
-        alerts: open(&o.alert_log)?,
+        alerts: open(&o.alert_log, "alert log")?,
         flows: (!o.flow_log.is_empty())
-            .then(|| open(&o.flow_log))
+            .then(|| open(&o.flow_log, "flow log"))
             .transpose()?,
         stats: (!o.stats_log.is_empty())
-            .then(|| open(&o.stats_log))
+            .then(|| open(&o.stats_log, "stats log"))
             .transpose()?,
     })
 }
