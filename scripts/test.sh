@@ -29,7 +29,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== benches compile"
+cargo bench --workspace --no-run >/dev/null 2>&1 || cargo bench --workspace --no-run
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
-echo "== benches compile"
-cargo bench --workspace --no-run >/dev/null

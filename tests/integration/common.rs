@@ -15,6 +15,17 @@ pub fn shared(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// A capture by its corpus path: the copy bundled in `pcaps/` when there is
+/// one (small, permissively licensed files), else the shared corpus.
+pub fn fixture(rel: &str) -> PathBuf {
+    let bundled = repo("pcaps").join(rel);
+    if bundled.exists() {
+        bundled
+    } else {
+        shared(rel)
+    }
+}
+
 /// A file in this repository.
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)

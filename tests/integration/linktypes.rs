@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{capinfos, replay, shared};
+use crate::common::{capinfos, fixture, replay, shared};
 
 /// Frames tshark sees as IPv4 or IPv6.
 fn tshark_ip_frames(path: &Path) -> Option<u64> {
@@ -18,7 +18,7 @@ fn tshark_ip_frames(path: &Path) -> Option<u64> {
 }
 
 fn check(rel: &str, min_flows: u64) {
-    let path = shared(rel);
+    let path = fixture(rel);
     let dir = tempfile::tempdir().unwrap();
     let (out, _alerts, stats) = replay(dir.path(), &[], &[&path]);
     assert!(
@@ -96,7 +96,7 @@ linktype_tests! {
 #[test]
 fn arp_only_capture_has_no_flows_and_counts_not_ip() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, _, stats) = replay(dir.path(), &[], &[&shared("linktypes/linux-sll-arp.pcap")]);
+    let (out, _, stats) = replay(dir.path(), &[], &[&fixture("linktypes/linux-sll-arp.pcap")]);
     assert!(out.status.success());
     assert_eq!(stats["flows"]["created"], 0);
     assert_eq!(stats["capture"]["packets"], 12);
@@ -130,9 +130,9 @@ fn every_linktype_file_replays_and_matches_capinfos() {
 #[test]
 fn several_files_are_one_capture() {
     let dir = tempfile::tempdir().unwrap();
-    let a = shared("linktypes/ethernet-http-get.pcap");
-    let b = shared("linktypes/linux-sll2-http.pcap");
-    let c = shared("linktypes/raw-linktype-ipv6-229-dns.pcap");
+    let a = fixture("linktypes/ethernet-http-get.pcap");
+    let b = fixture("linktypes/linux-sll2-http.pcap");
+    let c = fixture("linktypes/raw-linktype-ipv6-229-dns.pcap");
     let (out, _, stats) = replay(dir.path(), &[], &[&a, &b, &c]);
     assert!(out.status.success());
     assert_eq!(stats["capture"]["packets"], 14 + 5 + 1);
