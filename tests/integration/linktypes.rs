@@ -138,3 +138,27 @@ fn several_files_are_one_capture() {
     assert_eq!(stats["capture"]["packets"], 14 + 5 + 1);
     assert_eq!(stats["capture"]["wire_bytes"], 6087 + 458 + 77);
 }
+
+#[test]
+fn unsupported_link_type_is_reported_once_counted_and_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = shared("malformed/derived-unknown-linktype.pcap");
+    let good = fixture("linktypes/ethernet-http-get.pcap");
+    let (out, _, stats) = replay(dir.path(), &[], &[&unknown, &good]);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let err = crate::common::stderr(&out);
+    assert_eq!(
+        err.matches("unsupported link type 65000").count(),
+        1,
+        "{err}"
+    );
+    // The good file after it is read in full.
+    assert_eq!(stats["flows"]["created"], 1);
+    let skipped = stats["capture"]["unsupported_link_frames"]
+        .as_u64()
+        .unwrap();
+    if let Some((packets, _)) = capinfos(&unknown) {
+        assert_eq!(skipped, packets);
+    }
+    assert!(skipped > 0);
+}

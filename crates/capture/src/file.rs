@@ -180,6 +180,10 @@ impl FrameSource for FileSource {
         None
     }
 
+    fn skipped_frames(&self) -> u64 {
+        self.skipped_unsupported_frames()
+    }
+
     fn warnings(&mut self) -> Vec<CaptureWarning> {
         std::mem::take(&mut self.warnings)
     }

@@ -71,6 +71,8 @@ pub trait FrameSource: Send {
     fn kernel_stats(&mut self) -> Option<KernelStats>;
     /// Warnings raised since the last call (the list is drained).
     fn warnings(&mut self) -> Vec<CaptureWarning>;
+    /// Frames skipped so far because their link type is not supported.
+    fn skipped_frames(&self) -> u64;
 }
 
 /// Kernel capture counters of a live source, as libpcap reports them.

@@ -235,6 +235,10 @@ impl FrameSource for LiveSource {
         })
     }
 
+    fn skipped_frames(&self) -> u64 {
+        self.skipped_unsupported_frames()
+    }
+
     fn warnings(&mut self) -> Vec<CaptureWarning> {
         std::mem::take(&mut self.warnings)
     }

@@ -129,6 +129,7 @@ struct CaptureStats {
     dns_errors: ReasonCounts,
     fragments_unattributed: u64,
     fragments_not_remembered: u64,
+    unsupported_link_frames: u64,
     first_ts: Option<Timestamp>,
     last_ts: Timestamp,
     kernel: Option<KernelStats>,
@@ -146,6 +147,7 @@ impl CaptureStats {
             dns_errors: ReasonCounts::new(&dns::DnsError::ALL_REASONS),
             fragments_unattributed: 0,
             fragments_not_remembered: 0,
+            unsupported_link_frames: 0,
             first_ts: None,
             last_ts: Timestamp::ZERO,
             kernel: None,
@@ -561,15 +563,19 @@ fn capture_loop(
                     }
                     Some(t) => st.last_ts >= t,
                 };
-                // Replay must not drop evicted-flow records: sweep early when
-                // they pile up (live drops them in the table, counted).
-                if due || (!live && table.needs_sweep()) {
+                // Replay must not drop evicted-flow records or DNS events:
+                // sweep early when either piles up (live drops them, counted).
+                let backlog = table.needs_sweep() || dns_buf.len() >= pcfg.max_pending_dns;
+                if due || (!live && backlog) {
                     if !tick(st.last_ts, &mut dns_buf, &mut spare) {
                         break;
                     }
                     next_tick = Some(next_boundary(st.last_ts, pcfg.sweep_interval_secs));
                 }
                 if n & 4095 == 0 {
+                    st.fragments_unattributed = frags.unattributed();
+                    st.fragments_not_remembered = frags.not_remembered();
+                    st.unsupported_link_frames = source.skipped_frames();
                     take_warnings(source.as_mut(), &mut errors);
                     publish(&mut st, shared);
                 }
@@ -579,6 +585,7 @@ fn capture_loop(
     take_warnings(source.as_mut(), &mut errors);
     st.fragments_unattributed = frags.unattributed();
     st.fragments_not_remembered = frags.not_remembered();
+    st.unsupported_link_frames = source.skipped_frames();
     st.kernel = source.kernel_stats();
     publish(&mut st, shared);
     let _ = tick_tx.send(SweepMsg::Final {
@@ -646,6 +653,7 @@ fn publish(st: &mut CaptureStats, shared: &SharedStats) {
     g.dns_errors.copy_from(&st.dns_errors);
     g.fragments_unattributed = st.fragments_unattributed;
     g.fragments_not_remembered = st.fragments_not_remembered;
+    g.unsupported_link_frames = st.unsupported_link_frames;
     g.first_ts = st.first_ts;
     g.last_ts = st.last_ts;
     g.kernel = st.kernel;
@@ -1017,6 +1025,7 @@ fn stats_record(shared: &SharedStats, flows: &FlowCounters) -> serde_json::Value
             "dns_errors": cap.dns_errors,
             "fragments_unattributed": cap.fragments_unattributed,
             "fragments_not_remembered": cap.fragments_not_remembered,
+            "unsupported_link_frames": cap.unsupported_link_frames,
             "kernel": cap.kernel.map(|k| json!({"received": k.received, "dropped": k.dropped, "if_dropped": k.if_dropped})),
         },
         "flows": flows,
