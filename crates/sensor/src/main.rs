@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tapsentry::config::SensorConfig;
 use tapsentry::control::{load_intel, SignalThread};
 use tapsentry::pipeline::{Control, Mode, Pipeline, Speed};
@@ -24,58 +24,50 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Flags shared by `replay` and `run`: the configuration file and the keys
+/// a flag may override.
+#[derive(Args)]
+struct Common {
+    /// Configuration file (default: the embedded default, equal to sensor.toml.example).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Alert log path, overriding output.alert_log; "-" writes to stdout.
+    #[arg(long, value_name = "PATH")]
+    alerts: Option<String>,
+    /// Detector worker threads, overriding pipeline.workers. Alerts do not depend on it.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Flow log path, overriding output.flow_log.
+    #[arg(long, value_name = "PATH")]
+    flows: Option<String>,
+    /// Stats log path, overriding output.stats_log.
+    #[arg(long, value_name = "PATH")]
+    stats: Option<String>,
+    /// Tor exit list, overriding intel.tor_exit_list (e.g. a snapshot from the day of the capture).
+    #[arg(long, value_name = "FILE")]
+    tor_exit_list: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Replay pcap/pcapng files, in the order given, as one continuous capture.
     Replay {
-        /// Configuration file (default: the embedded default, equal to sensor.toml.example).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Alert log path, overriding output.alert_log; "-" writes to stdout.
-        #[arg(long, value_name = "PATH")]
-        alerts: Option<String>,
+        #[command(flatten)]
+        common: Common,
         /// max (default), realtime, or a factor such as 10 (ten times real time). Alerts do not depend on it.
         #[arg(long, value_name = "SPEED", default_value = "max", value_parser = parse_speed)]
         speed: Speed,
-        /// Detector worker threads, overriding pipeline.workers. Alerts do not depend on it.
-        #[arg(long, value_name = "N")]
-        workers: Option<usize>,
-        /// Flow log path, overriding output.flow_log.
-        #[arg(long, value_name = "PATH")]
-        flows: Option<String>,
-        /// Stats log path, overriding output.stats_log.
-        #[arg(long, value_name = "PATH")]
-        stats: Option<String>,
-        /// Tor exit list, overriding intel.tor_exit_list (e.g. a snapshot from the day of the capture).
-        #[arg(long, value_name = "FILE")]
-        tor_exit_list: Option<PathBuf>,
         /// Capture files (pcap or pcapng, any supported link type).
         #[arg(required = true, value_name = "PCAP")]
         pcaps: Vec<PathBuf>,
     },
     /// Capture live on a SPAN/tap interface until SIGINT or SIGTERM.
     Run {
-        /// Configuration file (default: the embedded default).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
         /// Interface, overriding capture.interface.
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
-        /// Alert log path, overriding output.alert_log; "-" writes to stdout.
-        #[arg(long, value_name = "PATH")]
-        alerts: Option<String>,
-        /// Detector worker threads, overriding pipeline.workers.
-        #[arg(long, value_name = "N")]
-        workers: Option<usize>,
-        /// Flow log path, overriding output.flow_log.
-        #[arg(long, value_name = "PATH")]
-        flows: Option<String>,
-        /// Stats log path, overriding output.stats_log.
-        #[arg(long, value_name = "PATH")]
-        stats: Option<String>,
-        /// Tor exit list, overriding intel.tor_exit_list (e.g. a snapshot from the day of the capture).
-        #[arg(long, value_name = "FILE")]
-        tor_exit_list: Option<PathBuf>,
     },
     /// Validate a configuration file: exit 0, or print every problem and exit 2.
     CheckConfig {
@@ -109,42 +101,11 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::CheckConfig { file } => check_config(&file),
         Cmd::Replay {
-            config,
-            alerts,
+            common,
             speed,
-            workers,
-            flows,
-            stats,
-            tor_exit_list,
             pcaps,
-        } => {
-            let o = Overrides {
-                alerts,
-                workers,
-                flows,
-                stats,
-                tor_exit_list,
-            };
-            replay(config, o, speed, &pcaps)
-        }
-        Cmd::Run {
-            config,
-            interface,
-            alerts,
-            workers,
-            flows,
-            stats,
-            tor_exit_list,
-        } => {
-            let o = Overrides {
-                alerts,
-                workers,
-                flows,
-                stats,
-                tor_exit_list,
-            };
-            run_live(config, interface, o)
-        }
+        } => replay(common, speed, &pcaps),
+        Cmd::Run { common, interface } => run_live(common, interface),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,34 +134,27 @@ fn check_config(file: &std::path::Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Command-line flags that override configuration keys.
-struct Overrides {
-    alerts: Option<String>,
-    workers: Option<usize>,
-    flows: Option<String>,
-    stats: Option<String>,
-    tor_exit_list: Option<PathBuf>,
-}
-
-fn load_config(path: Option<&PathBuf>, o: &mut Overrides) -> Result<SensorConfig, Failure> {
-    let mut cfg = match path {
+/// The configuration file (or the embedded default) with the flags'
+/// overrides applied.
+fn load_config(c: Common) -> Result<SensorConfig, Failure> {
+    let mut cfg = match &c.config {
         Some(p) => SensorConfig::load(p),
         None => SensorConfig::embedded_default(),
     }
     .map_err(|e| Failure::Config(e.to_string()))?;
-    if let Some(a) = o.alerts.take() {
+    if let Some(a) = c.alerts {
         cfg.output.alert_log = a;
     }
-    if let Some(f) = o.flows.take() {
+    if let Some(f) = c.flows {
         cfg.output.flow_log = f;
     }
-    if let Some(s) = o.stats.take() {
+    if let Some(s) = c.stats {
         cfg.output.stats_log = s;
     }
-    if let Some(t) = o.tor_exit_list.take() {
+    if let Some(t) = c.tor_exit_list {
         cfg.intel.tor_exit_list = t;
     }
-    if let Some(w) = o.workers {
+    if let Some(w) = c.workers {
         if !(1..=64).contains(&w) {
             return Err(Failure::Config(format!(
                 "--workers {w}: must be between 1 and 64"
@@ -241,22 +195,29 @@ fn prepare(cfg: &SensorConfig) -> Result<Control, Failure> {
     Ok(Control::new(intel))
 }
 
-fn replay(
-    config: Option<PathBuf>,
-    mut o: Overrides,
-    speed: Speed,
-    pcaps: &[PathBuf],
-) -> Result<(), Failure> {
-    let cfg = load_config(config.as_ref(), &mut o)?;
+fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure> {
+    let cfg = load_config(common)?;
     let control = prepare(&cfg)?;
     let source = FileSource::open(pcaps).map_err(|e| Failure::Runtime(e.to_string()))?;
     let out = open_outputs(&cfg)?;
+    execute(cfg, control, Mode::Replay(speed), Box::new(source), out)
+}
+
+/// Starts the signal thread, runs the pipeline to the end, prints the
+/// summary and turns the report into the exit status.
+fn execute(
+    cfg: SensorConfig,
+    control: Control,
+    mode: Mode,
+    source: Box<dyn FrameSource>,
+    out: Outputs,
+) -> Result<(), Failure> {
     let signals = SignalThread::start(control.clone(), cfg.intel.clone())
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
     let pipeline = Pipeline {
         cfg,
-        mode: Mode::Replay(speed),
-        source: Box::new(source) as Box<dyn FrameSource>,
+        mode,
+        source,
         alerts: out.alerts,
         flows: out.flows,
         stats: out.stats,
@@ -268,12 +229,8 @@ fn replay(
     finish(report)
 }
 
-fn run_live(
-    config: Option<PathBuf>,
-    interface: Option<String>,
-    mut o: Overrides,
-) -> Result<(), Failure> {
-    let cfg = load_config(config.as_ref(), &mut o)?;
+fn run_live(common: Common, interface: Option<String>) -> Result<(), Failure> {
+    let cfg = load_config(common)?;
     let control = prepare(&cfg)?;
     let c = &cfg.capture;
     let spec = LiveSpec {
@@ -291,25 +248,11 @@ fn run_live(
     if !c.drop_privileges_user.is_empty() {
         drop_privileges(&c.drop_privileges_user).map_err(|e| Failure::Runtime(e.to_string()))?;
     }
-    let signals = SignalThread::start(control.clone(), cfg.intel.clone())
-        .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
     eprintln!(
         "tapsentry: capturing on {} (SIGINT/SIGTERM to stop, SIGHUP to reload)",
         spec.interface
     );
-    let pipeline = Pipeline {
-        cfg,
-        mode: Mode::Live,
-        source: Box::new(source) as Box<dyn FrameSource>,
-        alerts: out.alerts,
-        flows: out.flows,
-        stats: out.stats,
-    };
-    let report = pipeline.run(&control);
-    signals.stop();
-    let report = report.map_err(|e| Failure::Runtime(format!("{e:#}")))?;
-    summarise(&report);
-    finish(report)
+    execute(cfg, control, Mode::Live, Box::new(source), out)
 }
 
 fn summarise(r: &tapsentry::pipeline::RunReport) {
