@@ -43,8 +43,8 @@ pub struct SensorConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
-    /// CIDR networks that are inside. Default: RFC 1918, RFC 6598? no: the
-    /// RFC 1918 ranges and IPv6 ULA `fd00::/8`.
+    /// CIDR networks that are inside. Default: the RFC 1918 ranges and the
+    /// IPv6 unique local range `fd00::/8`.
     pub home_net: Vec<String>,
 }
 

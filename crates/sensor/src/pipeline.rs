@@ -366,12 +366,10 @@ impl Pipeline {
         for h in worker_handles {
             join(h)?;
         }
-        let (alerts_sink, mut stats_sink) = (join(writer)?, None::<JsonlSink>);
-        drop(alerts_sink);
+        // The writer returns its sink so the file closes only after the last line.
+        drop(join(writer)?);
         drop(stats_stop_tx);
-        if let Some(h) = stats_thread {
-            stats_sink = Some(join(h)?);
-        }
+        let mut stats_sink = stats_thread.map(join).transpose()?;
         let stats = stats_record(&shared, &table.counters());
         if let Some(sink) = stats_sink.as_mut() {
             sink.write_record(&stats)
