@@ -23,6 +23,7 @@
 //! This crate does not read packets, own threads or write files: the sensor
 //! crate feeds workers over channels and writes what they raise.
 
+mod common;
 mod home;
 mod response;
 mod tor;
@@ -34,6 +35,7 @@ use serde::Deserialize;
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
+pub use common::{HostTable, Learning, LogEwma};
 pub use home::{HomeNet, HomeNetError};
 pub use response::block_response;
 pub use tor::{TorConfig, TorDetector};
