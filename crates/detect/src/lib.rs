@@ -48,17 +48,37 @@ pub struct DetectCx<'a> {
     pub home: &'a HomeNet,
     /// Tor exits and GeoIP, as of the last reload.
     pub intel: &'a IntelSnapshot,
+    /// Capture time of the batch being processed.
+    pub now: Timestamp,
+    /// Capture time the capture started (the same in every shard, so
+    /// learning periods end at the same moment whatever the worker count).
+    pub capture_start: Timestamp,
     alerts: &'a mut Vec<Alert>,
 }
 
 impl<'a> DetectCx<'a> {
-    /// A context writing into `alerts`.
+    /// A context writing into `alerts`, at capture time zero.
     pub fn new(home: &'a HomeNet, intel: &'a IntelSnapshot, alerts: &'a mut Vec<Alert>) -> Self {
         DetectCx {
             home,
             intel,
+            now: Timestamp::ZERO,
+            capture_start: Timestamp::ZERO,
             alerts,
         }
+    }
+
+    /// The same context at capture time `now` of a capture that began at `start`.
+    pub fn at(mut self, now: Timestamp, start: Timestamp) -> Self {
+        self.now = now;
+        self.capture_start = start;
+        self
+    }
+
+    /// True while `now` is within `secs` seconds of the capture start: a
+    /// baseline learning period, during which baseline detectors only learn.
+    pub fn learning(&self, secs: u64) -> bool {
+        self.now.micros_since(self.capture_start) < secs.saturating_mul(1_000_000)
     }
 
     /// Raises an alert.

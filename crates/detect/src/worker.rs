@@ -48,6 +48,8 @@ pub struct Batch {
     pub epoch: u64,
     /// Capture time of the step.
     pub now: Timestamp,
+    /// Capture time of the first step of the capture.
+    pub capture_start: Timestamp,
     /// DNS messages whose client belongs to this shard, in capture order.
     pub dns: Vec<DnsEvent>,
     /// Flow records with the host they are routed for, sorted by last seen.
@@ -101,7 +103,7 @@ impl Worker {
     /// Runs every detector over the batch: DNS events first, then flow
     /// records, then one tick. Alerts are appended to `out`.
     pub fn process(&mut self, batch: &Batch, out: &mut Vec<Alert>) {
-        let mut cx = DetectCx::new(&self.home, &self.intel, out);
+        let mut cx = DetectCx::new(&self.home, &self.intel, out).at(batch.now, batch.capture_start);
         for d in self.detectors.iter_mut() {
             for ev in &batch.dns {
                 d.on_dns(ev, &mut cx);
@@ -118,6 +120,18 @@ impl Worker {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn learning_period_is_measured_from_the_capture_start() {
+        let home = HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap();
+        let intel = IntelSnapshot::empty();
+        let mut out = Vec::new();
+        let start = Timestamp::from_micros(1_000_000_000);
+        let cx = DetectCx::new(&home, &intel, &mut out).at(start.plus_secs(1799), start);
+        assert!(cx.learning(1800));
+        let cx = cx.at(start.plus_secs(1800), start);
+        assert!(!cx.learning(1800));
+    }
 
     #[test]
     fn shards_are_stable_and_spread() {

@@ -670,6 +670,7 @@ fn sweep_loop(
 ) {
     let mut recs: Vec<FlowRecord> = Vec::new();
     let mut epoch = 0u64;
+    let mut capture_start: Option<Timestamp> = None;
     loop {
         let (now, mut dns, last) = match tick_rx.recv() {
             Ok(SweepMsg::Tick { now, dns }) => (now, dns, false),
@@ -683,8 +684,12 @@ fn sweep_loop(
         } else {
             table.sweep(now, &mut recs);
         }
-        dispatch(
+        let step = Step {
             now,
+            capture_start: *capture_start.get_or_insert(now),
+        };
+        dispatch(
+            step,
             &dns,
             &recs,
             home,
@@ -704,9 +709,16 @@ fn sweep_loop(
     }
 }
 
+/// The capture times a batch is stamped with.
+#[derive(Clone, Copy)]
+struct Step {
+    now: Timestamp,
+    capture_start: Timestamp,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn dispatch(
-    now: Timestamp,
+    step: Step,
     dns: &[DnsEvent],
     recs: &[FlowRecord],
     home: &HomeNet,
@@ -725,7 +737,8 @@ fn dispatch(
     let mut batches: Vec<Batch> = (0..n)
         .map(|_| Batch {
             epoch: *epoch,
-            now,
+            now: step.now,
+            capture_start: step.capture_start,
             ..Batch::default()
         })
         .collect();
