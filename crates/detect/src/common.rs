@@ -215,6 +215,86 @@ impl Learning {
     }
 }
 
+/// The parts of an alert a detector decides; [`Finding::into_alert`] adds
+/// what every alert carries (GeoIP and a block command for the outside
+/// party, the record's fixed fields).
+pub struct Finding {
+    /// Capture time of the packet that completed the evidence.
+    pub ts: Timestamp,
+    /// Category.
+    pub category: tapsentry_types::Category,
+    /// Stable dotted signature.
+    pub signature: &'static str,
+    /// 1 high, 2 medium, 3 low.
+    pub severity: u8,
+    /// One human sentence with the key numbers.
+    pub description: String,
+    /// ATT&CK ids.
+    pub mitre: tapsentry_types::Mitre,
+    /// The host the alert is about.
+    pub src: std::net::IpAddr,
+    /// The counterpart, where there is one.
+    pub dest: Option<std::net::IpAddr>,
+    /// Ports and protocol, where they apply.
+    pub ports: Option<(u16, u16)>,
+    /// IP protocol, where it applies.
+    pub proto: Option<u8>,
+    /// The numbers that justify the alert.
+    pub evidence: std::collections::BTreeMap<&'static str, serde_json::Value>,
+    /// Community ID, when the alert is about one flow.
+    pub community_id: Option<String>,
+    /// The outside party: GeoIP is looked up for it and the suggested
+    /// response blocks it.
+    pub outside: Option<std::net::IpAddr>,
+}
+
+impl Finding {
+    /// The contract's alert record.
+    pub fn into_alert(self, cx: &crate::DetectCx<'_>) -> tapsentry_types::Alert {
+        tapsentry_types::Alert {
+            timestamp: self.ts,
+            event_type: "alert",
+            src_ip: self.src,
+            dest_ip: self.dest,
+            src_port: self.ports.map(|p| p.0),
+            dest_port: self.ports.map(|p| p.1),
+            proto: self
+                .proto
+                .map(|p| tapsentry_types::proto_name(p).into_owned()),
+            alert: tapsentry_types::AlertBody {
+                category: self.category,
+                signature: self.signature,
+                severity: self.severity,
+                description: self.description,
+                mitre: self.mitre,
+            },
+            evidence: self.evidence,
+            community_id: self.community_id,
+            geo: self.outside.and_then(|ip| cx.intel.geo.lookup(ip)),
+            response: self.outside.map(crate::block_response),
+        }
+    }
+}
+
+/// The Community ID of a flow record, client first.
+pub fn record_community_id(rec: &tapsentry_types::FlowRecord) -> String {
+    tapsentry_types::community_id_v1(
+        rec.client,
+        rec.client_port,
+        rec.server,
+        rec.server_port,
+        rec.proto,
+        0,
+    )
+}
+
+/// True when the responder accepted the conversation: answered with
+/// something other than a refusal.
+pub fn accepted(rec: &tapsentry_types::FlowRecord) -> bool {
+    use tapsentry_types::FlowState::*;
+    rec.responder_answered && matches!(rec.state, Established | ClosedFin | ClosedRst)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,16 +17,21 @@
 //! let home = Arc::new(HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap());
 //! let worker = Worker::new(&DetectConfig::default(), home.clone(), Arc::new(IntelSnapshot::empty()));
 //! assert!(home.contains("10.1.2.3".parse::<IpAddr>().unwrap()));
-//! assert_eq!(worker.detector_names(), vec!["tor"]);
+//! assert!(worker.detector_names().contains(&"tor"));
 //! ```
 //!
 //! This crate does not read packets, own threads or write files: the sensor
 //! crate feeds workers over channels and writes what they raise.
 
 mod common;
+mod external_login;
 mod home;
 mod response;
+mod spambot;
+#[cfg(test)]
+mod testutil;
 mod tor;
+mod unusual_protocol;
 mod worker;
 
 use std::net::IpAddr;
@@ -35,10 +40,13 @@ use serde::Deserialize;
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
-pub use common::{HostTable, Learning, LogEwma};
+pub use common::{accepted, record_community_id, Finding, HostTable, Learning, LogEwma};
+pub use external_login::{ExternalLoginConfig, ExternalLoginDetector};
 pub use home::{HomeNet, HomeNetError};
 pub use response::block_response;
+pub use spambot::{SpambotConfig, SpambotDetector};
 pub use tor::{TorConfig, TorDetector};
+pub use unusual_protocol::{UnusualProtocolConfig, UnusualProtocolDetector};
 pub use worker::{route_flow, shard_for, Batch, Worker};
 
 /// What a detector sees besides its input: the home network, the current
@@ -109,4 +117,10 @@ pub trait Detector: Send {
 pub struct DetectConfig {
     /// Traffic to or from listed Tor exit nodes.
     pub tor: TorConfig,
+    /// Outbound SMTP from hosts with no mail history.
+    pub spambot: SpambotConfig,
+    /// New IP protocols between an inside client and a server.
+    pub unusual_protocol: UnusualProtocolConfig,
+    /// Logins to remote-access services from outside.
+    pub external_login: ExternalLoginConfig,
 }

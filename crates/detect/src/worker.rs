@@ -4,7 +4,10 @@ use std::sync::Arc;
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
-use crate::{DetectConfig, DetectCx, Detector, HomeNet, TorDetector};
+use crate::{
+    DetectConfig, DetectCx, Detector, ExternalLoginDetector, HomeNet, SpambotDetector, TorDetector,
+    UnusualProtocolDetector,
+};
 
 /// The shard (worker index) that owns `ip`, out of `shards`.
 ///
@@ -82,6 +85,19 @@ impl Worker {
         let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
         if cfg.tor.enabled {
             detectors.push(Box::new(TorDetector::new(cfg.tor.clone())));
+        }
+        if cfg.spambot.enabled {
+            detectors.push(Box::new(SpambotDetector::new(cfg.spambot.clone())));
+        }
+        if cfg.unusual_protocol.enabled {
+            detectors.push(Box::new(UnusualProtocolDetector::new(
+                cfg.unusual_protocol.clone(),
+            )));
+        }
+        if cfg.external_login.enabled {
+            detectors.push(Box::new(ExternalLoginDetector::new(
+                cfg.external_login.clone(),
+            )));
         }
         Worker {
             detectors,

@@ -299,7 +299,12 @@ impl SensorConfig {
         if self.network.home_net.is_empty() {
             p.push("key 'network.home_net': must list at least one network".into());
         }
-        for (k, msg) in self.flow.problems() {
+        for (k, msg) in self
+            .flow
+            .problems()
+            .into_iter()
+            .chain(self.detect.spambot.problems())
+        {
             p.push(format!("key '{k}': {msg}"));
         }
         let pl = &self.pipeline;

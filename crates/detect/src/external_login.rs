@@ -1,0 +1,446 @@
+//! `external_login`: connections from outside addresses to remote-access
+//! services (SSH, RDP, VNC, Telnet, WinRM, ...) on inside hosts: brute
+//! force, a successful-looking session to a host whose logins normally come
+//! from inside, and many outside sources on one host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde_json::json;
+use tapsentry_types::{Category, FlowRecord, Mitre, Timestamp};
+
+use crate::common::{accepted, record_community_id, Finding, HostTable};
+use crate::{DetectCx, Detector};
+
+/// The `[detect.external_login]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalLoginConfig {
+    /// Run this detector. Default true.
+    pub enabled: bool,
+    /// Remote-access TCP ports. Default [22, 23, 3389, 5900, 5985, 5986].
+    pub ports: Vec<u16>,
+    /// Seconds of capture time from the start during which each server's
+    /// usual login sources (inside or outside) are learned. Default 1800.
+    pub learning_secs: u64,
+    /// Sessions from one outside source to one server within the window
+    /// that make a brute force. Default 10.
+    pub brute_force_sessions: u64,
+    /// Distinct outside sources on one server within the window. Default 20.
+    pub many_sources: usize,
+    /// A session accepted by the server and lasting at least this many
+    /// seconds looks like a successful interactive login. Default 60.
+    pub interactive_secs: u64,
+    /// The window, in seconds of capture time. Default 600.
+    pub window_secs: u64,
+    /// Servers and (source, server) pairs tracked per worker, each (memory
+    /// bound; least recently seen dropped). Default 100000.
+    pub max_tracked: usize,
+}
+
+impl Default for ExternalLoginConfig {
+    fn default() -> Self {
+        ExternalLoginConfig {
+            enabled: true,
+            ports: vec![22, 23, 3389, 5900, 5985, 5986],
+            learning_secs: 1800,
+            brute_force_sessions: 10,
+            many_sources: 20,
+            interactive_secs: 60,
+            window_secs: 600,
+            max_tracked: 100_000,
+        }
+    }
+}
+
+/// Outside sources remembered per server and window.
+const MAX_SOURCES_PER_SERVER: usize = 1024;
+
+#[derive(Debug, Clone, Default)]
+struct ServerLogins {
+    learned_inside: u64,
+    learned_outside: u64,
+    window_start: Timestamp,
+    outside_sources: BTreeSet<IpAddr>,
+    alerted_many: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SourceAttempts {
+    window_start: Timestamp,
+    sessions: u64,
+    accepted: u64,
+    brute_forced: bool,
+    alerted_login: bool,
+}
+
+/// See the module documentation.
+pub struct ExternalLoginDetector {
+    cfg: ExternalLoginConfig,
+    servers: HostTable<IpAddr, ServerLogins>,
+    pairs: HostTable<(IpAddr, IpAddr), SourceAttempts>,
+}
+
+impl ExternalLoginDetector {
+    /// A detector with the given settings.
+    pub fn new(cfg: ExternalLoginConfig) -> Self {
+        ExternalLoginDetector {
+            servers: HostTable::new(cfg.max_tracked),
+            pairs: HostTable::new(cfg.max_tracked),
+            cfg,
+        }
+    }
+}
+
+fn service(port: u16) -> &'static str {
+    match port {
+        22 => "SSH",
+        23 => "Telnet",
+        3389 => "RDP",
+        5900 => "VNC",
+        5985 | 5986 => "WinRM",
+        _ => "remote access",
+    }
+}
+
+impl Detector for ExternalLoginDetector {
+    fn name(&self) -> &'static str {
+        "external_login"
+    }
+
+    fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        if rec.proto != 6
+            || host != rec.server
+            || !self.cfg.ports.contains(&rec.server_port)
+            || !cx.home.contains(rec.server)
+        {
+            return;
+        }
+        let outside = !cx.home.contains(rec.client);
+        let learning = cx.learning(self.cfg.learning_secs);
+        let window_us = self.cfg.window_secs.saturating_mul(1_000_000);
+        let first = rec.is_first_report();
+        let server = self
+            .servers
+            .touch(rec.server, rec.first_seen, ServerLogins::default);
+        // Learning only shapes the "unusual source" judgement; brute force
+        // and many sources need no baseline and are watched from the start.
+        if learning && first && accepted(rec) {
+            if outside {
+                server.learned_outside += 1;
+            } else {
+                server.learned_inside += 1;
+            }
+        }
+        if !outside {
+            return;
+        }
+        let logins_from_outside_usual = server.learned_outside > 0;
+        let (learned_inside, learned_outside) = (server.learned_inside, server.learned_outside);
+        let mut alerts = Vec::new();
+        let svc = service(rec.server_port);
+
+        // Many outside sources on one server.
+        if first {
+            if rec.first_seen.micros_since(server.window_start) >= window_us {
+                server.window_start = rec.first_seen;
+                server.outside_sources.clear();
+                server.alerted_many = false;
+            }
+            if server.outside_sources.len() < MAX_SOURCES_PER_SERVER {
+                server.outside_sources.insert(rec.client);
+            }
+            let n = server.outside_sources.len();
+            if !server.alerted_many && n >= self.cfg.many_sources {
+                server.alerted_many = true;
+                let mut ev = BTreeMap::new();
+                ev.insert("distinct_outside_sources", json!(n));
+                ev.insert("threshold", json!(self.cfg.many_sources));
+                ev.insert("window_secs", json!(self.cfg.window_secs));
+                ev.insert("window_start", json!(server.window_start));
+                ev.insert(
+                    "example_sources",
+                    json!(server
+                        .outside_sources
+                        .iter()
+                        .take(10)
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()),
+                );
+                alerts.push(Finding {
+                    ts: rec.first_seen,
+                    category: Category::ExternalLogin,
+                    signature: "external_login.many_sources",
+                    severity: 2,
+                    description: format!(
+                        "{n} outside addresses connected to {svc} on {} within {} s",
+                        rec.server, self.cfg.window_secs
+                    ),
+                    mitre: Mitre {
+                        tactic: "TA0006",
+                        technique: "T1110",
+                    },
+                    src: rec.client,
+                    dest: Some(rec.server),
+                    ports: Some((rec.client_port, rec.server_port)),
+                    proto: Some(6),
+                    evidence: ev,
+                    community_id: Some(record_community_id(rec)),
+                    outside: Some(rec.client),
+                });
+            }
+        }
+
+        let pair = self.pairs.touch(
+            (rec.client, rec.server),
+            rec.first_seen,
+            SourceAttempts::default,
+        );
+        if first {
+            if rec.first_seen.micros_since(pair.window_start) >= window_us {
+                let brute_forced = pair.brute_forced;
+                let alerted_login = pair.alerted_login;
+                *pair = SourceAttempts {
+                    window_start: rec.first_seen,
+                    brute_forced,
+                    alerted_login,
+                    ..SourceAttempts::default()
+                };
+            }
+            pair.sessions += 1;
+            if accepted(rec) {
+                pair.accepted += 1;
+            }
+            if !pair.brute_forced && pair.sessions >= self.cfg.brute_force_sessions {
+                pair.brute_forced = true;
+                let mut ev = BTreeMap::new();
+                ev.insert("sessions", json!(pair.sessions));
+                ev.insert("sessions_accepted", json!(pair.accepted));
+                ev.insert("threshold", json!(self.cfg.brute_force_sessions));
+                ev.insert("window_secs", json!(self.cfg.window_secs));
+                ev.insert("window_start", json!(pair.window_start));
+                ev.insert("service", json!(svc));
+                alerts.push(Finding {
+                    ts: rec.first_seen,
+                    category: Category::ExternalLogin,
+                    signature: "external_login.brute_force",
+                    severity: 2,
+                    description: format!(
+                        "{} opened {} {svc} sessions to {} within {} s (brute force)",
+                        rec.client, pair.sessions, rec.server, self.cfg.window_secs
+                    ),
+                    mitre: Mitre {
+                        tactic: "TA0006",
+                        technique: "T1110",
+                    },
+                    src: rec.client,
+                    dest: Some(rec.server),
+                    ports: Some((rec.client_port, rec.server_port)),
+                    proto: Some(6),
+                    evidence: ev,
+                    community_id: Some(record_community_id(rec)),
+                    outside: Some(rec.client),
+                });
+            }
+        }
+
+        // A successful-looking interactive session from outside to a host
+        // whose logins come from inside (or that had none while learning).
+        let duration_us = rec.last_seen.micros_since(rec.first_seen);
+        let interactive =
+            accepted(rec) && duration_us >= self.cfg.interactive_secs.saturating_mul(1_000_000);
+        if interactive && !learning && !logins_from_outside_usual && !pair.alerted_login {
+            pair.alerted_login = true;
+            let after_brute_force = pair.brute_forced;
+            let mut ev = BTreeMap::new();
+            ev.insert("session_secs", json!(duration_us / 1_000_000));
+            ev.insert("bytes_to_server", json!(rec.to_server.bytes));
+            ev.insert("bytes_to_client", json!(rec.to_client.bytes));
+            ev.insert("learned_inside_logins", json!(learned_inside));
+            ev.insert("learned_outside_logins", json!(learned_outside));
+            ev.insert("after_brute_force", json!(after_brute_force));
+            ev.insert("service", json!(svc));
+            alerts.push(Finding {
+                ts: rec.last_seen,
+                category: Category::ExternalLogin,
+                signature: "external_login.unusual_source",
+                severity: if after_brute_force { 1 } else { 2 },
+                description: format!(
+                    "{} held a {} s {svc} session with {}, whose logins came only from inside while learning{}",
+                    rec.client,
+                    duration_us / 1_000_000,
+                    rec.server,
+                    if after_brute_force { ", right after brute-forcing it" } else { "" }
+                ),
+                mitre: Mitre { tactic: "TA0001", technique: "T1133" },
+                src: rec.client,
+                dest: Some(rec.server),
+                ports: Some((rec.client_port, rec.server_port)),
+                proto: Some(6),
+                evidence: ev,
+                community_id: Some(record_community_id(rec)),
+                outside: Some(rec.client),
+            });
+        }
+        for f in alerts {
+            let a = f.into_alert(cx);
+            cx.raise(a);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testutil::{flow, run_at};
+    use tapsentry_types::FlowState;
+
+    fn ssh(src: &str, sport: u16, dst: &str, at: i64, secs: u64, ok: bool) -> FlowRecord {
+        let mut f = flow(src, sport, dst, 22, 6, at);
+        f.last_seen = f.first_seen.plus_secs(secs);
+        if !ok {
+            f.state = FlowState::Rejected;
+        }
+        f
+    }
+
+    #[test]
+    fn brute_force_alerts_at_the_threshold_then_success_is_high() {
+        let mut d = ExternalLoginDetector::new(ExternalLoginConfig::default());
+        for i in 0..9 {
+            assert!(run_at(
+                &mut d,
+                "10.0.0.5",
+                &ssh(
+                    "203.0.113.9",
+                    40000 + i,
+                    "10.0.0.5",
+                    4000 + i64::from(i),
+                    3,
+                    true
+                ),
+                4000
+            )
+            .is_empty());
+        }
+        let a = run_at(
+            &mut d,
+            "10.0.0.5",
+            &ssh("203.0.113.9", 40009, "10.0.0.5", 4010, 3, true),
+            4010,
+        );
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.signature, "external_login.brute_force");
+        assert_eq!(a[0].src_ip.to_string(), "203.0.113.9");
+        assert_eq!(a[0].dest_ip.unwrap().to_string(), "10.0.0.5");
+        let a = run_at(
+            &mut d,
+            "10.0.0.5",
+            &ssh("203.0.113.9", 40100, "10.0.0.5", 4020, 300, true),
+            4320,
+        );
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.signature, "external_login.unusual_source");
+        assert_eq!(a[0].alert.severity, 1);
+    }
+
+    #[test]
+    fn brute_force_needs_no_learning_period() {
+        let mut d = ExternalLoginDetector::new(ExternalLoginConfig::default());
+        let mut got = Vec::new();
+        for i in 0..12 {
+            got.extend(run_at(
+                &mut d,
+                "10.0.0.5",
+                &ssh(
+                    "203.0.113.9",
+                    40000 + i,
+                    "10.0.0.5",
+                    10 + i64::from(i),
+                    3,
+                    false,
+                ),
+                30,
+            ));
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].alert.signature, "external_login.brute_force");
+    }
+
+    #[test]
+    fn server_used_from_outside_while_learning_is_quiet() {
+        let mut d = ExternalLoginDetector::new(ExternalLoginConfig::default());
+        assert!(run_at(
+            &mut d,
+            "10.0.0.6",
+            &ssh("198.51.100.4", 50000, "10.0.0.6", 100, 600, true),
+            700
+        )
+        .is_empty());
+        assert!(run_at(
+            &mut d,
+            "10.0.0.6",
+            &ssh("198.51.100.5", 50000, "10.0.0.6", 4000, 600, true),
+            4600
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn inside_logins_short_failures_and_inside_clients_are_quiet() {
+        let mut d = ExternalLoginDetector::new(ExternalLoginConfig::default());
+        // Admins log in from inside while learning.
+        assert!(run_at(
+            &mut d,
+            "10.0.0.7",
+            &ssh("10.0.9.9", 50000, "10.0.0.7", 100, 900, true),
+            1000
+        )
+        .is_empty());
+        // Inside logins after learning: never this detector's business.
+        assert!(run_at(
+            &mut d,
+            "10.0.0.7",
+            &ssh("10.0.9.9", 50001, "10.0.0.7", 4000, 900, true),
+            4900
+        )
+        .is_empty());
+        // One refused attempt from outside: internet background noise.
+        assert!(run_at(
+            &mut d,
+            "10.0.0.7",
+            &ssh("203.0.113.1", 50002, "10.0.0.7", 4000, 1, false),
+            4001
+        )
+        .is_empty());
+        // A long session from outside to a host with inside-only logins alerts.
+        let a = run_at(
+            &mut d,
+            "10.0.0.7",
+            &ssh("203.0.113.2", 50003, "10.0.0.7", 5000, 120, true),
+            5120,
+        );
+        assert_eq!(a[0].alert.signature, "external_login.unusual_source");
+        assert_eq!(a[0].alert.severity, 2);
+    }
+
+    #[test]
+    fn many_outside_sources_on_one_host() {
+        let mut d = ExternalLoginDetector::new(ExternalLoginConfig::default());
+        let mut got = Vec::new();
+        for i in 0..25u8 {
+            let src = format!("203.0.113.{i}");
+            got.extend(run_at(
+                &mut d,
+                "10.0.0.8",
+                &flow(&src, 40000, "10.0.0.8", 3389, 6, 4000 + i64::from(i)),
+                4000,
+            ));
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].alert.signature, "external_login.many_sources");
+        assert_eq!(got[0].evidence["distinct_outside_sources"], 20);
+    }
+}

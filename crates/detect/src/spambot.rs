@@ -1,0 +1,364 @@
+//! `spambot`: outbound SMTP from an inside host with no mail history.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_json::json;
+use tapsentry_types::{Category, FlowRecord, Mitre, Response, Timestamp};
+
+use crate::common::{Finding, HostTable};
+use crate::{DetectCx, Detector};
+
+/// The `[detect.spambot]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpambotConfig {
+    /// Run this detector. Default true.
+    pub enabled: bool,
+    /// TCP ports that carry mail submission or relay. Default [25, 465, 587].
+    pub smtp_ports: Vec<u16>,
+    /// Inside mail servers and relays (CIDRs or addresses): never alerted.
+    /// Hosts seen sending SMTP during the learning period are added
+    /// automatically. Default [].
+    pub mail_servers: Vec<String>,
+    /// Seconds of capture time from the start during which SMTP senders are
+    /// learned as mail hosts. Default 1800.
+    pub learning_secs: u64,
+    /// Distinct outside mail servers contacted within the window that make a
+    /// host without mail history a spambot. Default 3.
+    pub min_servers: usize,
+    /// SMTP connections within the window that make one too, even to a
+    /// single server (bulk submission through one relay). Default 20.
+    pub min_connections: u64,
+    /// The window, in seconds of capture time. Default 3600.
+    pub window_secs: u64,
+    /// Hosts tracked per worker (memory bound; least recently seen dropped).
+    /// Default 100000.
+    pub max_hosts: usize,
+}
+
+impl Default for SpambotConfig {
+    fn default() -> Self {
+        SpambotConfig {
+            enabled: true,
+            smtp_ports: vec![25, 465, 587],
+            mail_servers: Vec::new(),
+            learning_secs: 1800,
+            min_servers: 3,
+            min_connections: 20,
+            window_secs: 3600,
+            max_hosts: 100_000,
+        }
+    }
+}
+
+impl SpambotConfig {
+    /// Problems with the values, as (key, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut p = Vec::new();
+        for e in &self.mail_servers {
+            if parse_net(e).is_none() {
+                p.push((
+                    "detect.spambot.mail_servers",
+                    format!("'{e}' is not an address or CIDR network"),
+                ));
+            }
+        }
+        if self.min_servers == 0 {
+            p.push(("detect.spambot.min_servers", "must be at least 1".into()));
+        }
+        if self.window_secs == 0 {
+            p.push(("detect.spambot.window_secs", "must be at least 1".into()));
+        }
+        p
+    }
+}
+
+fn parse_net(s: &str) -> Option<IpNet> {
+    let t = s.trim();
+    t.parse::<IpNet>()
+        .ok()
+        .or_else(|| t.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// Distinct servers remembered per host (beyond it only the count grows).
+const MAX_SERVERS_PER_HOST: usize = 256;
+
+#[derive(Debug, Clone, Default)]
+struct SmtpActivity {
+    /// A mail host: learned, or configured.
+    mail_history: bool,
+    window_start: Timestamp,
+    servers: BTreeSet<IpAddr>,
+    connections: u64,
+    refused: u64,
+    alerted: bool,
+}
+
+/// See the module documentation.
+pub struct SpambotDetector {
+    cfg: SpambotConfig,
+    mail_servers: Vec<IpNet>,
+    hosts: HostTable<IpAddr, SmtpActivity>,
+}
+
+impl SpambotDetector {
+    /// A detector with the given settings (bad `mail_servers` entries are
+    /// skipped; `check-config` reports them).
+    pub fn new(cfg: SpambotConfig) -> Self {
+        let mail_servers = cfg
+            .mail_servers
+            .iter()
+            .filter_map(|s| parse_net(s))
+            .collect();
+        let hosts = HostTable::new(cfg.max_hosts);
+        SpambotDetector {
+            cfg,
+            mail_servers,
+            hosts,
+        }
+    }
+}
+
+impl Detector for SpambotDetector {
+    fn name(&self) -> &'static str {
+        "spambot"
+    }
+
+    fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        if rec.proto != 6
+            || !rec.is_first_report()
+            || host != rec.client
+            || !self.cfg.smtp_ports.contains(&rec.server_port)
+            || !cx.home.contains(rec.client)
+            || cx.home.contains(rec.server)
+        {
+            return;
+        }
+        let learning = cx.learning(self.cfg.learning_secs);
+        let configured = self.mail_servers.iter().any(|n| n.contains(&rec.client));
+        let window_us = self.cfg.window_secs.saturating_mul(1_000_000);
+        let a = self
+            .hosts
+            .touch(rec.client, rec.first_seen, SmtpActivity::default);
+        if learning || configured {
+            a.mail_history = true;
+        }
+        if a.mail_history {
+            return;
+        }
+        if rec.first_seen.micros_since(a.window_start) >= window_us {
+            *a = SmtpActivity {
+                window_start: rec.first_seen,
+                ..SmtpActivity::default()
+            };
+        }
+        a.connections += 1;
+        if !rec.responder_answered || rec.state == tapsentry_types::FlowState::Rejected {
+            a.refused += 1;
+        }
+        if a.servers.len() < MAX_SERVERS_PER_HOST {
+            a.servers.insert(rec.server);
+        }
+        let servers = a.servers.len();
+        if a.alerted || (servers < self.cfg.min_servers && a.connections < self.cfg.min_connections)
+        {
+            return;
+        }
+        a.alerted = true;
+        let single = (servers == 1).then_some(rec.server);
+        let mut evidence = BTreeMap::new();
+        evidence.insert("distinct_mail_servers", json!(servers));
+        evidence.insert("smtp_connections", json!(a.connections));
+        evidence.insert("refused_connections", json!(a.refused));
+        evidence.insert("window_secs", json!(self.cfg.window_secs));
+        evidence.insert("window_start", json!(a.window_start));
+        evidence.insert("min_servers", json!(self.cfg.min_servers));
+        evidence.insert("min_connections", json!(self.cfg.min_connections));
+        evidence.insert(
+            "mail_servers_contacted",
+            json!(a
+                .servers
+                .iter()
+                .take(10)
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()),
+        );
+        evidence.insert("mail_history", json!(false));
+        let description = format!(
+            "{} has no mail history but opened {} SMTP connections to {} outside mail server{} within {} s",
+            rec.client,
+            a.connections,
+            servers,
+            if servers == 1 { "" } else { "s" },
+            self.cfg.window_secs
+        );
+        let severity = if servers >= 10 || a.connections >= 100 {
+            1
+        } else {
+            2
+        };
+        let ports: Vec<String> = self.cfg.smtp_ports.iter().map(u16::to_string).collect();
+        let mut block = BTreeMap::new();
+        let (fam, tool) = if rec.client.is_ipv4() {
+            ("ip", "iptables")
+        } else {
+            ("ip6", "ip6tables")
+        };
+        block.insert(
+            "nftables",
+            format!(
+                "nft insert rule inet filter forward {fam} saddr {} tcp dport {{ {} }} drop",
+                rec.client,
+                ports.join(", ")
+            ),
+        );
+        block.insert(
+            "iptables",
+            format!(
+                "{tool} -I FORWARD -s {} -p tcp -m multiport --dports {} -j DROP",
+                rec.client,
+                ports.join(",")
+            ),
+        );
+        let mut alert = Finding {
+            ts: rec.first_seen,
+            category: Category::Spambot,
+            signature: "spambot.outbound_smtp",
+            severity,
+            description,
+            // A bot sending mail spends the host's resources for someone else.
+            mitre: Mitre {
+                tactic: "TA0040",
+                technique: "T1496",
+            },
+            src: rec.client,
+            dest: single,
+            ports: None,
+            proto: Some(6),
+            evidence,
+            community_id: None,
+            outside: single,
+        }
+        .into_alert(cx);
+        // The response is about the inside host's mail, not the servers.
+        alert.response = Some(Response { block });
+        cx.raise(alert);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testutil::{flow, run_at};
+
+    fn smtp(host: &str, server: &str, at: i64) -> FlowRecord {
+        flow(host, 40000, server, 25, 6, at)
+    }
+
+    #[test]
+    fn mail_server_learned_while_learning_never_alerts() {
+        let mut d = SpambotDetector::new(SpambotConfig::default());
+        assert!(run_at(&mut d, "10.0.0.25", &smtp("10.0.0.25", "192.0.2.1", 60), 60).is_empty());
+        for i in 0..50 {
+            let server = format!("198.51.100.{i}");
+            assert!(run_at(
+                &mut d,
+                "10.0.0.25",
+                &smtp("10.0.0.25", &server, 4000 + i),
+                4000 + i
+            )
+            .is_empty());
+        }
+    }
+
+    #[test]
+    fn new_sender_to_several_servers_alerts_once_at_the_threshold() {
+        let mut d = SpambotDetector::new(SpambotConfig::default());
+        assert!(run_at(
+            &mut d,
+            "10.0.0.66",
+            &smtp("10.0.0.66", "192.0.2.1", 4000),
+            4000
+        )
+        .is_empty());
+        assert!(run_at(
+            &mut d,
+            "10.0.0.66",
+            &smtp("10.0.0.66", "192.0.2.2", 4010),
+            4010
+        )
+        .is_empty());
+        let a = run_at(
+            &mut d,
+            "10.0.0.66",
+            &smtp("10.0.0.66", "192.0.2.3", 4020),
+            4020,
+        );
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.signature, "spambot.outbound_smtp");
+        assert_eq!(a[0].src_ip.to_string(), "10.0.0.66");
+        assert!(a[0].dest_ip.is_none());
+        assert_eq!(a[0].evidence["distinct_mail_servers"], 3);
+        assert!(a[0].response.as_ref().unwrap().block["nftables"].contains("10.0.0.66"));
+        assert!(run_at(
+            &mut d,
+            "10.0.0.66",
+            &smtp("10.0.0.66", "192.0.2.4", 4030),
+            4030
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn two_servers_is_below_the_threshold_and_windows_expire() {
+        let mut d = SpambotDetector::new(SpambotConfig::default());
+        for (i, at) in [(1, 4000), (2, 4100), (3, 8000)] {
+            let server = format!("192.0.2.{i}");
+            assert!(run_at(&mut d, "10.0.0.66", &smtp("10.0.0.66", &server, at), at).is_empty());
+        }
+    }
+
+    #[test]
+    fn bulk_through_one_relay_and_configured_servers() {
+        let mut d = SpambotDetector::new(SpambotConfig::default());
+        let mut got = Vec::new();
+        for i in 0..20 {
+            got.extend(run_at(
+                &mut d,
+                "10.0.0.70",
+                &flow(
+                    "10.0.0.70",
+                    40000 + i,
+                    "192.0.2.9",
+                    587,
+                    6,
+                    4000 + i64::from(i),
+                ),
+                4000,
+            ));
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].dest_ip.unwrap().to_string(), "192.0.2.9");
+        let mut d = SpambotDetector::new(SpambotConfig {
+            mail_servers: vec!["10.0.5.0/24".into()],
+            ..SpambotConfig::default()
+        });
+        for i in 0..10 {
+            let server = format!("192.0.2.{i}");
+            assert!(run_at(&mut d, "10.0.5.5", &smtp("10.0.5.5", &server, 4000), 4000).is_empty());
+        }
+        assert_eq!(
+            SpambotConfig {
+                mail_servers: vec!["bad".into()],
+                ..SpambotConfig::default()
+            }
+            .problems()
+            .len(),
+            1
+        );
+    }
+}
