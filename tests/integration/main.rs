@@ -4,6 +4,7 @@
 mod badinput;
 mod common;
 mod config;
+mod detections;
 mod determinism;
 mod linktypes;
 mod live;

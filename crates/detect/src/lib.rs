@@ -24,6 +24,7 @@
 //! crate feeds workers over channels and writes what they raise.
 
 mod common;
+mod dns_tunnel;
 mod external_login;
 mod home;
 mod response;
@@ -41,6 +42,7 @@ use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
 pub use common::{accepted, record_community_id, Finding, HostTable, Learning, LogEwma};
+pub use dns_tunnel::{DnsTunnelConfig, DnsTunnelDetector};
 pub use external_login::{ExternalLoginConfig, ExternalLoginDetector};
 pub use home::{HomeNet, HomeNetError};
 pub use response::block_response;
@@ -112,7 +114,7 @@ pub trait Detector: Send {
 }
 
 /// The `[detect]` configuration section: one sub-section per detector.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
     /// Traffic to or from listed Tor exit nodes.
@@ -123,4 +125,6 @@ pub struct DetectConfig {
     pub unusual_protocol: UnusualProtocolConfig,
     /// Logins to remote-access services from outside.
     pub external_login: ExternalLoginConfig,
+    /// Data carried in DNS query names.
+    pub dns_tunnel: DnsTunnelConfig,
 }

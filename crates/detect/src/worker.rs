@@ -5,8 +5,8 @@ use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
 use crate::{
-    DetectConfig, DetectCx, Detector, ExternalLoginDetector, HomeNet, SpambotDetector, TorDetector,
-    UnusualProtocolDetector,
+    DetectConfig, DetectCx, Detector, DnsTunnelDetector, ExternalLoginDetector, HomeNet,
+    SpambotDetector, TorDetector, UnusualProtocolDetector,
 };
 
 /// The shard (worker index) that owns `ip`, out of `shards`.
@@ -93,6 +93,9 @@ impl Worker {
             detectors.push(Box::new(UnusualProtocolDetector::new(
                 cfg.unusual_protocol.clone(),
             )));
+        }
+        if cfg.dns_tunnel.enabled {
+            detectors.push(Box::new(DnsTunnelDetector::new(cfg.dns_tunnel.clone())));
         }
         if cfg.external_login.enabled {
             detectors.push(Box::new(ExternalLoginDetector::new(

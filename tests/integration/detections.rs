@@ -1,0 +1,101 @@
+//! Detectors on the real captures of the shared corpus: the attacks are
+//! found with the right `src_ip` and `dest_ip`, the benign captures raise
+//! nothing.
+
+use std::path::Path;
+
+use crate::common::{replay, shared, stderr};
+
+#[test]
+fn dns_tunnels_are_found_with_client_and_resolver() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, client, resolver) in [
+        ("dns-tunnel-iodine-elastic.pcap", "10.0.2.30", "10.0.2.20"),
+        (
+            "dns-tunnel-iodine-small.pcap",
+            "192.168.1.17",
+            "192.168.1.210",
+        ),
+        (
+            "dns-tunnel-dnscat-ndpi.pcap",
+            "192.168.220.56",
+            "192.168.203.167",
+        ),
+        (
+            "dns-tunnel-dnscat2-small.pcap",
+            "192.168.1.17",
+            "192.168.1.210",
+        ),
+        (
+            "dns-tunnel-dns2tcp-small.pcap",
+            "192.168.1.17",
+            "192.168.1.210",
+        ),
+        (
+            "dns-exfil-dnsexfiltrator-small.pcap",
+            "192.168.1.102",
+            "192.168.1.210",
+        ),
+    ] {
+        let (out, alerts, _) = replay(dir.path(), &[], &[&shared(&format!("attacks/{file}"))]);
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        let tunnel: Vec<_> = alerts
+            .iter()
+            .filter(|a| a["alert"]["signature"] == "exfiltration.dns_tunnel")
+            .collect();
+        assert_eq!(tunnel.len(), 1, "{file}: {alerts:#?}");
+        assert_eq!(tunnel[0]["src_ip"], client, "{file}");
+        assert_eq!(tunnel[0]["dest_ip"], resolver, "{file}");
+        assert_eq!(tunnel[0]["alert"]["category"], "exfiltration");
+    }
+}
+
+#[test]
+fn ssh_brute_force_from_outside_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    // The captures use 240.0.0.0/4 addresses; the SSH server's network is "inside".
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[network]\nhome_net = [\"240.125.0.0/16\"]\n[intel]\ntor_exit_list = \"\"\ngeoip_city = \"\"\ngeoip_asn = \"\"\n",
+    )
+    .unwrap();
+    for (file, attacker) in [
+        ("ssh-bruteforce-hydra-1task.pcap", "240.0.1.2"),
+        ("ssh-bruteforce-hydra-4tasks.pcap", "240.0.1.3"),
+        ("ssh-bruteforce-medusa-1task.pcap", "240.0.2.2"),
+        ("ssh-bruteforce-ncrack-paranoid.pcap", "240.0.3.2"),
+        ("ssh-bruteforce-ncrack-polite.pcap", "240.0.3.4"),
+    ] {
+        let (out, alerts, _) = replay(
+            dir.path(),
+            &["--config", cfg.to_str().unwrap()],
+            &[&shared(&format!("attacks/{file}"))],
+        );
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        let bf: Vec<_> = alerts
+            .iter()
+            .filter(|a| a["alert"]["signature"] == "external_login.brute_force")
+            .collect();
+        assert_eq!(bf.len(), 1, "{file}: {alerts:#?}");
+        assert_eq!(bf[0]["src_ip"], attacker, "{file}");
+        assert_eq!(bf[0]["dest_ip"], "240.125.0.2", "{file}");
+        assert_eq!(bf[0]["alert"]["mitre"]["technique"], "T1110");
+    }
+}
+
+#[test]
+fn benign_captures_raise_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(shared("benign"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15);
+    for f in &files {
+        let (out, alerts, _) = replay(dir.path(), &[], &[Path::new(f)]);
+        assert!(out.status.success(), "{}: {}", f.display(), stderr(&out));
+        assert!(alerts.is_empty(), "{}: {alerts:#?}", f.display());
+    }
+}
