@@ -826,6 +826,7 @@ impl Capture {
     }
 
     /// An ICMP message: type, code, the four "rest of header" bytes, body.
+    #[allow(clippy::too_many_arguments)]
     fn icmp(
         &mut self,
         t: f64,
@@ -1142,6 +1143,7 @@ impl Gen {
 
     /// A lookup through the inside resolver, forwarded to an outside
     /// authoritative server on a cache miss. Returns when it is answered.
+    #[allow(clippy::too_many_arguments)]
     fn lookup(
         &mut self,
         t: f64,
@@ -1168,6 +1170,9 @@ impl Gen {
     }
 
     fn benign(&mut self, end: f64, rate: f64) {
+        if end <= 0.0 {
+            return;
+        }
         self.tunnels(end);
         self.monitoring(end);
         self.backups(end);
@@ -1329,10 +1334,10 @@ impl Gen {
     fn updates(&mut self, end: f64) {
         let (u, ws) = (self.o.update_server, self.o.workstations.clone());
         for w in ws {
-            if !self.rng.chance(0.25) {
+            if !self.rng.chance(0.25) || end < 600.0 {
                 continue;
             }
-            let t = self.rng.range(60.0, (end - 300.0).max(61.0));
+            let t = self.rng.range(60.0, end - 300.0);
             let t1 = self.lookup(t, w, "download.updates-example.com", 1, 0, &oct(u), 300.0);
             let bytes = self.rng.int(10_000_000, 40_000_000);
             let dur = bytes as f64 / self.rng.range(2e6, 8e6);
