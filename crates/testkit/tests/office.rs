@@ -210,7 +210,7 @@ fn scans_get_the_answers_of_the_targets() {
         },
     ];
     generate(&spec(1, 0.0, attacks), &path).unwrap();
-    let mut src = FileSource::open(&[path.clone()]).unwrap();
+    let mut src = FileSource::open(std::slice::from_ref(&path)).unwrap();
     let (mut synack, mut rst, mut unreach, mut from_outside) = (0, 0, 0, 0);
     while let Next::Frame(f) = src.next_frame().unwrap() {
         let h = Ipv4HeaderSlice::from_slice(&f.data[14..]).unwrap();
