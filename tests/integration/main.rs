@@ -9,5 +9,6 @@ mod determinism;
 mod linktypes;
 mod live;
 mod malformed;
+mod office;
 mod signals;
 mod tor;
