@@ -93,6 +93,34 @@ impl ExternalLoginDetector {
     }
 }
 
+/// An external-login finding about one flow: the outside client is the
+/// subject and the party to block, the inside server the counterpart.
+fn login_finding(
+    rec: &FlowRecord,
+    ts: Timestamp,
+    signature: &'static str,
+    severity: u8,
+    description: String,
+    mitre: Mitre,
+    evidence: BTreeMap<&'static str, serde_json::Value>,
+) -> Finding {
+    Finding {
+        ts,
+        category: Category::ExternalLogin,
+        signature,
+        severity,
+        description,
+        mitre,
+        src: rec.client,
+        dest: Some(rec.server),
+        ports: Some((rec.client_port, rec.server_port)),
+        proto: Some(6),
+        evidence,
+        community_id: Some(record_community_id(rec)),
+        outside: Some(rec.client),
+    }
+}
+
 fn service(port: u16) -> &'static str {
     match port {
         22 => "SSH",
@@ -168,27 +196,21 @@ impl Detector for ExternalLoginDetector {
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()),
                 );
-                alerts.push(Finding {
-                    ts: rec.first_seen,
-                    category: Category::ExternalLogin,
-                    signature: "external_login.many_sources",
-                    severity: 2,
-                    description: format!(
+                alerts.push(login_finding(
+                    rec,
+                    rec.first_seen,
+                    "external_login.many_sources",
+                    2,
+                    format!(
                         "{n} outside addresses connected to {svc} on {} within {} s",
                         rec.server, self.cfg.window_secs
                     ),
-                    mitre: Mitre {
+                    Mitre {
                         tactic: "TA0006",
                         technique: "T1110",
                     },
-                    src: rec.client,
-                    dest: Some(rec.server),
-                    ports: Some((rec.client_port, rec.server_port)),
-                    proto: Some(6),
-                    evidence: ev,
-                    community_id: Some(record_community_id(rec)),
-                    outside: Some(rec.client),
-                });
+                    ev,
+                ));
             }
         }
 
@@ -221,27 +243,21 @@ impl Detector for ExternalLoginDetector {
                 ev.insert("window_secs", json!(self.cfg.window_secs));
                 ev.insert("window_start", json!(pair.window_start));
                 ev.insert("service", json!(svc));
-                alerts.push(Finding {
-                    ts: rec.first_seen,
-                    category: Category::ExternalLogin,
-                    signature: "external_login.brute_force",
-                    severity: 2,
-                    description: format!(
+                alerts.push(login_finding(
+                    rec,
+                    rec.first_seen,
+                    "external_login.brute_force",
+                    2,
+                    format!(
                         "{} opened {} {svc} sessions to {} within {} s (brute force)",
                         rec.client, pair.sessions, rec.server, self.cfg.window_secs
                     ),
-                    mitre: Mitre {
+                    Mitre {
                         tactic: "TA0006",
                         technique: "T1110",
                     },
-                    src: rec.client,
-                    dest: Some(rec.server),
-                    ports: Some((rec.client_port, rec.server_port)),
-                    proto: Some(6),
-                    evidence: ev,
-                    community_id: Some(record_community_id(rec)),
-                    outside: Some(rec.client),
-                });
+                    ev,
+                ));
             }
         }
 
@@ -261,27 +277,21 @@ impl Detector for ExternalLoginDetector {
             ev.insert("learned_outside_logins", json!(learned_outside));
             ev.insert("after_brute_force", json!(after_brute_force));
             ev.insert("service", json!(svc));
-            alerts.push(Finding {
-                ts: rec.last_seen,
-                category: Category::ExternalLogin,
-                signature: "external_login.unusual_source",
-                severity: if after_brute_force { 1 } else { 2 },
-                description: format!(
+            alerts.push(login_finding(
+                    rec,
+                    rec.last_seen,
+                    "external_login.unusual_source",
+                    if after_brute_force { 1 } else { 2 },
+                    format!(
                     "{} held a {} s {svc} session with {}, whose logins came only from inside while learning{}",
                     rec.client,
                     duration_us / 1_000_000,
                     rec.server,
                     if after_brute_force { ", right after brute-forcing it" } else { "" }
                 ),
-                mitre: Mitre { tactic: "TA0001", technique: "T1133" },
-                src: rec.client,
-                dest: Some(rec.server),
-                ports: Some((rec.client_port, rec.server_port)),
-                proto: Some(6),
-                evidence: ev,
-                community_id: Some(record_community_id(rec)),
-                outside: Some(rec.client),
-            });
+                    Mitre { tactic: "TA0001", technique: "T1133" },
+                    ev,
+                ));
         }
         for f in alerts {
             let a = f.into_alert(cx);
