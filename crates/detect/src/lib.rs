@@ -27,6 +27,7 @@ mod common;
 mod dns_tunnel;
 mod external_login;
 mod home;
+pub mod port_scan;
 mod response;
 mod spambot;
 #[cfg(test)]
@@ -45,6 +46,7 @@ pub use common::{accepted, record_community_id, Finding, HostTable, Learning, Lo
 pub use dns_tunnel::{DnsTunnelConfig, DnsTunnelDetector};
 pub use external_login::{ExternalLoginConfig, ExternalLoginDetector};
 pub use home::{HomeNet, HomeNetError};
+pub use port_scan::{PortScanConfig, PortScanDetector};
 pub use response::block_response;
 pub use spambot::{SpambotConfig, SpambotDetector};
 pub use tor::{TorConfig, TorDetector};
