@@ -628,9 +628,31 @@ impl PortScanDetector {
         if !s.answered_any || s.llr < self.eta1 || s.pairs.len() < self.cfg.min_distinct {
             return None;
         }
-        let keys: Vec<PairKey> = s.pairs.keys().copied().collect();
-        let icmp = keys.iter().filter(|k| matches!(k.1, 1 | 58)).count();
-        let mut v = classify(&keys, icmp * 2 >= keys.len());
+        // Classify by the failed contacts: they are the scan. A host that
+        // browses the web and then scans one server must not read as a
+        // horizontal scan of port 443. The evidence then also counts the
+        // contacts that share a host or port with a failed one (the open
+        // ports of a vertically scanned host).
+        let failed: Vec<PairKey> = s
+            .pairs
+            .iter()
+            .filter(|(_, p)| p.failed)
+            .map(|(k, _)| *k)
+            .collect();
+        let icmp = failed.iter().filter(|k| matches!(k.1, 1 | 58)).count();
+        let mut v = classify(&failed, icmp * 2 >= failed.len());
+        let hosts: HashSet<IpAddr> = failed.iter().map(|k| k.0).collect();
+        let ports: HashSet<(u8, u16)> = failed.iter().map(|k| (k.1, k.2)).collect();
+        v.keys = s
+            .pairs
+            .keys()
+            .filter(|k| match v.class {
+                Class::Vertical => Some(k.0) == v.dest_ip,
+                Class::Horizontal | Class::IcmpSweep => ports.contains(&(k.1, k.2)),
+                Class::Mixed => hosts.contains(&k.0) || ports.contains(&(k.1, k.2)),
+            })
+            .copied()
+            .collect();
         v.window_secs = self.cfg.slow_window_secs;
         v.threshold = self.eta1;
         v.method = "trw";
@@ -839,6 +861,12 @@ impl Detector for PortScanDetector {
         // it finite and lets a reformed host come back down.
         s.llr = s.llr.clamp(eta0, eta1 + 10.0 * step_f);
 
+        // Only a failed contact can complete the evidence (the counts count
+        // failures, and a success moves the walk away from its threshold):
+        // judging costs a pass over the scanner's pairs, so skip it otherwise.
+        if !result.failed() {
+            return;
+        }
         let verdict = self
             .scanners
             .get(&scanner)

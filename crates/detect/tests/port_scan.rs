@@ -207,6 +207,30 @@ fn fast_syn_vertical_scan_alerts_within_ten_probes() {
 }
 
 #[test]
+fn a_browsing_host_that_scans_one_server_is_vertical() {
+    let mut h = Harness::default();
+    for i in 0..200u16 {
+        let site = format!("198.51.100.{}", i % 250 + 1);
+        h.feed(R::tcp(
+            "10.0.0.50",
+            &site,
+            443,
+            FlowState::ClosedFin,
+            i64::from(i),
+        ));
+    }
+    for port in 1..=40u16 {
+        let st = rejected_or(port == 22);
+        h.feed(R::tcp("10.0.0.50", "10.0.0.60", port, st, 300));
+    }
+    let a = h.one();
+    assert_eq!(a.alert.signature, "port_scan.vertical");
+    assert_eq!(a.dest_ip, Some(ip("10.0.0.60")));
+    assert_eq!(a.evidence["direction"], "internal");
+    assert_eq!(a.evidence["distinct_targets"], 1);
+}
+
+#[test]
 fn inbound_scan_with_nothing_open_is_medium() {
     let mut h = Harness::default();
     for port in 1..=10u16 {
