@@ -229,6 +229,15 @@ impl PortScanConfig {
                 p.push((k, "must be at least 1".to_string()));
             }
         }
+        if self.max_pairs_per_scanner > MAX_PAIRS_TOTAL {
+            p.push((
+                "detect.port_scan.max_pairs_per_scanner",
+                format!(
+                    "{} is above the per-worker total of {MAX_PAIRS_TOTAL} pairs",
+                    self.max_pairs_per_scanner
+                ),
+            ));
+        }
         if self.window_secs == 0 {
             p.push((
                 "detect.port_scan.window_secs",
@@ -328,6 +337,11 @@ impl Probe {
     /// What kind of probe a record is, or None when it is no probe at all
     /// (a mid-stream pickup, a stray RST, an ICMP error, another protocol).
     fn of(rec: &FlowRecord) -> Option<Probe> {
+        // A flow first seen at its SYN-ACK (backscatter, or a missed SYN) is
+        // credited to a client that sent nothing: no probe.
+        if rec.to_server.packets == 0 {
+            return None;
+        }
         match rec.proto {
             6 => {
                 let f = rec.client_flags;
@@ -531,7 +545,7 @@ impl PortScanDetector {
         cfg.window_secs = cfg.window_secs.max(1);
         cfg.slow_window_secs = cfg.slow_window_secs.max(cfg.window_secs);
         cfg.max_tracked_scanners = cfg.max_tracked_scanners.max(1);
-        cfg.max_pairs_per_scanner = cfg.max_pairs_per_scanner.max(1);
+        cfg.max_pairs_per_scanner = cfg.max_pairs_per_scanner.clamp(1, MAX_PAIRS_TOTAL);
         PortScanDetector {
             cfg,
             allow,

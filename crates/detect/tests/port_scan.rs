@@ -550,6 +550,30 @@ fn quiet_allow_listed_scanner() {
 }
 
 #[test]
+fn mid_stream_pickups_and_backscatter_are_not_probes() {
+    let mut h = Harness::default();
+    for port in 1..=40u16 {
+        // Picked up mid-stream: the client's first packet carried ACK.
+        h.feed(R::tcp(SCANNER_OUT, "10.0.0.7", port, FlowState::Rejected, 0).flags(0x11));
+        // Backscatter: the flow starts with a SYN-ACK, the "client" sent nothing.
+        let mut r = R::tcp(
+            "10.0.0.8",
+            &format!("198.51.100.{port}"),
+            80,
+            FlowState::Attempt,
+            0,
+        )
+        .flags(0)
+        .build();
+        r.to_server = DirCounts::default();
+        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
+        h.det.on_flow(ip("10.0.0.8"), &r, &mut cx);
+    }
+    h.quiet();
+    assert_eq!(h.det.stats().tracked_scanners, 0);
+}
+
+#[test]
 fn later_records_of_a_flow_are_not_counted_again() {
     let mut h = Harness::default();
     for port in 1..=20u16 {
