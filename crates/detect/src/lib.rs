@@ -129,4 +129,6 @@ pub struct DetectConfig {
     pub external_login: ExternalLoginConfig,
     /// Data carried in DNS query names.
     pub dns_tunnel: DnsTunnelConfig,
+    /// Port scans and sweeps.
+    pub port_scan: PortScanConfig,
 }

@@ -6,7 +6,7 @@ use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
 use crate::{
     DetectConfig, DetectCx, Detector, DnsTunnelDetector, ExternalLoginDetector, HomeNet,
-    SpambotDetector, TorDetector, UnusualProtocolDetector,
+    PortScanDetector, SpambotDetector, TorDetector, UnusualProtocolDetector,
 };
 
 /// The shard (worker index) that owns `ip`, out of `shards`.
@@ -93,6 +93,9 @@ impl Worker {
             detectors.push(Box::new(UnusualProtocolDetector::new(
                 cfg.unusual_protocol.clone(),
             )));
+        }
+        if cfg.port_scan.enabled {
+            detectors.push(Box::new(PortScanDetector::new(cfg.port_scan.clone())));
         }
         if cfg.dns_tunnel.enabled {
             detectors.push(Box::new(DnsTunnelDetector::new(cfg.dns_tunnel.clone())));

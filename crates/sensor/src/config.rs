@@ -304,6 +304,7 @@ impl SensorConfig {
             .problems()
             .into_iter()
             .chain(self.detect.spambot.problems())
+            .chain(self.detect.port_scan.problems())
         {
             p.push(format!("key '{k}': {msg}"));
         }
