@@ -465,38 +465,38 @@ fn icmp_key(proto: u8, ty: u8, code: u8) -> (u16, u16) {
 }
 
 fn icmpv4<'a>(i: &Icmpv4Slice<'a>) -> L4<'a> {
-    let (ty, code) = (i.type_u8(), i.code_u8());
-    let (src_port, dst_port) = icmp_key(PROTO_ICMP, ty, code);
     // 3 = destination unreachable, code 3 = port unreachable.
-    let icmp_error = (ty == 3)
-        .then(|| quoted(i.payload(), false))
-        .flatten()
-        .map(|q| {
-            let kind = if code == 3 {
-                IcmpError::PortUnreachable
-            } else {
-                IcmpError::Unreachable
-            };
-            (kind, q)
-        });
-    L4 {
-        src_port,
-        dst_port,
-        flags: 0,
-        icmp_error,
-        payload: &[],
-    }
+    icmp(
+        PROTO_ICMP,
+        i.type_u8(),
+        i.code_u8(),
+        i.payload(),
+        (3, 3),
+        false,
+    )
 }
 
 fn icmpv6<'a>(i: &Icmpv6Slice<'a>) -> L4<'a> {
-    let (ty, code) = (i.type_u8(), i.code_u8());
-    let (src_port, dst_port) = icmp_key(PROTO_ICMPV6, ty, code);
     // 1 = destination unreachable, code 4 = port unreachable.
-    let icmp_error = (ty == 1)
-        .then(|| quoted(i.payload(), true))
+    icmp(
+        PROTO_ICMPV6,
+        i.type_u8(),
+        i.code_u8(),
+        i.payload(),
+        (1, 4),
+        true,
+    )
+}
+
+/// ICMP and ICMPv6 alike: Community ID ports, and for a destination
+/// unreachable the quoted tuple; `unreachable` is (type, port-unreachable code).
+fn icmp<'a>(proto: u8, ty: u8, code: u8, body: &[u8], unreachable: (u8, u8), v6: bool) -> L4<'a> {
+    let (src_port, dst_port) = icmp_key(proto, ty, code);
+    let icmp_error = (ty == unreachable.0)
+        .then(|| quoted(body, v6))
         .flatten()
         .map(|q| {
-            let kind = if code == 4 {
+            let kind = if code == unreachable.1 {
                 IcmpError::PortUnreachable
             } else {
                 IcmpError::Unreachable

@@ -2,6 +2,16 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// A CIDR network, or a bare address as a /32 or /128 (config lists:
+/// `home_net`, allow-lists, mail servers).
+pub(crate) fn parse_net(s: &str) -> Option<IpNet> {
+    let t = s.trim();
+    t.parse::<IpNet>()
+        .ok()
+        .or_else(|| t.parse::<IpAddr>().ok().map(IpNet::from))
+        .map(|n| n.trunc())
+}
+
 /// The networks that are "inside" (`network.home_net`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HomeNet {
@@ -21,12 +31,8 @@ impl HomeNet {
     pub fn parse(entries: &[String]) -> Result<HomeNet, HomeNetError> {
         let mut nets = Vec::with_capacity(entries.len());
         for e in entries {
-            let t = e.trim();
-            let net = t
-                .parse::<IpNet>()
-                .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| HomeNetError { entry: e.clone() })?;
-            nets.push(net.trunc());
+            let net = parse_net(e).ok_or_else(|| HomeNetError { entry: e.clone() })?;
+            nets.push(net);
         }
         Ok(HomeNet { nets })
     }

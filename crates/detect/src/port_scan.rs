@@ -74,6 +74,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+use crate::home::parse_net;
 use serde::Deserialize;
 use serde_json::json;
 use tapsentry_types::{
@@ -170,14 +172,6 @@ impl Default for PortScanConfig {
 
 fn in_unit(x: f64) -> bool {
     x.is_finite() && x > 0.0 && x < 1.0
-}
-
-fn parse_net(s: &str) -> Option<IpNet> {
-    let t = s.trim();
-    t.parse::<IpNet>()
-        .ok()
-        .or_else(|| t.parse::<IpAddr>().ok().map(IpNet::from))
-        .map(|n| n.trunc())
 }
 
 impl PortScanConfig {

@@ -9,6 +9,7 @@ use serde_json::json;
 use tapsentry_types::{Category, FlowRecord, Mitre, Response, Timestamp};
 
 use crate::common::{Finding, HostTable};
+use crate::home::parse_net;
 use crate::{DetectCx, Detector};
 
 /// The `[detect.spambot]` section.
@@ -74,13 +75,6 @@ impl SpambotConfig {
         }
         p
     }
-}
-
-fn parse_net(s: &str) -> Option<IpNet> {
-    let t = s.trim();
-    t.parse::<IpNet>()
-        .ok()
-        .or_else(|| t.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 /// Distinct servers remembered per host (beyond it only the count grows).
