@@ -11,4 +11,5 @@ mod live;
 mod malformed;
 mod office;
 mod signals;
+mod state;
 mod tor;

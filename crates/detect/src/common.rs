@@ -53,6 +53,39 @@ impl<K: Eq + Hash + Ord + Copy, V> HostTable<K, V> {
         &mut slot.1
     }
 
+    /// Puts back a saved entry last seen at `seen` (loading baselines),
+    /// replacing any entry of that key. At the cap it takes the place of the
+    /// least recently seen entry only if it is more recent itself, so
+    /// restoring more than `cap` entries keeps the most recent ones whatever
+    /// order they come in. False when the entry was dropped (counted).
+    pub fn restore(&mut self, key: K, seen: Timestamp, value: V) -> bool {
+        if let Some(slot) = self.entries.get_mut(&key) {
+            if seen > slot.0 {
+                self.order.remove(&(slot.0, key));
+                self.order.insert((seen, key));
+                slot.0 = seen;
+            }
+            slot.1 = value;
+            return true;
+        }
+        if self.entries.len() >= self.cap {
+            match self.order.first() {
+                Some(&(oldest_seen, oldest)) if oldest_seen < seen => {
+                    self.order.pop_first();
+                    self.entries.remove(&oldest);
+                }
+                _ => {
+                    self.evicted += 1;
+                    return false;
+                }
+            }
+            self.evicted += 1;
+        }
+        self.entries.insert(key, (seen, value));
+        self.order.insert((seen, key));
+        true
+    }
+
     /// The entry for `key`, if tracked.
     pub fn get(&self, key: &K) -> Option<&V> {
         self.entries.get(key).map(|(_, v)| v)
@@ -76,6 +109,12 @@ impl<K: Eq + Hash + Ord + Copy, V> HostTable<K, V> {
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, (_, v))| (k, v))
+    }
+
+    /// Every entry with the capture time it was last seen, in no particular
+    /// order (for saving baselines: the time keeps the eviction order).
+    pub fn iter_seen(&self) -> impl Iterator<Item = (&K, Timestamp, &V)> {
+        self.entries.iter().map(|(k, (t, v))| (k, *t, v))
     }
 
     /// Every entry, mutably, in no particular order.
@@ -168,6 +207,16 @@ impl LogEwma {
         let z = (Self::ln1p(x) - self.mean) / sd;
         if z.is_finite() {
             z
+        } else {
+            0.0
+        }
+    }
+
+    /// The standard deviation of `ln(1 + x)` (0 before two observations).
+    pub fn sd(&self) -> f64 {
+        let sd = self.var.max(0.0).sqrt();
+        if sd.is_finite() {
+            sd
         } else {
             0.0
         }
@@ -328,6 +377,24 @@ mod tests {
             assert!(h.len() <= 100);
         }
         assert_eq!(h.evicted(), 9_900);
+    }
+
+    #[test]
+    fn restore_keeps_the_most_recent_whatever_the_order() {
+        let mut h: HostTable<u32, u32> = HostTable::new(3);
+        for (k, seen) in [(1, 10), (2, 5), (3, 1), (4, 7), (5, 0), (6, 8)] {
+            h.restore(k, t(seen), k * 10);
+            assert!(h.len() <= 3);
+        }
+        let mut kept: Vec<u32> = h.iter().map(|(k, _)| *k).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![1, 4, 6]);
+        assert_eq!(h.evicted(), 3);
+        // Restoring a key again replaces its value and keeps the later time.
+        assert!(h.restore(4, t(2), 99));
+        assert_eq!(h.get(&4), Some(&99));
+        let seen: Vec<_> = h.iter_seen().filter(|(k, _, _)| **k == 4).collect();
+        assert_eq!(seen[0].1, t(7));
     }
 
     #[test]

@@ -6,12 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tapsentry_types::{Category, FlowRecord, Mitre, Timestamp};
 
 use crate::common::{accepted, record_community_id, Finding, HostTable};
-use crate::{DetectCx, Detector};
+use crate::state::{entry_value, parse_entry};
+use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.external_login]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -75,6 +76,20 @@ struct SourceAttempts {
     alerted_login: bool,
 }
 
+/// A saved server: where its logins came from while learning. The
+/// brute-force and many-sources windows are evidence about now, not
+/// habits, and are not saved.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerEntry {
+    /// Accepted logins from inside seen while learning.
+    inside_logins: u64,
+    /// Accepted logins from outside seen while learning.
+    outside_logins: u64,
+    /// Capture time (µs since the epoch) last seen: the eviction order.
+    last_seen_us: i64,
+}
+
 /// See the module documentation.
 pub struct ExternalLoginDetector {
     cfg: ExternalLoginConfig,
@@ -135,6 +150,37 @@ fn service(port: u16) -> &'static str {
 impl Detector for ExternalLoginDetector {
     fn name(&self) -> &'static str {
         "external_login"
+    }
+
+    fn persists_state(&self) -> bool {
+        true
+    }
+
+    fn export_state(&self, out: &mut dyn FnMut(IpAddr, serde_json::Value)) {
+        for (server, seen, s) in self.servers.iter_seen() {
+            // A server with no learned login is judged like an unknown one.
+            if s.learned_inside > 0 || s.learned_outside > 0 {
+                let e = ServerEntry {
+                    inside_logins: s.learned_inside,
+                    outside_logins: s.learned_outside,
+                    last_seen_us: seen.micros(),
+                };
+                out(*server, entry_value(&e));
+            }
+        }
+    }
+
+    fn import_state(&mut self, host: IpAddr, entry: serde_json::Value) -> Result<(), StateError> {
+        let e: ServerEntry = parse_entry(entry)?;
+        let seen = Timestamp::from_micros(e.last_seen_us);
+        // Through the bounded table: at max_tracked the most recent stay.
+        let s = ServerLogins {
+            learned_inside: e.inside_logins,
+            learned_outside: e.outside_logins,
+            ..ServerLogins::default()
+        };
+        self.servers.restore(host, seen, s);
+        Ok(())
     }
 
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
@@ -304,7 +350,7 @@ impl Detector for ExternalLoginDetector {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::testutil::{flow, run_at};
+    use crate::testutil::{export, flow, run_at, transfer};
     use tapsentry_types::FlowState;
 
     fn ssh(src: &str, sport: u16, dst: &str, at: i64, secs: u64, ok: bool) -> FlowRecord {
@@ -434,6 +480,48 @@ mod tests {
         );
         assert_eq!(a[0].alert.signature, "external_login.unusual_source");
         assert_eq!(a[0].alert.severity, 2);
+    }
+
+    #[test]
+    fn learned_login_sources_survive_a_restart() {
+        let mut d = ExternalLoginDetector::new(ExternalLoginConfig::default());
+        // Learned: 10.0.0.6 takes logins from outside, 10.0.0.7 from inside.
+        let a = ssh("198.51.100.4", 50000, "10.0.0.6", 100, 600, true);
+        run_at(&mut d, "10.0.0.6", &a, 700);
+        let b = ssh("10.0.9.9", 50000, "10.0.0.7", 100, 900, true);
+        run_at(&mut d, "10.0.0.7", &b, 1000);
+        // After learning, a failed attempt on a third server: not a habit.
+        let c = ssh("203.0.113.1", 50002, "10.0.0.8", 4000, 1, false);
+        run_at(&mut d, "10.0.0.8", &c, 4001);
+        let mut saved = export(&d);
+        saved.sort_by_key(|(h, _)| *h);
+        assert_eq!(saved.len(), 2, "{saved:?}");
+        assert_eq!(saved[0].1["outside_logins"], 1);
+        assert_eq!(saved[1].1["inside_logins"], 1);
+
+        let mut d2 = ExternalLoginDetector::new(ExternalLoginConfig::default());
+        transfer(&d, &mut d2);
+        let quiet = ssh("198.51.100.5", 50000, "10.0.0.6", 5000, 600, true);
+        assert!(run_at(&mut d2, "10.0.0.6", &quiet, 5600).is_empty());
+        let loud = ssh("203.0.113.2", 50003, "10.0.0.7", 5000, 120, true);
+        let a = run_at(&mut d2, "10.0.0.7", &loud, 5120);
+        assert_eq!(a[0].alert.signature, "external_login.unusual_source");
+        assert_eq!(a[0].evidence["learned_inside_logins"], 1);
+    }
+
+    #[test]
+    fn imported_servers_respect_max_tracked() {
+        let mut d = ExternalLoginDetector::new(ExternalLoginConfig {
+            max_tracked: 5,
+            ..ExternalLoginConfig::default()
+        });
+        for i in 0..50u8 {
+            let e = serde_json::json!({"inside_logins": 1, "outside_logins": 0, "last_seen_us": i64::from(i)});
+            d.import_state(IpAddr::from([10, 0, 0, i]), e).unwrap();
+        }
+        assert_eq!(export(&d).len(), 5);
+        let bad = serde_json::json!({"inside_logins": -1, "outside_logins": 0, "last_seen_us": 0});
+        assert!(d.import_state(IpAddr::from([10, 0, 0, 1]), bad).is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod home;
 pub mod port_scan;
 mod response;
 mod spambot;
+mod state;
 #[cfg(test)]
 mod testutil;
 mod tor;
@@ -49,6 +50,7 @@ pub use home::{HomeNet, HomeNetError};
 pub use port_scan::{PortScanConfig, PortScanDetector};
 pub use response::block_response;
 pub use spambot::{SpambotConfig, SpambotDetector};
+pub use state::StateError;
 pub use tor::{TorConfig, TorDetector};
 pub use unusual_protocol::{UnusualProtocolConfig, UnusualProtocolDetector};
 pub use worker::{route_flow, shard_for, Batch, Worker};
@@ -65,6 +67,10 @@ pub struct DetectCx<'a> {
     /// Capture time the capture started (the same in every shard, so
     /// learning periods end at the same moment whatever the worker count).
     pub capture_start: Timestamp,
+    /// Seconds of learning already done before this capture started (by
+    /// an earlier run whose baselines were loaded from the state file), so
+    /// a restart resumes the learning period instead of running it again.
+    pub prior_learning_secs: u64,
     alerts: &'a mut Vec<Alert>,
 }
 
@@ -76,6 +82,7 @@ impl<'a> DetectCx<'a> {
             intel,
             now: Timestamp::ZERO,
             capture_start: Timestamp::ZERO,
+            prior_learning_secs: 0,
             alerts,
         }
     }
@@ -87,10 +94,15 @@ impl<'a> DetectCx<'a> {
         self
     }
 
-    /// True while `now` is within `secs` seconds of the capture start: a
+    /// True while fewer than `secs` seconds of learning are done: the time
+    /// since the capture start plus [`DetectCx::prior_learning_secs`]. A
     /// baseline learning period, during which baseline detectors only learn.
     pub fn learning(&self, secs: u64) -> bool {
-        self.now.micros_since(self.capture_start) < secs.saturating_mul(1_000_000)
+        let done = self
+            .prior_learning_secs
+            .saturating_mul(1_000_000)
+            .saturating_add(self.now.micros_since(self.capture_start));
+        done < secs.saturating_mul(1_000_000)
     }
 
     /// Raises an alert.
@@ -113,12 +125,39 @@ pub trait Detector: Send {
 
     /// Capture time advanced to `now` (once per batch, after its records).
     fn on_tick(&mut self, _now: Timestamp, _cx: &mut DetectCx<'_>) {}
+
+    /// True when this detector learns baselines worth keeping across a
+    /// restart. Only such detectors get a section in the state file, and
+    /// only they skip the learning already recorded there; a detector that
+    /// starts persisting later learns afresh from an older file.
+    fn persists_state(&self) -> bool {
+        false
+    }
+
+    /// Every learned baseline, one entry per host: the host whose shard
+    /// owns it (the `host` [`Detector::on_flow`] sees for it) and a small
+    /// serde value. Learned habits only, not open windows or counters.
+    fn export_state(&self, _out: &mut dyn FnMut(IpAddr, serde_json::Value)) {}
+
+    /// Takes back one entry [`Detector::export_state`] wrote (possibly by
+    /// another worker count, possibly damaged). Must respect the
+    /// detector's memory caps; an `Err` skips the entry, nothing else.
+    fn import_state(&mut self, _host: IpAddr, _entry: serde_json::Value) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
-/// The `[detect]` configuration section: one sub-section per detector.
+/// The `[detect]` configuration section: where learned baselines are kept,
+/// and one sub-section per detector.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
+    /// File the learned baselines are saved to (periodically and at exit)
+    /// and loaded from at start; empty for none. Default "".
+    pub state_file: std::path::PathBuf,
+    /// Capture-time seconds between periodic saves of `state_file`.
+    /// Default 300.
+    pub state_interval_secs: StateIntervalSecs,
     /// Traffic to or from listed Tor exit nodes.
     pub tor: TorConfig,
     /// Outbound SMTP from hosts with no mail history.
@@ -131,4 +170,16 @@ pub struct DetectConfig {
     pub dns_tunnel: DnsTunnelConfig,
     /// Port scans and sweeps.
     pub port_scan: PortScanConfig,
+}
+
+/// `detect.state_interval_secs`: a number of seconds whose default is 300
+/// (a newtype so [`DetectConfig`] keeps its derived `Default`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct StateIntervalSecs(pub u64);
+
+impl Default for StateIntervalSecs {
+    fn default() -> Self {
+        StateIntervalSecs(300)
+    }
 }

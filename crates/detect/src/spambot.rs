@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tapsentry_types::{Category, FlowRecord, Mitre, Response, Timestamp};
 
 use crate::common::{Finding, HostTable};
 use crate::home::parse_net;
-use crate::{DetectCx, Detector};
+use crate::state::{entry_value, parse_entry};
+use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.spambot]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -91,6 +92,17 @@ struct SmtpActivity {
     alerted: bool,
 }
 
+/// A saved mail host: it sent SMTP while learning. The whole learned
+/// baseline of this detector is the set of such hosts; windows of hosts
+/// without history are evidence about now and are not saved.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailHostEntry {
+    /// Capture time (µs since the epoch) the host was last seen sending
+    /// SMTP, which keeps its place in the least-recently-seen order.
+    last_seen_us: i64,
+}
+
 /// See the module documentation.
 pub struct SpambotDetector {
     cfg: SpambotConfig,
@@ -119,6 +131,35 @@ impl SpambotDetector {
 impl Detector for SpambotDetector {
     fn name(&self) -> &'static str {
         "spambot"
+    }
+
+    fn persists_state(&self) -> bool {
+        true
+    }
+
+    fn export_state(&self, out: &mut dyn FnMut(IpAddr, serde_json::Value)) {
+        for (host, seen, a) in self.hosts.iter_seen() {
+            // Configured mail servers come from the config at every start;
+            // saving them would keep a host the operator has since removed.
+            if a.mail_history && !self.mail_servers.iter().any(|n| n.contains(host)) {
+                let e = MailHostEntry {
+                    last_seen_us: seen.micros(),
+                };
+                out(*host, entry_value(&e));
+            }
+        }
+    }
+
+    fn import_state(&mut self, host: IpAddr, entry: serde_json::Value) -> Result<(), StateError> {
+        let e: MailHostEntry = parse_entry(entry)?;
+        let seen = Timestamp::from_micros(e.last_seen_us);
+        // Through the bounded table: at max_hosts the most recent stay.
+        let a = SmtpActivity {
+            mail_history: true,
+            ..SmtpActivity::default()
+        };
+        self.hosts.restore(host, seen, a);
+        Ok(())
     }
 
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
@@ -247,7 +288,7 @@ impl Detector for SpambotDetector {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::testutil::{flow, run_at};
+    use crate::testutil::{export, flow, run_at, transfer};
 
     fn smtp(host: &str, server: &str, at: i64) -> FlowRecord {
         flow(host, 40000, server, 25, 6, at)
@@ -314,6 +355,70 @@ mod tests {
             let server = format!("192.0.2.{i}");
             assert!(run_at(&mut d, "10.0.0.66", &smtp("10.0.0.66", &server, at), at).is_empty());
         }
+    }
+
+    #[test]
+    fn learned_mail_hosts_survive_a_restart_open_windows_do_not() {
+        let cfg = SpambotConfig {
+            mail_servers: vec!["10.0.9.0/24".into()],
+            ..SpambotConfig::default()
+        };
+        let mut d = SpambotDetector::new(cfg.clone());
+        // Learned while learning; configured; and a host with an open window.
+        run_at(&mut d, "10.0.0.25", &smtp("10.0.0.25", "192.0.2.1", 60), 60);
+        run_at(&mut d, "10.0.9.9", &smtp("10.0.9.9", "192.0.2.1", 60), 60);
+        for (i, at) in [(1, 4000), (2, 4010)] {
+            let server = format!("192.0.2.{i}");
+            run_at(&mut d, "10.0.0.66", &smtp("10.0.0.66", &server, at), at);
+        }
+        let saved = export(&d);
+        assert_eq!(saved.len(), 1, "{saved:?}");
+        assert_eq!(saved[0].0.to_string(), "10.0.0.25");
+        assert_eq!(
+            saved[0].1,
+            json!({"last_seen_us": (crate::testutil::START + 60) * 1_000_000})
+        );
+        let mut d2 = SpambotDetector::new(cfg);
+        transfer(&d, &mut d2);
+        assert_eq!(export(&d2), saved);
+        // After the restart (learning over): the mail host stays quiet...
+        for i in 0..10 {
+            let server = format!("198.51.100.{i}");
+            let f = smtp("10.0.0.25", &server, 5000 + i);
+            assert!(run_at(&mut d2, "10.0.0.25", &f, 5000 + i).is_empty());
+        }
+        // ...and the host whose window was open starts a new one.
+        let f = smtp("10.0.0.66", "192.0.2.3", 5000);
+        assert!(run_at(&mut d2, "10.0.0.66", &f, 5000).is_empty());
+    }
+
+    #[test]
+    fn imported_mail_hosts_respect_max_hosts_and_bad_entries_are_refused() {
+        let mut d = SpambotDetector::new(SpambotConfig {
+            max_hosts: 10,
+            ..SpambotConfig::default()
+        });
+        for i in 0..100u8 {
+            let host = IpAddr::from([10, 0, 1, i]);
+            d.import_state(host, json!({"last_seen_us": i64::from(i)}))
+                .unwrap();
+        }
+        let saved = export(&d);
+        assert_eq!(saved.len(), 10);
+        assert!(saved
+            .iter()
+            .all(|(h, _)| *h >= IpAddr::from([10, 0, 1, 90])));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for bad in [
+            json!(null),
+            json!({}),
+            json!({"last_seen_us": "soon"}),
+            json!({"last_seen_us": 1, "extra": true}),
+            json!([1, 2]),
+        ] {
+            assert!(d.import_state(ip, bad.clone()).is_err(), "{bad}");
+        }
+        assert_eq!(export(&d).len(), 10);
     }
 
     #[test]

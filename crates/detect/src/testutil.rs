@@ -47,6 +47,20 @@ pub fn flow(c: &str, cp: u16, s: &str, sp: u16, proto: u8, at: i64) -> FlowRecor
     }
 }
 
+/// Everything `d` exports, in export order.
+pub fn export(d: &dyn Detector) -> Vec<(IpAddr, serde_json::Value)> {
+    let mut v = Vec::new();
+    d.export_state(&mut |h, e| v.push((h, e)));
+    v
+}
+
+/// Exports `from` into `to` (a restart with a state file), entry by entry.
+pub fn transfer(from: &dyn Detector, to: &mut dyn Detector) {
+    for (h, e) in export(from) {
+        to.import_state(h, e).unwrap();
+    }
+}
+
 /// Runs one record through `d` from `host`'s point of view at capture time
 /// `at` seconds after [`START`], home net 10.0.0.0/8.
 pub fn run_at(d: &mut dyn Detector, host: &str, rec: &FlowRecord, at: i64) -> Vec<Alert> {

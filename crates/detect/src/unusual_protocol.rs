@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{Category, FlowRecord, Mitre};
+use tapsentry_types::{Category, FlowRecord, Mitre, Timestamp};
 
 use crate::common::{record_community_id, Finding, HostTable};
-use crate::{DetectCx, Detector};
+use crate::state::{entry_value, parse_entry};
+use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.unusual_protocol]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -34,6 +35,26 @@ impl Default for UnusualProtocolConfig {
             max_pairs: 100_000,
         }
     }
+}
+
+/// A saved client: every (server, protocol) it is known to use. Known
+/// pairs are the baseline (learned ones, and new ones already alerted
+/// once, which a continuous run would not alert again either).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientEntry {
+    known: Vec<KnownPair>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KnownPair {
+    server: IpAddr,
+    proto: u8,
+    /// Seen while learning (rather than first seen after, and alerted).
+    learned: bool,
+    /// Capture time (µs since the epoch) last seen: the eviction order.
+    last_seen_us: i64,
 }
 
 /// See the module documentation.
@@ -83,6 +104,39 @@ fn protocol_label(proto: u8) -> String {
 impl Detector for UnusualProtocolDetector {
     fn name(&self) -> &'static str {
         "unusual_protocol"
+    }
+
+    fn persists_state(&self) -> bool {
+        true
+    }
+
+    fn export_state(&self, out: &mut dyn FnMut(IpAddr, serde_json::Value)) {
+        // The table is keyed by triple; the file by client (the host whose
+        // shard owns the triples), pairs sorted so a state writes one way.
+        let mut by_client: BTreeMap<IpAddr, Vec<KnownPair>> = BTreeMap::new();
+        for (&(client, server, proto), seen, &learned) in self.seen.iter_seen() {
+            by_client.entry(client).or_default().push(KnownPair {
+                server,
+                proto,
+                learned,
+                last_seen_us: seen.micros(),
+            });
+        }
+        for (client, mut known) in by_client {
+            known.sort_by_key(|k| (k.server, k.proto));
+            out(client, entry_value(&ClientEntry { known }));
+        }
+    }
+
+    fn import_state(&mut self, host: IpAddr, entry: serde_json::Value) -> Result<(), StateError> {
+        let e: ClientEntry = parse_entry(entry)?;
+        // Through the bounded table: at max_pairs the most recent stay.
+        for k in e.known {
+            let seen = Timestamp::from_micros(k.last_seen_us);
+            self.seen
+                .restore((host, k.server, k.proto), seen, k.learned);
+        }
+        Ok(())
     }
 
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
@@ -162,7 +216,8 @@ fn is_group_address(ip: IpAddr) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::testutil::{flow, run_at};
+    use crate::testutil::{export, flow, run_at, transfer};
+    use serde_json::json;
 
     #[test]
     fn tunnel_up_while_learning_is_normal_new_one_alerts() {
@@ -199,6 +254,74 @@ mod tests {
         }
         let ospf = flow("10.0.0.1", 0, "224.0.0.5", 0, 89, 4000);
         assert!(run_at(&mut d, "10.0.0.1", &ospf, 4000).is_empty());
+    }
+
+    #[test]
+    fn known_pairs_survive_a_restart() {
+        let mut d = UnusualProtocolDetector::new(UnusualProtocolConfig::default());
+        // Learned: GRE and ESP from one client; alerted after learning: one more.
+        run_at(
+            &mut d,
+            "10.0.0.1",
+            &flow("10.0.0.1", 0, "10.0.0.2", 0, 47, 100),
+            100,
+        );
+        run_at(
+            &mut d,
+            "10.0.0.1",
+            &flow("10.0.0.1", 0, "10.0.0.3", 0, 50, 200),
+            200,
+        );
+        let odd = flow("10.0.0.7", 0, "10.0.0.9", 0, 253, 4000);
+        assert_eq!(run_at(&mut d, "10.0.0.7", &odd, 4000).len(), 1);
+        let saved = export(&d);
+        assert_eq!(saved.len(), 2, "{saved:?}");
+        let first = saved
+            .iter()
+            .find(|(h, _)| h.to_string() == "10.0.0.1")
+            .unwrap();
+        assert_eq!(first.1["known"].as_array().unwrap().len(), 2);
+        assert_eq!(first.1["known"][0]["server"], "10.0.0.2");
+        assert_eq!(first.1["known"][0]["proto"], 47);
+        assert_eq!(first.1["known"][0]["learned"], true);
+
+        let mut d2 = UnusualProtocolDetector::new(UnusualProtocolConfig::default());
+        transfer(&d, &mut d2);
+        let mut a = export(&d);
+        let mut b = export(&d2);
+        a.sort_by_key(|(h, _)| *h);
+        b.sort_by_key(|(h, _)| *h);
+        assert_eq!(a, b);
+        // Known pairs stay quiet after the restart, as in one continuous run.
+        let gre = flow("10.0.0.1", 0, "10.0.0.2", 0, 47, 9000);
+        assert!(run_at(&mut d2, "10.0.0.1", &gre, 9000).is_empty());
+        assert!(run_at(&mut d2, "10.0.0.7", &odd, 9000).is_empty());
+        // A new pair still alerts.
+        let new = flow("10.0.0.1", 0, "10.0.0.4", 0, 47, 9000);
+        assert_eq!(run_at(&mut d2, "10.0.0.1", &new, 9000).len(), 1);
+    }
+
+    #[test]
+    fn imported_pairs_respect_max_pairs_and_bad_entries_are_refused() {
+        let mut d = UnusualProtocolDetector::new(UnusualProtocolConfig {
+            max_pairs: 20,
+            ..UnusualProtocolConfig::default()
+        });
+        let known: Vec<_> = (0..200i64)
+            .map(|i| json!({"server": format!("10.9.{}.{}", i / 256, i % 256), "proto": 47, "learned": true, "last_seen_us": i}))
+            .collect();
+        let host: IpAddr = "10.0.0.1".parse().unwrap();
+        d.import_state(host, json!({ "known": known })).unwrap();
+        assert_eq!(d.seen.len(), 20);
+        for bad in [
+            json!({"known": [{"server": "not an address", "proto": 47, "learned": true, "last_seen_us": 1}]}),
+            json!({"known": [{"server": "10.0.0.2", "proto": 300, "learned": true, "last_seen_us": 1}]}),
+            json!({"known": 5}),
+            json!("x"),
+        ] {
+            assert!(d.import_state(host, bad.clone()).is_err(), "{bad}");
+        }
+        assert_eq!(d.seen.len(), 20);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
 use crate::{
     DetectConfig, DetectCx, Detector, DnsTunnelDetector, ExternalLoginDetector, HomeNet,
-    PortScanDetector, SpambotDetector, TorDetector, UnusualProtocolDetector,
+    PortScanDetector, SpambotDetector, StateError, TorDetector, UnusualProtocolDetector,
 };
 
 /// The shard (worker index) that owns `ip`, out of `shards`.
@@ -77,6 +77,8 @@ pub struct Worker {
     detectors: Vec<Box<dyn Detector>>,
     home: Arc<HomeNet>,
     intel: Arc<IntelSnapshot>,
+    /// (detector, seconds learned by earlier runs), from the state file.
+    prior_learning: Vec<(&'static str, u64)>,
 }
 
 impl Worker {
@@ -109,6 +111,7 @@ impl Worker {
             detectors,
             home,
             intel,
+            prior_learning: Vec::new(),
         }
     }
 
@@ -122,11 +125,62 @@ impl Worker {
         self.intel = intel;
     }
 
+    /// Names of the detectors whose baselines go into the state file.
+    pub fn persisted_detectors(&self) -> Vec<&'static str> {
+        self.detectors
+            .iter()
+            .filter(|d| d.persists_state())
+            .map(|d| d.name())
+            .collect()
+    }
+
+    /// Every learned baseline of this shard: (detector, host, entry).
+    pub fn export_state(&self, out: &mut dyn FnMut(&'static str, IpAddr, serde_json::Value)) {
+        for d in self.detectors.iter().filter(|d| d.persists_state()) {
+            let name = d.name();
+            d.export_state(&mut |host, v| out(name, host, v));
+        }
+    }
+
+    /// Hands one saved entry to the named detector (the caller routes it to
+    /// the worker [`shard_for`] names for `host`).
+    pub fn import_state(
+        &mut self,
+        detector: &str,
+        host: IpAddr,
+        entry: serde_json::Value,
+    ) -> Result<(), StateError> {
+        match self
+            .detectors
+            .iter_mut()
+            .find(|d| d.persists_state() && d.name() == detector)
+        {
+            Some(d) => d.import_state(host, entry),
+            None => Err(StateError::UnknownDetector(detector.to_string())),
+        }
+    }
+
+    /// Records that `detector` already learned for `secs` seconds in earlier
+    /// runs: its learning period resumes rather than restarts.
+    pub fn set_prior_learning(&mut self, detector: &str, secs: u64) {
+        if let Some(d) = self.detectors.iter().find(|d| d.name() == detector) {
+            let name = d.name();
+            self.prior_learning.retain(|(n, _)| *n != name);
+            self.prior_learning.push((name, secs));
+        }
+    }
+
     /// Runs every detector over the batch: DNS events first, then flow
     /// records, then one tick. Alerts are appended to `out`.
     pub fn process(&mut self, batch: &Batch, out: &mut Vec<Alert>) {
         let mut cx = DetectCx::new(&self.home, &self.intel, out).at(batch.now, batch.capture_start);
         for d in self.detectors.iter_mut() {
+            let name = d.name();
+            cx.prior_learning_secs = self
+                .prior_learning
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, s)| *s);
             for ev in &batch.dns {
                 d.on_dns(ev, &mut cx);
             }
@@ -153,6 +207,92 @@ mod tests {
         assert!(cx.learning(1800));
         let cx = cx.at(start.plus_secs(1800), start);
         assert!(!cx.learning(1800));
+    }
+
+    fn smtp_batch(host: &str, servers: &[&str], at: u64, start: Timestamp) -> Batch {
+        let host: IpAddr = host.parse().unwrap();
+        let flows = servers
+            .iter()
+            .map(|s| {
+                let mut f = crate::testutil::flow("10.0.0.1", 40000, s, 25, 6, 0);
+                f.client = host;
+                f.first_seen = start.plus_secs(at);
+                f.last_seen = start.plus_secs(at + 1);
+                (host, f)
+            })
+            .collect();
+        Batch {
+            epoch: 1,
+            now: start.plus_secs(at + 1),
+            capture_start: start,
+            dns: Vec::new(),
+            flows,
+        }
+    }
+
+    #[test]
+    fn prior_learning_resumes_the_learning_period_per_detector() {
+        let home = Arc::new(HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap());
+        let intel = Arc::new(IntelSnapshot::empty());
+        let start = Timestamp::from_micros(1_000_000_000);
+        let servers = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
+        let batch = smtp_batch("10.0.0.66", &servers, 10, start);
+        // A fresh start learns for 30 minutes: a new sender is a mail host.
+        let mut fresh = Worker::new(&DetectConfig::default(), home.clone(), intel.clone());
+        let mut out = Vec::new();
+        fresh.process(&batch, &mut out);
+        assert!(out.is_empty());
+        // Earlier runs learned 1790 s: ten seconds in, learning is over.
+        let mut resumed = Worker::new(&DetectConfig::default(), home.clone(), intel.clone());
+        resumed.set_prior_learning("spambot", 1790);
+        resumed.process(&batch, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        // Prior learning of another detector does not end spambot's.
+        let mut other = Worker::new(&DetectConfig::default(), home, intel);
+        other.set_prior_learning("unusual_protocol", 100_000);
+        let mut out = Vec::new();
+        other.process(&batch, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn state_moves_between_worker_counts() {
+        let home = Arc::new(HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap());
+        let intel = Arc::new(IntelSnapshot::empty());
+        let start = Timestamp::from_micros(1_000_000_000);
+        let cfg = DetectConfig::default();
+        let mut three: Vec<Worker> = (0..3)
+            .map(|_| Worker::new(&cfg, home.clone(), intel.clone()))
+            .collect();
+        for i in 0..40u8 {
+            let host = format!("10.0.0.{i}");
+            let b = smtp_batch(&host, &["192.0.2.1"], 10, start);
+            let mut out = Vec::new();
+            three[shard_for(host.parse().unwrap(), 3)].process(&b, &mut out);
+        }
+        let mut saved = Vec::new();
+        for w in &three {
+            w.export_state(&mut |d, h, v| saved.push((d, h, v)));
+        }
+        saved.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        assert_eq!(saved.iter().filter(|(d, _, _)| *d == "spambot").count(), 40);
+        let mut one = Worker::new(&cfg, home, intel);
+        for (d, h, v) in saved.clone() {
+            one.import_state(d, h, v).unwrap();
+        }
+        let mut again = Vec::new();
+        one.export_state(&mut |d, h, v| again.push((d, h, v)));
+        again.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        assert_eq!(again, saved);
+        let persisted = one.persisted_detectors();
+        for d in ["spambot", "unusual_protocol", "external_login"] {
+            assert!(persisted.contains(&d), "{persisted:?}");
+        }
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(matches!(
+            one.import_state("tor", ip, serde_json::json!({})),
+            Err(StateError::UnknownDetector(_))
+        ));
     }
 
     #[test]

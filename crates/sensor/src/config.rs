@@ -308,6 +308,9 @@ impl SensorConfig {
         {
             p.push(format!("key '{k}': {msg}"));
         }
+        if self.detect.state_interval_secs.0 == 0 {
+            p.push("key 'detect.state_interval_secs': must be at least 1".into());
+        }
         let pl = &self.pipeline;
         if !(1..=64).contains(&pl.workers) {
             p.push(format!(
@@ -416,6 +419,25 @@ mod tests {
         assert!(all.contains("key 'flow.max_flows'"), "{all}");
         assert!(all.contains("key 'pipeline.workers'"), "{all}");
         assert!(all.contains("10.0.0.0/40"), "{all}");
+    }
+
+    #[test]
+    fn state_keys_parse_and_are_checked() {
+        let cfg = SensorConfig::parse(
+            "[detect]\nstate_file = \"/tmp/s.json\"\nstate_interval_secs = 60\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.detect.state_file, PathBuf::from("/tmp/s.json"));
+        assert_eq!(cfg.detect.state_interval_secs.0, 60);
+        let e = SensorConfig::parse("[detect]\nstate_interval_secs = 0\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("detect.state_interval_secs"), "{e}");
+        let e = SensorConfig::parse(
+            "[detect]\nstate_interval_secs = \"often\"\nstate_fil = \"x\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! This crate wires the others together: configuration ([`config`]), the
 //! threaded pipeline ([`pipeline`]), intel loading and signal handling
-//! ([`control`]). The binary (`main.rs`) only parses the command line, opens
-//! inputs and outputs, and maps failures to the contract's exit codes.
+//! ([`control`]), the baseline state file ([`state`]). The binary
+//! (`main.rs`) only parses the command line, opens inputs and outputs, and
+//! maps failures to the contract's exit codes.
 //!
 //! ```
 //! let cfg = tapsentry::config::SensorConfig::embedded_default().unwrap();
@@ -16,3 +17,4 @@
 pub mod config;
 pub mod control;
 pub mod pipeline;
+pub mod state;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use tapsentry::config::SensorConfig;
+use tapsentry::config::{configured, SensorConfig};
 use tapsentry::control::{load_intel, SignalThread};
 use tapsentry::pipeline::{Control, Mode, Pipeline, Speed};
 use tapsentry_capture::{drop_privileges, FileSource, FrameSource, LiveSource, LiveSpec};
@@ -46,6 +46,9 @@ struct Common {
     /// Tor exit list, overriding intel.tor_exit_list (e.g. a snapshot from the day of the capture).
     #[arg(long, value_name = "FILE")]
     tor_exit_list: Option<PathBuf>,
+    /// Baseline state file, overriding detect.state_file ("" for none): loaded at start, saved periodically and at exit.
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -130,6 +133,20 @@ fn check_config(file: &std::path::Path) -> Result<(), Failure> {
         }
         Err(e) => return Err(Failure::Config(format!("{}: {e}", file.display()))),
     }
+    // Like the intel files: a state directory made after the check is fine.
+    if let Some(p) = configured(&cfg.detect.state_file) {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            eprintln!(
+                "{}: warning: detect.state_file: directory {} does not exist; baselines will not be saved until it does",
+                file.display(),
+                dir.display()
+            );
+        }
+    }
     eprintln!("{}: OK", file.display());
     Ok(())
 }
@@ -153,6 +170,9 @@ fn load_config(c: Common) -> Result<SensorConfig, Failure> {
     }
     if let Some(t) = c.tor_exit_list {
         cfg.intel.tor_exit_list = t;
+    }
+    if let Some(s) = c.state_file {
+        cfg.detect.state_file = s;
     }
     if let Some(w) = c.workers {
         if !(1..=64).contains(&w) {

@@ -7,7 +7,8 @@
 //!   libpcap)  flow-table ingest,   replay waits  flow table,     (worker_    shard of hosts   (writer_  suppress, write,
 //!             DNS summaries        for the ack   route records   queue)      each             queue)    flow log
 //!                                                         └──────────── Flows(ended) ─────────────────────┘
-//!  side threads: signals (SIGINT/SIGTERM stop, SIGHUP reload + reopen), stats (stats log every interval)
+//!  side threads: signals (SIGINT/SIGTERM stop, SIGHUP reload + reopen), stats (stats log every interval),
+//!  state-out (baseline state file: workers export at one capture time, it writes)
 //! ```
 //!
 //! Time is capture time throughout. In replay the capture thread hands each
@@ -41,7 +42,8 @@ use tapsentry_types::{
     Timestamp,
 };
 
-use crate::config::SensorConfig;
+use crate::config::{configured, SensorConfig};
+use crate::state::{self, SaveReq, StatePart};
 
 /// How fast a replay reads its files. The result never depends on it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -205,6 +207,8 @@ enum SweepMsg {
 struct WorkerMsg {
     batch: Batch,
     emitted: Instant,
+    /// Export the worker's baselines after this batch, for a state save.
+    save: Option<SaveReq>,
 }
 
 enum WriterMsg {
@@ -277,19 +281,63 @@ impl Pipeline {
         let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
         let (ack_tx, ack_rx) = bounded::<Vec<DnsEvent>>(1);
         let (writer_tx, writer_rx) = bounded::<WriterMsg>(cfg.pipeline.writer_queue);
+        let mut detect_workers: Vec<Worker> = (0..workers)
+            .map(|_| Worker::new(&cfg.detect, Arc::clone(&home), control.intel.current()))
+            .collect();
+        // Baselines from the state file go into the workers before any
+        // packet; saves are gathered by their own thread, off the alert path.
+        let state_path = configured(&cfg.detect.state_file).map(std::path::Path::to_path_buf);
+        let mut state_tx = None;
+        let mut state_out = None;
+        if let Some(path) = &state_path {
+            let loaded = state::load(path, &mut detect_workers);
+            for w in &loaded.warnings {
+                eprintln!("tapsentry: warning: {w}");
+            }
+            if let Some(info) = &loaded.info {
+                eprintln!("tapsentry: {info}");
+            }
+            for w in detect_workers.iter_mut() {
+                for (det, secs) in &loaded.prior_learning {
+                    w.set_prior_learning(det, *secs);
+                }
+            }
+            let names = detect_workers
+                .first()
+                .map(Worker::persisted_detectors)
+                .unwrap_or_default();
+            let saver = state::Saver::new(path.clone(), names, loaded.prior_learning);
+            let (tx, rx) = bounded::<StatePart>(workers.saturating_mul(2));
+            state_tx = Some(tx);
+            state_out = Some(spawn("state-out", move || {
+                state::state_loop(&rx, saver, workers)
+            })?);
+        }
+        let save_every = state_path
+            .is_some()
+            .then_some(cfg.detect.state_interval_secs.0.max(1));
         let mut worker_txs = Vec::with_capacity(workers);
         let mut worker_handles = Vec::with_capacity(workers);
-        for i in 0..workers {
+        for (i, mut worker) in detect_workers.into_iter().enumerate() {
             let (tx, rx) = bounded::<WorkerMsg>(cfg.pipeline.worker_queue);
             worker_txs.push(tx);
-            let mut worker = Worker::new(&cfg.detect, Arc::clone(&home), control.intel.current());
             let intel = Arc::clone(&control.intel);
             let out = writer_tx.clone();
             let shared = Arc::clone(&shared);
+            let state_tx = state_tx.clone();
             worker_handles.push(spawn(&format!("det-{i}"), move || {
-                detector_loop(&mut worker, &rx, &out, &intel, &shared, live)
+                detector_loop(
+                    &mut worker,
+                    &rx,
+                    &out,
+                    &intel,
+                    &shared,
+                    live,
+                    state_tx.as_ref(),
+                )
             })?);
         }
+        drop(state_tx);
         let sweep_tx_writer = flow_log_on.then(|| writer_tx.clone());
         drop(writer_tx);
 
@@ -321,6 +369,7 @@ impl Pipeline {
                     sweep_tx_writer,
                     &shared,
                     live,
+                    save_every,
                 )
             })?
         };
@@ -364,6 +413,10 @@ impl Pipeline {
         let capture_errors = join(capture)?;
         join(sweeper)?;
         for h in worker_handles {
+            join(h)?;
+        }
+        // Workers sent their exit share of the state; the file is written.
+        if let Some(h) = state_out {
             join(h)?;
         }
         // The writer returns its sink so the file closes only after the last line.
@@ -667,10 +720,14 @@ fn sweep_loop(
     flow_log: Option<Sender<WriterMsg>>,
     shared: &SharedStats,
     live: bool,
+    save_every: Option<u64>,
 ) {
     let mut recs: Vec<FlowRecord> = Vec::new();
     let mut epoch = 0u64;
     let mut capture_start: Option<Timestamp> = None;
+    let mut last_now = Timestamp::ZERO;
+    let mut next_save: Option<Timestamp> = None;
+    let mut save_seq = 0u64;
     loop {
         let (now, mut dns, last) = match tick_rx.recv() {
             Ok(SweepMsg::Tick { now, dns }) => (now, dns, false),
@@ -688,6 +745,24 @@ fn sweep_loop(
             now,
             capture_start: *capture_start.get_or_insert(now),
         };
+        // State saves fall on capture-time boundaries, so a replay saves
+        // the same states at any speed and worker count; and at the end.
+        last_now = last_now.max(now);
+        let save = save_every.and_then(|every| {
+            let due = last || next_save.is_some_and(|t| last_now >= t);
+            if due || next_save.is_none() {
+                next_save = Some(next_save_boundary(last_now, every));
+            }
+            due.then(|| {
+                save_seq += 1;
+                SaveReq {
+                    seq: save_seq,
+                    now: last_now,
+                    elapsed_secs: last_now.micros_since(step.capture_start) / 1_000_000,
+                    last,
+                }
+            })
+        });
         dispatch(
             step,
             &dns,
@@ -698,6 +773,7 @@ fn sweep_loop(
             shared,
             live,
             &mut epoch,
+            save,
         );
         if last {
             break;
@@ -707,6 +783,14 @@ fn sweep_loop(
             break;
         }
     }
+}
+
+/// The first multiple of `every` seconds (since the epoch) after `t`.
+fn next_save_boundary(t: Timestamp, every: u64) -> Timestamp {
+    let step = i64::try_from(every.max(1))
+        .unwrap_or(i64::MAX / 1_000_000)
+        .saturating_mul(1_000_000);
+    Timestamp::from_micros((t.micros().div_euclid(step) + 1).saturating_mul(step))
 }
 
 /// The capture times a batch is stamped with.
@@ -727,8 +811,11 @@ fn dispatch(
     shared: &SharedStats,
     live: bool,
     epoch: &mut u64,
+    save: Option<SaveReq>,
 ) {
-    if dns.is_empty() && recs.is_empty() {
+    // A save goes out even with nothing to process: every worker must
+    // export at the same capture time.
+    if dns.is_empty() && recs.is_empty() && save.is_none() {
         return;
     }
     *epoch += 1;
@@ -754,14 +841,21 @@ fn dispatch(
             }
         }
     }
+    // The exit batch (and its save) is never dropped: capture has stopped.
+    let wait = !live || save.is_some_and(|s| s.last);
     for (tx, batch) in worker_txs.iter().zip(batches) {
-        if live {
-            let items = (batch.dns.len() + batch.flows.len()) as u64;
-            if let Err(TrySendError::Full(_)) = tx.try_send(WorkerMsg { batch, emitted }) {
+        let msg = WorkerMsg {
+            batch,
+            emitted,
+            save,
+        };
+        if wait {
+            let _ = tx.send(msg);
+        } else {
+            let items = (msg.batch.dns.len() + msg.batch.flows.len()) as u64;
+            if let Err(TrySendError::Full(_)) = tx.try_send(msg) {
                 shared.drops.add(DropReason::DetectorQueueFull, items);
             }
-        } else {
-            let _ = tx.send(WorkerMsg { batch, emitted });
         }
     }
     if let Some(tx) = flow_log {
@@ -790,6 +884,7 @@ fn detector_loop(
     intel: &IntelHandle,
     shared: &SharedStats,
     live: bool,
+    state_tx: Option<&Sender<StatePart>>,
 ) {
     let mut seen_generation = intel.generation();
     for msg in rx {
@@ -800,6 +895,16 @@ fn detector_loop(
         }
         let mut alerts = Vec::new();
         worker.process(&msg.batch, &mut alerts);
+        if let (Some(req), Some(tx)) = (msg.save, state_tx) {
+            let part = state::export(worker, req);
+            // Live, a periodic save is skipped rather than stall detection
+            // (the next one comes); the exit save always waits.
+            if live && !req.last {
+                let _ = tx.try_send(part);
+            } else {
+                let _ = tx.send(part);
+            }
+        }
         let m = WriterMsg::Alerts {
             epoch: msg.batch.epoch,
             alerts,

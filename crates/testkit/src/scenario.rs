@@ -100,6 +100,18 @@ impl Scenario {
         self.frames.push((at(t), frame));
     }
 
+    /// One IPv4 packet of IP protocol `proto` (GRE, ESP, ...) with `payload`
+    /// zero bytes.
+    pub fn ip_proto(&mut self, t: f64, src: IpAddr, dst: IpAddr, proto: u8, payload: usize) {
+        let frame = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                crate::ip_proto_v4(s.octets(), d.octets(), proto, &vec![0u8; payload])
+            }
+            _ => panic!("ip_proto builds IPv4 only: {src} -> {dst}"),
+        };
+        self.frames.push((at(t), frame));
+    }
+
     /// A full TCP session: handshake, `up` bytes client→server and `down`
     /// back in segments of at most 1000 bytes, FIN both ways, spread over
     /// about `dur` seconds.
