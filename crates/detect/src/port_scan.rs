@@ -41,6 +41,29 @@
 //! `port_scan.mixed`. One alert per (scanner, classification) while its
 //! state is kept; counting continues after the alert.
 //!
+//! # P2P clients
+//!
+//! A P2P client working through a stale peer list fails most first contacts
+//! too (the Gnutella capture of the corpus: 70 failed pings before its first
+//! answer). A horizontal or mixed verdict is withheld when the host's failed
+//! contacts look like a peer list (see [`PeerShape::peer_list`]): about one
+//! port per target (at most 1.5 failed port numbers per target, none with
+//! `vertical_ports`), about as many distinct ports as targets (at least
+//! half), no port with half of the contacts, 90% on ports >= 1024, and the
+//! targets scattered (distinct /16s for at least half of them, no /16 with a
+//! quarter). The pattern is confirmed by payload exchanged both ways with
+//! `p2p_min_peers` distinct peers on ports >= 1024; until then the verdict
+//! is only held, and raised once `p2p_unconfirmed_targets` targets failed
+//! (a random-pair scan can mimic the failures, not the conversations).
+//! Vertical scans and ICMP sweeps are never exempt. A horizontal scan of one
+//! port (any port, 8080 or 6379 too) fails the port tests, a subnet sweep
+//! the scatter tests, a multi-port scan the one-port-per-target test.
+//!
+//! **Blind spot:** a confirmed P2P client can hide a scan that stays under
+//! those shares: a one-port scan of scattered hosts smaller than its stale
+//! peer list, a subnet sweep under a quarter of its failed targets, random
+//! (host, high port) pairs.
+//!
 //! # Who is seen where
 //!
 //! The scanner is always `rec.client`; each record is judged once: from the
@@ -53,6 +76,9 @@
 //! reached later (about N times more hosts for the count fallback; the walk
 //! needs its ~5 failures within one shard). A vertical scan of one inside
 //! host lives entirely in one shard and is not affected.
+//!
+//! Multicast and broadcast destinations are no probes: nobody answers from
+//! them (mDNS, SSDP and LLMNR would count as failures).
 //!
 //! Other blind spots: TCP ACK/window scans and IP protocol scans are not
 //! judged (a TCP flow starting without SYN but with ACK looks like a
@@ -102,6 +128,33 @@ const FEW_PORTS: usize = 3;
 /// taken to be hearing back (a probe is one or two packets, with retries).
 const CHATTY_PACKETS: u64 = 4;
 
+/// P2P peer-list pattern (see [`PeerShape::peer_list`]), with the values
+/// measured on the Gnutella capture of the corpus over all its judgements.
+/// Failed port numbers per failed target, at most (Gnutella: up to 1.24,
+/// rising as peers behind NAT are retried on new ports; a grid scan of k
+/// ports has k).
+const P2P_PORTS_PER_TARGET: f64 = 1.5;
+
+/// P2P: distinct failed ports per failed target, at least (Gnutella: 0.9 or
+/// more; a scan of a port list over many hosts has a handful per hundreds).
+const P2P_MIN_PORT_SHARE: f64 = 0.5;
+
+/// P2P: the most common port holds at most this share of the failed
+/// contacts (Gnutella: its default port 6346 holds up to 0.34).
+const P2P_TOP_PORT_SHARE: f64 = 0.5;
+
+/// P2P: at least this share of failed contacts on ports >= 1024 (Gnutella:
+/// 0.98 or more; its LAN broadcasts are the rest).
+const P2P_HIGH_PORT_SHARE: f64 = 0.9;
+
+/// P2P: distinct /16 networks per failed target, at least (Gnutella: 0.87
+/// or more; a subnet sweep has one).
+const P2P_MIN_PREFIX_SHARE: f64 = 0.5;
+
+/// P2P: the busiest /16 holds at most this share of the failed targets
+/// (Gnutella: 0.03 at most).
+const P2P_TOP_PREFIX_SHARE: f64 = 0.25;
+
 /// Examples of ports and targets in the evidence.
 const EXAMPLES: usize = 10;
 
@@ -148,6 +201,15 @@ pub struct PortScanConfig {
     /// Addresses or CIDR networks never judged as scanners (vulnerability
     /// scanners, monitoring). Default empty.
     pub allow: Vec<String>,
+    /// P2P exemption: distinct peers (targets on ports >= 1024 with payload
+    /// both ways) that confirm a host whose failed contacts look like a
+    /// stale peer list is a P2P client, not a horizontal or mixed scanner
+    /// (count). 0 turns the exemption off. Default 5.
+    pub p2p_min_peers: usize,
+    /// P2P exemption: failed targets a host with a peer-list pattern may
+    /// reach while it has fewer than `p2p_min_peers` peers before its scan
+    /// verdict is raised after all (count). Default 256.
+    pub p2p_unconfirmed_targets: usize,
 }
 
 impl Default for PortScanConfig {
@@ -166,6 +228,8 @@ impl Default for PortScanConfig {
             max_tracked_scanners: 20_000,
             max_pairs_per_scanner: 4096,
             allow: Vec::new(),
+            p2p_min_peers: 5,
+            p2p_unconfirmed_targets: 256,
         }
     }
 }
@@ -218,10 +282,23 @@ impl PortScanConfig {
                 "detect.port_scan.max_pairs_per_scanner",
                 self.max_pairs_per_scanner,
             ),
+            (
+                "detect.port_scan.p2p_unconfirmed_targets",
+                self.p2p_unconfirmed_targets,
+            ),
         ] {
             if v == 0 {
                 p.push((k, "must be at least 1".to_string()));
             }
+        }
+        if self.p2p_unconfirmed_targets > self.max_pairs_per_scanner {
+            p.push((
+                "detect.port_scan.p2p_unconfirmed_targets",
+                format!(
+                    "{} is above max_pairs_per_scanner ({}): a held verdict could never be raised",
+                    self.p2p_unconfirmed_targets, self.max_pairs_per_scanner
+                ),
+            ));
         }
         if self.max_pairs_per_scanner > MAX_PAIRS_TOTAL {
             p.push((
@@ -272,6 +349,9 @@ pub struct PortScanStats {
     pub pairs_dropped: u64,
     /// Alerts raised.
     pub alerts: u64,
+    /// Horizontal or mixed verdicts withheld because the host looked like a
+    /// P2P client (counted at each judgement that would have alerted).
+    pub p2p_withheld: u64,
 }
 
 /// How one first contact turned out.
@@ -336,6 +416,16 @@ impl Probe {
         if rec.to_server.packets == 0 {
             return None;
         }
+        // Nobody answers from a multicast or broadcast address (replies come
+        // from the members' own addresses, as other flows): mDNS, SSDP and
+        // LLMNR would otherwise count as failed first contacts.
+        let group = match rec.server {
+            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+            IpAddr::V6(a) => a.is_multicast(),
+        };
+        if group {
+            return None;
+        }
         match rec.proto {
             6 => {
                 let f = rec.client_flags;
@@ -384,6 +474,27 @@ fn outcome(rec: &FlowRecord) -> Outcome {
     }
 }
 
+/// True when both sides carried payload: a working conversation with a
+/// peer, not a probe answered by a bare SYN-ACK or a refusal. TCP: each side
+/// pushed data (PSH) in an accepted connection; UDP: a datagram came back
+/// from the target itself (an ICMP error makes the flow `Rejected`).
+fn two_way(rec: &FlowRecord) -> bool {
+    if !rec.responder_answered || rec.to_server.packets == 0 || rec.to_client.packets == 0 {
+        return false;
+    }
+    match rec.proto {
+        6 => {
+            matches!(
+                rec.state,
+                FlowState::Established | FlowState::ClosedFin | FlowState::ClosedRst
+            ) && rec.client_flags.has(TcpFlags::PSH)
+                && rec.server_flags.has(TcpFlags::PSH)
+        }
+        17 => rec.state == FlowState::Established,
+        _ => false,
+    }
+}
+
 /// (target, protocol, port); ICMP echo uses the request type as its port.
 type PairKey = (IpAddr, u8, u16);
 
@@ -392,6 +503,8 @@ struct Pair {
     first: Timestamp,
     last: Timestamp,
     failed: bool,
+    /// Some contact to the pair exchanged payload both ways (see [`two_way`]).
+    two_way: bool,
 }
 
 /// The classifications, as bits of [`Scanner::raised`].
@@ -540,6 +653,9 @@ impl PortScanDetector {
         cfg.slow_window_secs = cfg.slow_window_secs.max(cfg.window_secs);
         cfg.max_tracked_scanners = cfg.max_tracked_scanners.max(1);
         cfg.max_pairs_per_scanner = cfg.max_pairs_per_scanner.clamp(1, MAX_PAIRS_TOTAL);
+        cfg.p2p_unconfirmed_targets = cfg
+            .p2p_unconfirmed_targets
+            .clamp(1, cfg.max_pairs_per_scanner);
         PortScanDetector {
             cfg,
             allow,
@@ -728,6 +844,103 @@ impl PortScanDetector {
     }
 }
 
+/// The network a target belongs to for the scatter test: its /16 (IPv4) or
+/// /32 (IPv6), about the size of one provider's allocation. Peers of a P2P
+/// client sit in many unrelated networks; a subnet scan stays in one.
+fn prefix_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) & 0xffff_0000)),
+        IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(a) & !((1u128 << 96) - 1),
+        )),
+    }
+}
+
+/// How a host's failed first contacts compare with a P2P client's stale
+/// peer list, and how many peers it really talked with. A failed contact is
+/// counted once per (target, port number): P2P peers listen with TCP and UDP
+/// on the same port, and a client tries both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PeerShape {
+    /// Failed (target, port number) contacts.
+    failed: usize,
+    /// Distinct targets among them.
+    targets: usize,
+    /// Most port numbers failed on one target.
+    max_target_ports: usize,
+    /// Failed contacts on ports >= 1024 (ICMP never counts).
+    high_port: usize,
+    /// Distinct port numbers among them.
+    ports: usize,
+    /// Failed contacts on the most common port number.
+    top_port: usize,
+    /// Distinct /16 (IPv6 /32) networks of the failed targets.
+    prefixes: usize,
+    /// Failed targets in the most common of those networks.
+    top_prefix: usize,
+    /// Distinct targets on ports >= 1024 with payload both ways.
+    peers: usize,
+}
+
+impl PeerShape {
+    fn of(pairs: &HashMap<PairKey, Pair>) -> PeerShape {
+        let high = |k: &PairKey| k.2 >= 1024 && !matches!(k.1, 1 | 58);
+        let mut contacts: HashSet<(IpAddr, u16, bool)> = HashSet::new();
+        let mut peers: HashSet<IpAddr> = HashSet::new();
+        for (k, p) in pairs {
+            if p.two_way && high(k) {
+                peers.insert(k.0);
+            }
+            if p.failed {
+                contacts.insert((k.0, k.2, high(k)));
+            }
+        }
+        let mut per_target: HashMap<IpAddr, usize> = HashMap::new();
+        let mut per_port: HashMap<u16, usize> = HashMap::new();
+        let mut sh = PeerShape {
+            failed: contacts.len(),
+            peers: peers.len(),
+            ..PeerShape::default()
+        };
+        for (ip, port, high) in &contacts {
+            *per_target.entry(*ip).or_default() += 1;
+            *per_port.entry(*port).or_default() += 1;
+            sh.high_port += usize::from(*high);
+        }
+        let mut per_prefix: HashMap<IpAddr, usize> = HashMap::new();
+        for ip in per_target.keys() {
+            *per_prefix.entry(prefix_of(*ip)).or_default() += 1;
+        }
+        sh.targets = per_target.len();
+        sh.max_target_ports = per_target.values().copied().max().unwrap_or(0);
+        sh.ports = per_port.len();
+        sh.top_port = per_port.values().copied().max().unwrap_or(0);
+        sh.prefixes = per_prefix.len();
+        sh.top_prefix = per_prefix.values().copied().max().unwrap_or(0);
+        sh
+    }
+
+    /// True when the failed contacts look like a stale peer list (Karagiannis
+    /// et al. 2004: a P2P client meets about as many distinct ports as
+    /// distinct peers): about one port per target, as many ports as targets,
+    /// none of them dominant, unprivileged, and targets scattered over
+    /// unrelated networks. A horizontal scan of a few ports fails the port
+    /// tests, a vertical or grid scan the ports-per-target tests, a subnet
+    /// sweep the scatter tests. `vertical_ports` failed ports on one target
+    /// are a vertical scan whatever surrounds them.
+    fn peer_list(&self, vertical_ports: usize) -> bool {
+        let (failed, targets) = (self.failed as f64, self.targets as f64);
+        self.failed > 0
+            && failed <= P2P_PORTS_PER_TARGET * targets
+            && self.max_target_ports < vertical_ports
+            && self.ports as f64 >= P2P_MIN_PORT_SHARE * targets
+            && (self.top_port as f64) <= P2P_TOP_PORT_SHARE * failed
+            && self.high_port as f64 >= P2P_HIGH_PORT_SHARE * failed
+            && self.prefixes as f64 >= P2P_MIN_PREFIX_SHARE * targets
+            && (self.top_prefix as f64) <= P2P_TOP_PREFIX_SHARE * targets
+    }
+}
+
 /// Vertical, horizontal, mixed or sweep, from the pairs probed.
 fn classify(keys: &[PairKey], sweep: bool) -> Verdict {
     let mut per_host: HashMap<IpAddr, usize> = HashMap::new();
@@ -812,6 +1025,7 @@ impl Detector for PortScanDetector {
         let key: PairKey = (rec.server, rec.proto, port);
         let now = rec.last_seen;
         let result = outcome(rec);
+        let exchange = two_way(rec);
 
         self.touch(scanner, now);
         self.prune(scanner, now);
@@ -833,7 +1047,9 @@ impl Detector for PortScanDetector {
             s.probe_kinds[i] += 1;
         }
         if let Some(p) = s.pairs.get_mut(&key) {
-            // A repeat contact: only the first one to a pair is evidence.
+            // A repeat contact: only the first one to a pair is evidence
+            // for the walk; a later working exchange still shows a peer.
+            p.two_way |= exchange;
             if now > p.last {
                 p.last = now;
             }
@@ -850,6 +1066,7 @@ impl Detector for PortScanDetector {
                 first: rec.first_seen,
                 last: now,
                 failed: result.failed(),
+                two_way: exchange,
             },
         );
         self.total_pairs += 1;
@@ -882,15 +1099,39 @@ impl Detector for PortScanDetector {
         let Some(v) = verdict else {
             return;
         };
-        let Some(s) = self.scanners.get_mut(&scanner) else {
+        let Some(s) = self.scanners.get(&scanner) else {
             return;
         };
         if s.raised & v.class.bit() != 0 {
             return;
         }
+        // A P2P client with a stale peer list fails most first contacts too.
+        // Only horizontal and mixed verdicts can be its peer list: a vertical
+        // scan is one host, an ICMP sweep no peer protocol.
+        let shape = match v.class {
+            Class::Horizontal | Class::Mixed if self.cfg.p2p_min_peers > 0 => {
+                let sh = PeerShape::of(&s.pairs);
+                Some((sh, sh.peer_list(self.cfg.vertical_ports)))
+            }
+            _ => None,
+        };
+        if let Some((sh, true)) = shape {
+            // Confirmed by working exchanges with enough peers: a P2P client.
+            // Unconfirmed (its sessions are reported later than its failed
+            // pings, or no peer answers at all): held until the failures
+            // reach `p2p_unconfirmed_targets`, where a random-pair scan that
+            // only mimics the pattern is raised after all.
+            if sh.peers >= self.cfg.p2p_min_peers || sh.targets < self.cfg.p2p_unconfirmed_targets {
+                self.stats.p2p_withheld += 1;
+                return;
+            }
+        }
+        let Some(s) = self.scanners.get_mut(&scanner) else {
+            return;
+        };
         s.raised |= v.class.bit();
         let s = s.clone();
-        let alert = build_alert(scanner, client_inside, &s, &v, rec, cx);
+        let alert = build_alert(scanner, client_inside, &s, &v, shape, rec, cx);
         self.stats.alerts += 1;
         cx.raise(alert);
     }
@@ -913,6 +1154,7 @@ fn build_alert(
     inside: bool,
     s: &Scanner,
     v: &Verdict,
+    shape: Option<(PeerShape, bool)>,
     rec: &FlowRecord,
     cx: &DetectCx<'_>,
 ) -> Alert {
@@ -1001,6 +1243,12 @@ fn build_alert(
     evidence.insert("direction", json!(direction));
     evidence.insert("one_way_tap", json!(v.one_way));
     evidence.insert("pairs_dropped", json!(s.pairs_dropped));
+    if let Some((sh, peer_list)) = shape {
+        // Why the P2P exemption did not apply: the pattern, and how many
+        // peers the host exchanged payload with.
+        evidence.insert("peer_list_pattern", json!(peer_list));
+        evidence.insert("two_way_peers", json!(sh.peers));
+    }
     evidence.insert(
         "examples",
         json!({
@@ -1036,5 +1284,347 @@ fn build_alert(
         } else {
             Some(block_response(scanner))
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Edges of the P2P exemption. The end-to-end check is the Gnutella
+    //! capture in `tests/integration/detections.rs`; these pin the rule.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::HomeNet;
+    use tapsentry_intel::IntelSnapshot;
+    use tapsentry_types::{DirCounts, EndReason, FlowKey, RecordKind};
+
+    const P2P: &str = "10.0.0.50";
+
+    /// How a contact turns out.
+    #[derive(Clone, Copy, PartialEq)]
+    enum How {
+        /// Nothing came back.
+        Silent,
+        /// Accepted, but no payload both ways (a SYN-ACK answered by RST).
+        Answered,
+        /// A working exchange: payload both ways.
+        TwoWay,
+    }
+
+    fn rec(client: &str, server: &str, proto: u8, port: u16, how: How, t: i64) -> FlowRecord {
+        let (client, server): (IpAddr, IpAddr) = (client.parse().unwrap(), server.parse().unwrap());
+        let (key, _) = FlowKey::canonical(client, 40000, server, port, proto, 0);
+        let ts = Timestamp::from_micros((1_700_000_000 + t) * 1_000_000);
+        let (state, cf, sf, back) = match how {
+            How::Silent => (FlowState::Attempt, 0x02, 0, 0),
+            How::Answered => (FlowState::ClosedRst, 0x06, 0x12, 1),
+            How::TwoWay => (FlowState::ClosedFin, 0x1b, 0x1b, 5),
+        };
+        let tcp = proto == 6;
+        FlowRecord {
+            key,
+            client,
+            client_port: 40000,
+            server,
+            server_port: port,
+            proto,
+            vlan: 0,
+            first_seen: ts,
+            last_seen: ts.plus_secs(1),
+            to_server: DirCounts {
+                packets: if how == How::TwoWay { 5 } else { 1 },
+                bytes: 400,
+            },
+            to_client: DirCounts {
+                packets: back,
+                bytes: 300 * back,
+            },
+            reported_to_server: DirCounts::default(),
+            reported_to_client: DirCounts::default(),
+            client_flags: TcpFlags(if tcp { cf } else { 0 }),
+            server_flags: TcpFlags(if tcp { sf } else { 0 }),
+            state: if !tcp && how != How::Silent {
+                FlowState::Established
+            } else {
+                state
+            },
+            responder_answered: how != How::Silent,
+            kind: RecordKind::End(EndReason::Timeout),
+        }
+    }
+
+    struct H {
+        det: PortScanDetector,
+        home: HomeNet,
+        intel: IntelSnapshot,
+        alerts: Vec<Alert>,
+    }
+
+    impl H {
+        fn new(cfg: PortScanConfig) -> H {
+            H {
+                det: PortScanDetector::new(cfg),
+                home: HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap(),
+                intel: IntelSnapshot::empty(),
+                alerts: Vec::new(),
+            }
+        }
+
+        /// Judged from the client's shard, as the worker routes an inside
+        /// client's records. Returns the alerts it raised.
+        fn feed(&mut self, r: FlowRecord) -> usize {
+            let before = self.alerts.len();
+            let mut cx = DetectCx::new(&self.home, &self.intel, &mut self.alerts);
+            self.det.on_flow(r.client, &r, &mut cx);
+            self.alerts.len() - before
+        }
+    }
+
+    /// Peer `i` of a stale peer list: its own /16, one port, every fourth
+    /// peer on the Gnutella default 6346, the others on a high port.
+    fn peer(i: u32) -> (String, u16) {
+        let ip = format!(
+            "{}.{}.{}.{}",
+            11 + i % 100,
+            1 + i / 100,
+            i % 250,
+            1 + i % 200
+        );
+        let port = if i.is_multiple_of(4) {
+            6346
+        } else {
+            1024 + ((i.wrapping_mul(2_654_435_761) >> 8) % 60_000) as u16
+        };
+        (ip, port)
+    }
+
+    /// A P2P client: `stale` failed UDP pings to its peer list, with a
+    /// working TCP session to `working` other peers after every tenth ping.
+    fn p2p(h: &mut H, stale: u32, working: u32) {
+        let mut w = 0;
+        for i in 0..stale {
+            let (ip, port) = peer(i);
+            h.feed(rec(P2P, &ip, 17, port, How::Silent, i64::from(i)));
+            if i % 10 == 9 && w < working {
+                let (ip, port) = peer(10_000 + w);
+                h.feed(rec(P2P, &ip, 6, port, How::TwoWay, i64::from(i)));
+                w += 1;
+            }
+        }
+        while w < working {
+            let (ip, port) = peer(10_000 + w);
+            h.feed(rec(P2P, &ip, 6, port, How::TwoWay, i64::from(stale)));
+            w += 1;
+        }
+    }
+
+    #[test]
+    fn p2p_client_with_working_peers_is_quiet() {
+        let mut h = H::new(PortScanConfig::default());
+        p2p(&mut h, 400, 20);
+        assert!(h.alerts.is_empty(), "{:#?}", h.alerts);
+        assert!(h.det.stats().p2p_withheld > 0);
+        let sh = PeerShape::of(&h.det.scanners[&P2P.parse().unwrap()].pairs);
+        assert!(sh.peer_list(20), "{sh:?}");
+        assert_eq!(sh.peers, 20);
+
+        // The exemption is what keeps it quiet: turned off, the same host
+        // is a scanner.
+        let mut h = H::new(PortScanConfig {
+            p2p_min_peers: 0,
+            ..PortScanConfig::default()
+        });
+        p2p(&mut h, 400, 20);
+        assert!(!h.alerts.is_empty());
+    }
+
+    #[test]
+    fn unconfirmed_peer_list_is_held_until_the_limit() {
+        // Four working peers, one short of p2p_min_peers: the verdict is
+        // held while fewer than 256 targets failed, raised at the 256th. A
+        // random-pair scan (one random high port per random host) that
+        // mimics a peer list without talking to anyone ends the same way.
+        let mut h = H::new(PortScanConfig::default());
+        p2p(&mut h, 255, 4);
+        assert!(h.alerts.is_empty(), "{:#?}", h.alerts);
+        let (ip, port) = peer(255);
+        assert_eq!(h.feed(rec(P2P, &ip, 17, port, How::Silent, 300)), 1);
+        let a = &h.alerts[0];
+        assert_eq!(a.evidence["peer_list_pattern"], true);
+        assert_eq!(a.evidence["two_way_peers"], 4);
+        assert_eq!(a.evidence["distinct_targets"], 256);
+
+        // With the fifth peer, it stays quiet past the limit.
+        let mut h = H::new(PortScanConfig::default());
+        p2p(&mut h, 400, 5);
+        assert!(h.alerts.is_empty(), "{:#?}", h.alerts);
+    }
+
+    #[test]
+    fn horizontal_scan_of_a_high_port_across_a_24_alerts() {
+        // 6379 over an outside /24, one target in twelve answering (one of
+        // them with a real exchange): still a horizontal scan of 6379.
+        for (port, two_way_every) in [(6379u16, 24u32), (8080, 12), (3389, 1000)] {
+            let mut h = H::new(PortScanConfig::default());
+            for i in 1..=254u32 {
+                let how = if i.is_multiple_of(two_way_every) {
+                    How::TwoWay
+                } else if i.is_multiple_of(12) {
+                    How::Answered
+                } else {
+                    How::Silent
+                };
+                h.feed(rec(
+                    P2P,
+                    &format!("198.51.100.{i}"),
+                    6,
+                    port,
+                    how,
+                    i64::from(i),
+                ));
+            }
+            assert_eq!(h.alerts.len(), 1, "{port}: {:#?}", h.alerts);
+            let a = &h.alerts[0];
+            assert_eq!(a.alert.signature, "port_scan.horizontal", "{port}");
+            assert_eq!(a.dest_port, Some(port));
+            assert_eq!(a.evidence["peer_list_pattern"], false);
+        }
+    }
+
+    #[test]
+    fn random_outbound_scan_of_one_port_alerts() {
+        // masscan 0.0.0.0/0 -p6379: scattered hosts, one high port.
+        // One target answers first, so the walk judges (not the one-way
+        // counts).
+        let mut h = H::new(PortScanConfig::default());
+        h.feed(rec(P2P, "198.51.100.1", 6, 6379, How::Answered, 0));
+        for i in 0..100u32 {
+            let (ip, _) = peer(i);
+            h.feed(rec(P2P, &ip, 6, 6379, How::Silent, i64::from(i)));
+        }
+        assert_eq!(h.alerts.len(), 1, "{:#?}", h.alerts);
+        assert_eq!(h.alerts[0].alert.signature, "port_scan.horizontal");
+        assert_eq!(h.alerts[0].dest_port, Some(6379));
+
+        // A port list spread over random hosts (one port each): few ports
+        // for many targets, no peer list.
+        let mut h = H::new(PortScanConfig::default());
+        h.feed(rec(P2P, "198.51.100.1", 6, 22, How::Answered, 0));
+        let list = [3389u16, 5900, 6379, 8080, 8443, 9200, 27017];
+        for i in 0..100u32 {
+            let (ip, _) = peer(i);
+            let port = list[i as usize % list.len()];
+            h.feed(rec(P2P, &ip, 6, port, How::Silent, i64::from(i)));
+        }
+        assert_eq!(h.alerts.len(), 1, "{:#?}", h.alerts);
+        assert_eq!(h.alerts[0].alert.signature, "port_scan.mixed");
+        assert_eq!(h.alerts[0].evidence["peer_list_pattern"], false);
+    }
+
+    #[test]
+    fn p2p_client_that_scans_a_subnet_or_one_host_alerts() {
+        // A confirmed P2P client (200 stale peers, 20 working) that then
+        // sweeps 8080 over 80 hosts of one /24: that /24 holds more than a
+        // quarter of the failed targets.
+        let mut h = H::new(PortScanConfig::default());
+        p2p(&mut h, 200, 20);
+        assert!(h.alerts.is_empty());
+        for i in 1..=80u32 {
+            h.feed(rec(P2P, &format!("10.9.8.{i}"), 6, 8080, How::Silent, 500));
+        }
+        assert_eq!(h.alerts.len(), 1, "{:#?}", h.alerts);
+        assert_eq!(h.alerts[0].evidence["peer_list_pattern"], false);
+
+        // ... or probes 30 ports of one server: never a peer.
+        let mut h = H::new(PortScanConfig::default());
+        p2p(&mut h, 200, 20);
+        for port in 1..=30u16 {
+            h.feed(rec(P2P, "10.9.8.7", 6, port, How::Silent, 500));
+        }
+        assert_eq!(h.alerts.len(), 1, "{:#?}", h.alerts);
+        assert_eq!(h.alerts[0].evidence["peer_list_pattern"], false);
+    }
+
+    #[test]
+    fn scan_hidden_in_p2p_traffic_is_a_blind_spot() {
+        // Documented blind spot: a confirmed P2P client whose scan stays
+        // below the shares of the rule (here 40 hosts of a /24 on 8080 among
+        // 200 stale peers: the /24 holds 0.17 of the failed targets, 8080
+        // 0.17 of the contacts) is not flagged.
+        let mut h = H::new(PortScanConfig::default());
+        p2p(&mut h, 200, 20);
+        for i in 1..=40u32 {
+            h.feed(rec(P2P, &format!("10.9.8.{i}"), 6, 8080, How::Silent, 500));
+        }
+        assert!(h.alerts.is_empty(), "{:#?}", h.alerts);
+    }
+
+    #[test]
+    fn multicast_and_broadcast_are_no_probes() {
+        let mut h = H::new(PortScanConfig::default());
+        for i in 0..50 {
+            for (dst, port) in [
+                ("224.0.0.251", 5353u16),
+                ("239.255.255.250", 1900),
+                ("255.255.255.255", 67),
+                ("ff02::fb", 5353),
+            ] {
+                let client = if dst.contains(':') { "fd00::5" } else { P2P };
+                h.feed(rec(client, dst, 17, port + i, How::Silent, i64::from(i)));
+            }
+        }
+        assert!(h.alerts.is_empty());
+        assert_eq!(h.det.stats().pairs, 0);
+    }
+
+    #[test]
+    fn two_way_needs_payload_from_both_sides() {
+        let ok = rec(P2P, "198.51.100.1", 6, 6346, How::TwoWay, 0);
+        assert!(two_way(&ok));
+        assert!(!two_way(&rec(
+            P2P,
+            "198.51.100.1",
+            6,
+            6346,
+            How::Answered,
+            0
+        )));
+        assert!(!two_way(&rec(P2P, "198.51.100.1", 6, 6346, How::Silent, 0)));
+        let mut one_sided = ok;
+        one_sided.server_flags = TcpFlags(0x12);
+        assert!(!two_way(&one_sided));
+        assert!(two_way(&rec(P2P, "198.51.100.1", 17, 6346, How::TwoWay, 0)));
+        let mut refused = rec(P2P, "198.51.100.1", 17, 6346, How::Silent, 0);
+        refused.state = FlowState::Rejected;
+        refused.responder_answered = true;
+        refused.to_client.packets = 1;
+        assert!(!two_way(&refused));
+    }
+
+    #[test]
+    fn p2p_keys_are_validated() {
+        let cfg = PortScanConfig {
+            p2p_unconfirmed_targets: 0,
+            ..PortScanConfig::default()
+        };
+        assert!(cfg
+            .problems()
+            .iter()
+            .any(|(k, _)| *k == "detect.port_scan.p2p_unconfirmed_targets"));
+        let cfg = PortScanConfig {
+            p2p_unconfirmed_targets: 5000,
+            ..PortScanConfig::default()
+        };
+        assert!(cfg
+            .problems()
+            .iter()
+            .any(|(k, _)| *k == "detect.port_scan.p2p_unconfirmed_targets"));
+        assert!(PortScanConfig::default().problems().is_empty());
+        // Invalid values are made safe rather than trusted.
+        let d = PortScanDetector::new(PortScanConfig {
+            p2p_unconfirmed_targets: 0,
+            ..PortScanConfig::default()
+        });
+        assert_eq!(d.cfg.p2p_unconfirmed_targets, 1);
     }
 }
