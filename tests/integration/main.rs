@@ -13,3 +13,4 @@ mod office;
 mod signals;
 mod state;
 mod tor;
+mod volume;

@@ -98,11 +98,19 @@ struct DomainActivity {
     alerted: bool,
 }
 
+/// Inside resolvers remembered per worker.
+const MAX_RESOLVERS: usize = 1024;
+
 /// See the module documentation.
 pub struct DnsTunnelDetector {
     cfg: DnsTunnelConfig,
     allow: Vec<String>,
     pairs: HostTable<(IpAddr, u64), DomainActivity>,
+    /// Inside hosts seen answering DNS for other inside hosts: forwarding
+    /// resolvers. Their own queries repeat their clients' (who are judged
+    /// themselves, with the resolver as `dest_ip`), and aggregate every
+    /// client's CDN names under a few domains, so they are not judged.
+    resolvers: HostTable<IpAddr, ()>,
 }
 
 impl DnsTunnelDetector {
@@ -115,7 +123,12 @@ impl DnsTunnelDetector {
             .filter(|d| !d.is_empty())
             .collect();
         let pairs = HostTable::new(cfg.max_tracked);
-        DnsTunnelDetector { cfg, allow, pairs }
+        DnsTunnelDetector {
+            cfg,
+            allow,
+            pairs,
+            resolvers: HostTable::new(MAX_RESOLVERS),
+        }
     }
 
     fn allowed(&self, name: &[u8]) -> bool {
@@ -203,10 +216,24 @@ impl Detector for DnsTunnelDetector {
         "dns_tunnel"
     }
 
-    fn on_flow(&mut self, _host: IpAddr, _rec: &FlowRecord, _cx: &mut DetectCx<'_>) {}
+    fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        if host == rec.server
+            && rec.server_port == 53
+            && matches!(rec.proto, 6 | 17)
+            && rec.responder_answered
+            && rec.client != host
+            && cx.home.contains(rec.client)
+        {
+            self.resolvers.touch(host, rec.last_seen, || ());
+        }
+    }
 
     fn on_dns(&mut self, ev: &DnsEvent, cx: &mut DetectCx<'_>) {
         if ev.is_response || ev.qname.is_empty() {
+            return;
+        }
+        if self.resolvers.get(&ev.client).is_some() {
+            self.resolvers.touch(ev.client, ev.ts, || ());
             return;
         }
         // Bytes, not text: tunnels (iodine's base128) put any byte in names.
@@ -417,6 +444,35 @@ mod tests {
         assert!(a[0].evidence["mean_entropy_bits"].as_f64().unwrap() > 4.0);
         // The verdict came with the tenth unique name (TXT settles it).
         assert_eq!(a[0].evidence["unique_names"], 10);
+    }
+
+    #[test]
+    fn a_forwarding_resolver_is_not_judged_for_its_clients_queries() {
+        let mut d = DnsTunnelDetector::new(DnsTunnelConfig::default());
+        // 10.0.0.53 answered an inside client on port 53: a resolver.
+        let mut rec = crate::testutil::flow("10.0.0.7", 40000, "10.0.0.53", 53, 17, 0);
+        rec.responder_answered = true;
+        assert!(crate::testutil::run_at(&mut d, "10.0.0.53", &rec, 0).is_empty());
+        // The client's view of the same flow does not make the client one.
+        assert!(crate::testutil::run_at(&mut d, "10.0.0.7", &rec, 0).is_empty());
+        let tunnel = |client: &str, server: &str| -> Vec<DnsEvent> {
+            (0..40)
+                .map(|i| {
+                    let mut q = query(
+                        client,
+                        &format!("{}.t.evil-tunnel.com", random_label(i, 60)),
+                        16,
+                        10 + i as i64,
+                    );
+                    q.server = server.parse().unwrap();
+                    q
+                })
+                .collect()
+        };
+        // Forwarded upstream by the resolver: quiet.
+        assert!(run(&mut d, &tunnel("10.0.0.53", "198.51.100.1")).is_empty());
+        // The client itself is still judged.
+        assert_eq!(run(&mut d, &tunnel("10.0.0.7", "10.0.0.53")).len(), 1);
     }
 
     #[test]

@@ -24,7 +24,9 @@
 //! crate feeds workers over channels and writes what they raise.
 
 mod common;
+mod data_collection;
 mod dns_tunnel;
+mod exfiltration;
 mod external_login;
 mod home;
 pub mod port_scan;
@@ -35,6 +37,7 @@ mod state;
 mod testutil;
 mod tor;
 mod unusual_protocol;
+mod volume;
 mod worker;
 
 use std::net::IpAddr;
@@ -44,7 +47,9 @@ use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
 pub use common::{accepted, record_community_id, Finding, HostTable, Learning, LogEwma};
+pub use data_collection::{DataCollectionConfig, DataCollectionDetector};
 pub use dns_tunnel::{DnsTunnelConfig, DnsTunnelDetector};
+pub use exfiltration::{ExfiltrationConfig, ExfiltrationDetector};
 pub use external_login::{ExternalLoginConfig, ExternalLoginDetector};
 pub use home::{HomeNet, HomeNetError};
 pub use port_scan::{PortScanConfig, PortScanDetector};
@@ -170,6 +175,11 @@ pub struct DetectConfig {
     pub dns_tunnel: DnsTunnelConfig,
     /// Port scans and sweeps.
     pub port_scan: PortScanConfig,
+    /// Outbound volume far above a host's own baseline, in a burst or
+    /// trickled to one destination.
+    pub exfiltration: ExfiltrationConfig,
+    /// Internal volume pulled towards one host far above its baseline.
+    pub data_collection: DataCollectionConfig,
 }
 
 /// `detect.state_interval_secs`: a number of seconds whose default is 300

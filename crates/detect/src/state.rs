@@ -23,6 +23,9 @@ pub enum StateError {
     /// The entry is not the shape this detector writes.
     #[error("entry does not parse: {0}")]
     Parse(#[from] serde_json::Error),
+    /// The entry parses but holds values this code never writes.
+    #[error("entry out of range: {0}")]
+    Invalid(String),
     /// No detector of that name runs here (disabled, or unknown).
     #[error("no detector '{0}' is running")]
     UnknownDetector(String),

@@ -34,9 +34,11 @@ const MITRE_TOR: Mitre = Mitre {
 ///
 /// Outbound (an inside host opens a connection to an exit) is
 /// `tor.exit_outbound`; inbound (an exit connects to an inside service) is
-/// `tor.exit_inbound`. Severity: inbound and answered is high (someone reached
-/// a service through Tor), outbound established is medium, attempts that were
-/// refused or never answered are low. One alert per flow, on its first record.
+/// `tor.exit_inbound`. Severity: inbound with data exchanged is high (someone
+/// used a service through Tor); an inbound handshake without data, and
+/// outbound with data, are medium; outbound handshakes without data and
+/// attempts that were refused or never answered are low. One alert per
+/// flow, on its first record.
 pub struct TorDetector {
     _cfg: TorConfig,
 }
@@ -46,6 +48,15 @@ impl TorDetector {
     pub fn new(cfg: TorConfig) -> Self {
         TorDetector { _cfg: cfg }
     }
+}
+
+/// True when either side sent more than bare headers: an average packet
+/// above 80 bytes from the IP header up (TCP/IPv6 headers with options stay
+/// under it; a handshake, a RST or an empty ACK never exceed it).
+fn carried_data(rec: &FlowRecord) -> bool {
+    [rec.to_server, rec.to_client]
+        .iter()
+        .any(|d| d.packets > 0 && d.bytes > d.packets.saturating_mul(80))
 }
 
 impl Detector for TorDetector {
@@ -71,9 +82,14 @@ impl Detector for TorDetector {
         }
         let answered = rec.responder_answered
             && !matches!(rec.state, FlowState::Rejected | FlowState::Attempt);
-        let severity = match (inbound, answered) {
-            (true, true) => 1,
-            (false, true) => 2,
+        let data = answered && carried_data(rec);
+        // Someone reaching a service through Tor is worse than an inside host
+        // browsing through it; a session that moved data is worse than a
+        // handshake (a port check, a refused login banner), which is worse
+        // than nothing at all.
+        let severity = match (inbound, answered, data) {
+            (true, true, true) => 1,
+            (true, true, false) | (false, true, true) => 2,
             _ => 3,
         };
         let (signature, description) = if inbound {
@@ -105,6 +121,7 @@ impl Detector for TorDetector {
             json!(if inbound { "inbound" } else { "outbound" }),
         );
         evidence.insert("flow_state", json!(rec.state));
+        evidence.insert("carried_data", json!(data));
         evidence.insert("packets_to_server", json!(rec.to_server.packets));
         evidence.insert("packets_to_client", json!(rec.to_client.packets));
         evidence.insert("bytes_to_server", json!(rec.to_server.bytes));
@@ -239,6 +256,41 @@ mod tests {
             "203.0.113.50",
         );
         assert_eq!(a[0].alert.severity, 3);
+    }
+
+    #[test]
+    fn handshakes_without_data_rank_below_sessions_with_data() {
+        // A port check: SYN, SYN-ACK, ACK, RST: bare headers only.
+        let mut r = rec("198.51.100.7", "10.0.0.9", FlowState::ClosedRst, true);
+        r.to_server = DirCounts {
+            packets: 3,
+            bytes: 3 * 52,
+        };
+        r.to_client = DirCounts {
+            packets: 1,
+            bytes: 60,
+        };
+        let a = run("10.0.0.9", &r, "198.51.100.7");
+        assert_eq!(
+            (a[0].alert.severity, &a[0].evidence["carried_data"]),
+            (2, &json!(false))
+        );
+        // 81 bytes a packet on average is data; 80 is not.
+        r.to_client = DirCounts {
+            packets: 1,
+            bytes: 81,
+        };
+        assert_eq!(run("10.0.0.9", &r, "198.51.100.7")[0].alert.severity, 1);
+        let mut out = rec("10.0.0.5", "203.0.113.50", FlowState::ClosedFin, true);
+        out.to_server = DirCounts {
+            packets: 4,
+            bytes: 320,
+        };
+        out.to_client = DirCounts {
+            packets: 2,
+            bytes: 160,
+        };
+        assert_eq!(run("10.0.0.5", &out, "203.0.113.50")[0].alert.severity, 3);
     }
 
     #[test]

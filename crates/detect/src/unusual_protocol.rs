@@ -169,7 +169,6 @@ impl Detector for UnusualProtocolDetector {
         evidence.insert("bytes_to_server", json!(rec.to_server.bytes));
         evidence.insert("bytes_to_client", json!(rec.to_client.bytes));
         evidence.insert("learning_secs", json!(self.cfg.learning_secs));
-        evidence.insert("pairs_known", json!(self.seen.len()));
         let finding = Finding {
             ts: rec.first_seen,
             category: Category::UnusualProtocol,

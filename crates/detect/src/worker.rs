@@ -5,8 +5,9 @@ use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
 use crate::{
-    DetectConfig, DetectCx, Detector, DnsTunnelDetector, ExternalLoginDetector, HomeNet,
-    PortScanDetector, SpambotDetector, StateError, TorDetector, UnusualProtocolDetector,
+    DataCollectionDetector, DetectConfig, DetectCx, Detector, DnsTunnelDetector,
+    ExfiltrationDetector, ExternalLoginDetector, HomeNet, PortScanDetector, SpambotDetector,
+    StateError, TorDetector, UnusualProtocolDetector,
 };
 
 /// The shard (worker index) that owns `ip`, out of `shards`.
@@ -101,6 +102,16 @@ impl Worker {
         }
         if cfg.dns_tunnel.enabled {
             detectors.push(Box::new(DnsTunnelDetector::new(cfg.dns_tunnel.clone())));
+        }
+        if cfg.exfiltration.enabled {
+            detectors.push(Box::new(ExfiltrationDetector::new(
+                cfg.exfiltration.clone(),
+            )));
+        }
+        if cfg.data_collection.enabled {
+            detectors.push(Box::new(DataCollectionDetector::new(
+                cfg.data_collection.clone(),
+            )));
         }
         if cfg.external_login.enabled {
             detectors.push(Box::new(ExternalLoginDetector::new(

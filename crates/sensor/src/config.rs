@@ -308,6 +308,15 @@ impl SensorConfig {
         {
             p.push(format!("key '{k}': {msg}"));
         }
+        for (k, msg) in self
+            .detect
+            .exfiltration
+            .problems()
+            .into_iter()
+            .chain(self.detect.data_collection.problems())
+        {
+            p.push(format!("key '{k}': {msg}"));
+        }
         if self.detect.state_interval_secs.0 == 0 {
             p.push("key 'detect.state_interval_secs': must be at least 1".into());
         }
