@@ -46,6 +46,31 @@ fn check_config_lists_every_problem() {
 }
 
 #[test]
+fn volume_detector_values_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[detect.exfiltration]\nz_threshold = -1.0\nmax_sd = 0.1\nallow = [\"nope\"]\n\
+         max_destinations = 0\n[detect.data_collection]\nalpha = 2.0\nwindow_secs = 0\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for needle in [
+        "detect.exfiltration.z_threshold",
+        "detect.exfiltration.max_sd",
+        "'nope'",
+        "detect.exfiltration.max_destinations",
+        "detect.data_collection.alpha",
+        "detect.data_collection.window_secs",
+    ] {
+        assert!(err.contains(needle), "missing {needle}: {err}");
+    }
+}
+
+#[test]
 fn broken_tor_list_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("tor.txt");
