@@ -1007,11 +1007,13 @@ impl Detector for PortScanDetector {
             return;
         }
         let scanner = rec.client;
+        // Judge each record once, from the scanner's side: `route_flow`
+        // gives every first record to the client's shard, inside or out.
         let client_inside = cx.home.contains(scanner);
-        // Judge each record once, from the scanner's side: the client's shard
-        // when it is inside (or nobody is), else the inside server's shard.
-        let ours = host == scanner || (!client_inside && host == rec.server);
-        if !ours || rec.client == rec.server || self.allow.iter().any(|n| n.contains(&scanner)) {
+        if host != scanner
+            || rec.client == rec.server
+            || self.allow.iter().any(|n| n.contains(&scanner))
+        {
             return;
         }
         let Some(probe) = Probe::of(rec) else {

@@ -33,12 +33,19 @@ pub fn shard_for(ip: IpAddr, shards: usize) -> usize {
 /// The hosts a flow record is about, from whose point of view detectors see
 /// it: each inside endpoint (a flow between two inside hosts is seen from
 /// both), or the client when neither endpoint is inside (transit traffic).
+///
+/// The first record of a flow opened from outside is also routed to the
+/// outside client's shard: an outside scanner's probes of many inside hosts
+/// must meet in one place, or each worker would see only its share of the
+/// targets and the verdict would depend on the worker count. Detectors that
+/// judge inside hosts ignore a `host` that is not inside.
 pub fn route_flow(rec: &FlowRecord, home: &HomeNet) -> [Option<IpAddr>; 2] {
     let client_in = home.contains(rec.client);
     let server_in = home.contains(rec.server);
     match (client_in, server_in) {
         (true, true) if rec.client != rec.server => [Some(rec.client), Some(rec.server)],
         (true, _) => [Some(rec.client), None],
+        (false, true) if rec.is_first_report() => [Some(rec.server), Some(rec.client)],
         (false, true) => [Some(rec.server), None],
         (false, false) => [Some(rec.client), None],
     }
