@@ -20,6 +20,7 @@
 //! This crate does not read captures; tests read back with
 //! `tapsentry-capture`.
 
+pub mod bench;
 mod frames;
 pub mod office;
 pub mod scenario;
