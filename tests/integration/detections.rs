@@ -132,6 +132,14 @@ fn port_scans_are_found_with_the_scanner() {
             None,
             "port_scan.horizontal",
         ),
+        // Bare ACKs from one port to port 80 of a /24, nothing answers: the
+        // count fallback of a one-way view.
+        (
+            "nmap-ack-ping-sweep-256-hosts.pcapng",
+            "10.0.0.128",
+            None,
+            "port_scan.horizontal",
+        ),
     ] {
         let (out, alerts, _) = replay(dir.path(), &[], &[&shared(&format!("attacks/{file}"))]);
         assert!(out.status.success(), "{file}: {}", stderr(&out));
@@ -145,6 +153,9 @@ fn port_scans_are_found_with_the_scanner() {
         match target {
             Some(t) => assert_eq!(scans[0]["dest_ip"], t, "{file}"),
             None => assert!(scans[0].get("dest_ip").is_none(), "{file}"),
+        }
+        if file.contains("ack-ping") {
+            assert_eq!(scans[0]["evidence"]["scan_type"], "ack", "{file}");
         }
     }
 }

@@ -122,7 +122,10 @@ pub trait Detector: Send {
     fn name(&self) -> &'static str;
 
     /// A flow record routed to this shard because it concerns `host`.
-    /// A flow between two inside hosts is seen once from each side.
+    /// A flow between two inside hosts is seen once from each side; the
+    /// first record of a flow opened from outside is seen from the inside
+    /// server and from the outside client ([`route_flow`]), so a detector
+    /// judging inside hosts must ignore a `host` that is not inside.
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>);
 
     /// A DNS message whose client belongs to this shard.

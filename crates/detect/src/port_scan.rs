@@ -383,10 +383,11 @@ enum Probe {
     Xmas,
     Udp,
     Icmp,
+    Ack,
 }
 
 impl Probe {
-    const ALL: [Probe; 7] = [
+    const ALL: [Probe; 8] = [
         Probe::Syn,
         Probe::Connect,
         Probe::Fin,
@@ -394,6 +395,7 @@ impl Probe {
         Probe::Xmas,
         Probe::Udp,
         Probe::Icmp,
+        Probe::Ack,
     ];
 
     fn name(self) -> &'static str {
@@ -405,6 +407,7 @@ impl Probe {
             Probe::Xmas => "xmas",
             Probe::Udp => "udp",
             Probe::Icmp => "icmp",
+            Probe::Ack => "ack",
         }
     }
 
@@ -437,6 +440,8 @@ impl Probe {
                         && f.has(TcpFlags::ACK)
                         && !f.has(TcpFlags::PSH);
                     Some(if connect { Probe::Connect } else { Probe::Syn })
+                } else if f.0 == TcpFlags::ACK {
+                    bare_ack_probe(rec).then_some(Probe::Ack)
                 } else if f.0 & (TcpFlags::ACK | TcpFlags::RST) != 0 {
                     None
                 } else if f.0 & TcpFlags::URG != 0 {
@@ -453,6 +458,19 @@ impl Probe {
             _ => None,
         }
     }
+}
+
+/// An ACK ping (nmap -PA, firewall mapping): one bare ACK with no payload,
+/// answered by a RST or by nothing. A mid-stream pickup of a real session
+/// is not one: its client sends more than one packet, or data, and its
+/// server answers with something other than a lone RST.
+fn bare_ack_probe(rec: &FlowRecord) -> bool {
+    // 20 bytes of IPv4 (40 of IPv6) and 20 of TCP, with up to 12 bytes of
+    // options (timestamps): anything longer carries data.
+    let header_max = if rec.client.is_ipv4() { 52 } else { 72 };
+    let answer_is_reset = rec.to_client.packets == 0
+        || (rec.to_client.packets == 1 && rec.server_flags.0 == TcpFlags::RST);
+    rec.to_server.packets == 1 && rec.to_server.bytes <= header_max && answer_is_reset
 }
 
 fn outcome(rec: &FlowRecord) -> Outcome {
@@ -549,7 +567,7 @@ struct Scanner {
     answered_any: bool,
     llr: f64,
     raised: u8,
-    probe_kinds: [u64; 7],
+    probe_kinds: [u64; 8],
 }
 
 impl Scanner {
@@ -566,7 +584,7 @@ impl Scanner {
             answered_any: false,
             llr: 0.0,
             raised: 0,
-            probe_kinds: [0; 7],
+            probe_kinds: [0; 8],
         }
     }
 
@@ -1026,7 +1044,13 @@ impl Detector for PortScanDetector {
         };
         let key: PairKey = (rec.server, rec.proto, port);
         let now = rec.last_seen;
-        let result = outcome(rec);
+        // An ACK answered by a RST proves a host, not a service: for the
+        // walk it is a refusal, never a success.
+        let result = match probe {
+            Probe::Ack if rec.to_client.packets > 0 => Outcome::Refused,
+            Probe::Ack => Outcome::Silent,
+            _ => outcome(rec),
+        };
         let exchange = two_way(rec);
 
         self.touch(scanner, now);
@@ -1226,10 +1250,16 @@ fn build_alert(
             v.window_secs
         )
     };
-    let description = format!(
-        "{direction} {} {what} by {scanner}: {how}",
-        s.scan_type().to_uppercase()
-    );
+    // An ICMP sweep says its own probe type; the scanner's dominant TCP/UDP
+    // probe type would only confuse it ("SYN ICMP echo sweep").
+    let description = if v.class == Class::IcmpSweep {
+        format!("{direction} {what} by {scanner}: {how}")
+    } else {
+        format!(
+            "{direction} {} {what} by {scanner}: {how}",
+            s.scan_type().to_uppercase()
+        )
+    };
     let mut evidence = BTreeMap::new();
     evidence.insert("distinct_targets", json!(targets.len()));
     evidence.insert("distinct_ports", json!(ports.len()));

@@ -797,3 +797,78 @@ proptest! {
         prop_assert!(h.alerts.len() <= 6 * 4);
     }
 }
+
+#[test]
+fn an_ack_ping_sweep_answered_by_resets_is_a_sweep() {
+    let mut h = Harness::default();
+    for i in 1..=30u8 {
+        // One bare ACK to port 80; live hosts answer with a lone RST.
+        let mut r = R::tcp(
+            "10.0.0.50",
+            &format!("10.0.1.{i}"),
+            80,
+            FlowState::ClosedRst,
+            0,
+        )
+        .flags(0x10)
+        .build();
+        r.to_server = DirCounts {
+            packets: 1,
+            bytes: 40,
+        };
+        r.to_client = DirCounts {
+            packets: 1,
+            bytes: 40,
+        };
+        r.server_flags = TcpFlags(TcpFlags::RST);
+        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
+        h.det.on_flow(r.client, &r, &mut cx);
+    }
+    let a = h.one();
+    assert_eq!(a.alert.signature, "port_scan.horizontal");
+    assert_eq!(a.evidence["scan_type"], "ack");
+    assert_eq!(a.evidence["successes"], 0);
+}
+
+#[test]
+fn bare_acks_of_live_sessions_are_not_probes() {
+    let mut h = Harness::default();
+    for i in 1..=60u8 {
+        // Sessions picked up mid-stream: a pure ACK answered by data, a
+        // pure ACK followed by more from the client, an ACK carrying data.
+        let mut answered = R::tcp(
+            "10.0.0.60",
+            &format!("10.0.2.{i}"),
+            443,
+            FlowState::Established,
+            0,
+        )
+        .flags(0x10)
+        .build();
+        answered.to_server = DirCounts {
+            packets: 1,
+            bytes: 52,
+        };
+        answered.to_client = DirCounts {
+            packets: 3,
+            bytes: 4_000,
+        };
+        answered.server_flags = TcpFlags(0x18);
+        let mut more = answered;
+        more.server = ip(&format!("10.0.3.{i}"));
+        more.to_server.packets = 2;
+        more.to_server.bytes = 104;
+        more.to_client = DirCounts::default();
+        let mut data = more;
+        data.server = ip(&format!("10.0.4.{i}"));
+        data.to_server = DirCounts {
+            packets: 1,
+            bytes: 600,
+        };
+        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
+        for r in [answered, more, data] {
+            h.det.on_flow(r.client, &r, &mut cx);
+        }
+    }
+    h.quiet();
+}
