@@ -1,4 +1,4 @@
-use std::collections::hash_map::RandomState;
+use foldhash::fast::RandomState;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -15,12 +15,12 @@ use crate::FlowConfig;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 
-/// Bytes one live flow costs in the table: key, entry and the hash table's
-/// control byte. The map keeps its load factor at or below 7/8, so the
-/// allocated memory per live flow is at most `ENTRY_BYTES * 8 / 7` plus the
-/// amortised slack of the last doubling.
-pub const ENTRY_BYTES: usize =
-    std::mem::size_of::<FlowKey>() + std::mem::size_of::<FlowEntry>() + 1;
+/// Bytes one slot of the table costs: the (key, entry) pair as the hash
+/// table stores it (128 bytes) and its control byte. The map keeps its load
+/// factor at or below 7/8 and doubles, so a live flow costs between
+/// `ENTRY_BYTES * 8 / 7` and `ENTRY_BYTES * 16 / 7`: 270 bytes at 1,000,000
+/// flows, a count just past a doubling (measured in `tests/alloc.rs`).
+pub const ENTRY_BYTES: usize = std::mem::size_of::<(FlowKey, FlowEntry)>() + 1;
 
 /// Per-flow state. Kept small: it is the table's memory bound.
 #[derive(Debug, Clone, Copy)]
@@ -29,9 +29,16 @@ struct FlowEntry {
     last_seen: Timestamp,
     /// Capture time of the last record emitted for this flow (interim pacing).
     last_report: Timestamp,
-    /// Indexed by [`Side`]: 0 = A, 1 = B.
-    counts: [DirCounts; 2],
-    reported: [DirCounts; 2],
+    /// Bytes from each side, indexed by [`Side`] (0 = A, 1 = B), and the
+    /// part already carried by earlier records.
+    bytes: [u64; 2],
+    reported_bytes: [u64; 2],
+    /// Packets likewise, 32-bit so that a key and an entry fit in 128 bytes
+    /// (a hash table holding 1M flows has 2M slots: 8 bytes here are 16 MB
+    /// there). They saturate at 4,294,967,295 packets a direction, about
+    /// five minutes of one 10 GbE flow of minimum-size frames.
+    packets: [u32; 2],
+    reported_packets: [u32; 2],
     flags: [u8; 2],
     initiator: Side,
     state: FlowState,
@@ -59,8 +66,10 @@ impl FlowEntry {
             first_seen: m.ts,
             last_seen: m.ts,
             last_report: m.ts,
-            counts: [DirCounts::default(); 2],
-            reported: [DirCounts::default(); 2],
+            bytes: [0; 2],
+            reported_bytes: [0; 2],
+            packets: [0; 2],
+            reported_packets: [0; 2],
             flags: [0; 2],
             initiator,
             state: if synack_first {
@@ -76,9 +85,9 @@ impl FlowEntry {
     }
 
     fn count(&mut self, side: Side, m: &PacketMeta<'_>) {
-        let c = &mut self.counts[idx(side)];
-        c.packets = c.packets.saturating_add(1);
-        c.bytes = c.bytes.saturating_add(u64::from(m.ip_len));
+        let i = idx(side);
+        self.packets[i] = self.packets[i].saturating_add(1);
+        self.bytes[i] = self.bytes[i].saturating_add(u64::from(m.ip_len));
         self.flags[idx(side)] |= m.tcp_flags.0;
         // Files given in a row may step back in time; a flow's clock never does.
         if m.ts > self.last_seen {
@@ -144,9 +153,22 @@ impl FlowEntry {
         }
     }
 
+    fn counts(&self, i: usize) -> DirCounts {
+        DirCounts {
+            packets: u64::from(self.packets[i]),
+            bytes: self.bytes[i],
+        }
+    }
+
+    fn reported(&self, i: usize) -> DirCounts {
+        DirCounts {
+            packets: u64::from(self.reported_packets[i]),
+            bytes: self.reported_bytes[i],
+        }
+    }
+
     fn has_unreported(&self) -> bool {
-        self.counts[0].packets != self.reported[0].packets
-            || self.counts[1].packets != self.reported[1].packets
+        self.packets != self.reported_packets
     }
 
     fn record(&self, key: &FlowKey, kind: RecordKind) -> FlowRecord {
@@ -164,10 +186,10 @@ impl FlowEntry {
             vlan: key.vlan,
             first_seen: self.first_seen,
             last_seen: self.last_seen,
-            to_server: self.counts[c],
-            to_client: self.counts[s],
-            reported_to_server: self.reported[c],
-            reported_to_client: self.reported[s],
+            to_server: self.counts(c),
+            to_client: self.counts(s),
+            reported_to_server: self.reported(c),
+            reported_to_client: self.reported(s),
             client_flags: TcpFlags(self.flags[c]),
             server_flags: TcpFlags(self.flags[s]),
             state: self.state,
@@ -211,12 +233,17 @@ pub struct FlowCounters {
     pub records_dropped: u64,
     /// Flows marked refused by an ICMP unreachable quoting them.
     pub icmp_rejections: u64,
+    /// Scans of the whole table for idle flows to evict (each O(table)).
+    pub eviction_scans: u64,
 }
 
 /// The bounded, concurrent flow table. See the crate documentation.
 pub struct FlowTable {
     cfg: FlowConfig,
-    /// Seeded hasher: the keys are chosen by whoever sends packets.
+    /// Seeded hasher: the keys are chosen by whoever sends packets, so the
+    /// seed is random per table (foldhash's per-instance seed; hashbrown's
+    /// own default). SipHash cost 5-6 % of a replay's samples in `perf`,
+    /// foldhash a fraction of it.
     map: DashMap<FlowKey, FlowEntry, RandomState>,
     live: AtomicUsize,
     /// Records of flows evicted by the capture thread, handed out at the next sweep.
@@ -234,6 +261,7 @@ pub struct FlowTable {
     flushed: AtomicU64,
     records_dropped: AtomicU64,
     icmp_rejections: AtomicU64,
+    eviction_scans: AtomicU64,
 }
 
 impl FlowTable {
@@ -243,7 +271,7 @@ impl FlowTable {
         FlowTable {
             // Grows on demand; pre-sizing to the cap would commit its memory
             // even for a quiet link.
-            map: DashMap::with_capacity_and_hasher(max.min(4096), RandomState::new()),
+            map: DashMap::with_capacity_and_hasher(max.min(4096), RandomState::default()),
             live: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
             pending_len: AtomicUsize::new(0),
@@ -257,6 +285,7 @@ impl FlowTable {
             flushed: AtomicU64::new(0),
             records_dropped: AtomicU64::new(0),
             icmp_rejections: AtomicU64::new(0),
+            eviction_scans: AtomicU64::new(0),
             cfg,
         }
     }
@@ -333,6 +362,7 @@ impl FlowTable {
         // over many new flows (an eighth of the cap: each scan then pays for
         // max_flows/8 new flows). A bounded max-heap keeps the `batch` oldest.
         let batch = (self.cfg.max_flows / 8).clamp(1, 131_072);
+        self.eviction_scans.fetch_add(1, Ordering::Relaxed);
         let mut oldest: BinaryHeap<(Timestamp, FlowKey)> = BinaryHeap::with_capacity(batch + 1);
         for r in self.map.iter() {
             if now.micros_since(r.last_seen) >= min_idle_us {
@@ -362,6 +392,15 @@ impl FlowTable {
         }
         self.pending_len.store(pending.len(), Ordering::Relaxed);
         drop(pending);
+        if removed < batch {
+            // A short batch means few flows are idle enough: scanning again
+            // for the next new flow would free only the handful that turned
+            // idle in between, at O(table) each (a 10M-flow SYN flood at
+            // 1M/s spent 94 % of its time here). Refuse until capture time
+            // has moved on a second instead.
+            self.no_scan_until
+                .store(now.plus_secs(1).micros(), Ordering::Relaxed);
+        }
         self.live.fetch_sub(removed, Ordering::Relaxed);
         self.evicted.fetch_add(removed as u64, Ordering::Relaxed);
         removed > 0
@@ -388,7 +427,8 @@ impl FlowTable {
             if interim_us > 0 && now.micros_since(e.last_report) >= interim_us && e.has_unreported()
             {
                 out.push(e.record(k, RecordKind::Interim));
-                e.reported = e.counts;
+                e.reported_packets = e.packets;
+                e.reported_bytes = e.bytes;
                 e.last_report = now;
                 interim += 1;
             }
@@ -434,6 +474,7 @@ impl FlowTable {
             flushed: self.flushed.load(Ordering::Relaxed),
             records_dropped: self.records_dropped.load(Ordering::Relaxed),
             icmp_rejections: self.icmp_rejections.load(Ordering::Relaxed),
+            eviction_scans: self.eviction_scans.load(Ordering::Relaxed),
         }
     }
 }

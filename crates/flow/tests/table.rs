@@ -264,6 +264,31 @@ fn flood_of_unique_tuples_never_exceeds_cap() {
 }
 
 #[test]
+fn a_flood_at_the_cap_scans_the_table_rarely() {
+    // 1,000 new tuples a second of capture time for 60 s into a table of
+    // 1,000: after the first eviction, flows turn idle enough only a few at
+    // a time. Each scan is O(table), so there must be about one a second,
+    // not one per new flow.
+    let cfg = FlowConfig {
+        max_flows: 1000,
+        evict_min_idle_secs: 5,
+        ..FlowConfig::default()
+    };
+    let t = FlowTable::new(cfg);
+    let mut out = Vec::new();
+    for i in 0..60_000u32 {
+        let src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        t.ingest(&pkt(f64::from(i) * 0.001, src, 1, ip(2), 80, 6, SYN, 40));
+        if t.needs_sweep() {
+            t.sweep(Timestamp::from_micros(i64::from(i) * 1000), &mut out);
+        }
+    }
+    let c = t.counters();
+    assert!(c.evicted > 5_000, "{c:?}");
+    assert!(c.eviction_scans <= 2 * 60 + c.evicted / 125 + 10, "{c:?}");
+}
+
+#[test]
 fn entry_size_is_stated_and_small() {
     // The performance target is at most 300 bytes a live flow, table
     // overhead included (load factor 7/8 and doubling slack).

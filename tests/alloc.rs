@@ -1,0 +1,163 @@
+//! Heap use of the packet hot path, counted by a global allocator (dhat in
+//! testing mode), in a binary of its own because a global allocator is
+//! process-wide.
+//!
+//! * Steady state allocates nothing per packet: decoding real frames
+//!   (TCP, UDP with a DNS query, ICMP, IPv6, VLAN) and counting them on
+//!   flows that already exist, DNS summaries included.
+//! * A live flow costs at most 300 bytes of heap at 1,000,000 concurrent
+//!   flows (issue 4's memory target), measured as the heap the table holds.
+//!
+//! Both run in one test: dhat allows one profiler per process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use tapsentry_decode::{decode, dns};
+use tapsentry_flow::{FlowConfig, FlowTable};
+use tapsentry_testkit::{icmp_echo_v4, tcp_v4, tcp_v6, udp_v4, with_vlan};
+use tapsentry_types::{Fragment, Frame, LinkType, PacketMeta, TcpFlags, Timestamp};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+/// A DNS query for `www.example.com` A.
+fn dns_query(id: u16) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in ["www", "example", "com"] {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m
+}
+
+fn frames() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for i in 0..64u8 {
+        let c = [10, 0, 1, i];
+        out.push(tcp_v4(
+            c,
+            40_000 + u16::from(i),
+            [93, 184, 216, 34],
+            443,
+            0x18,
+            &[7u8; 1200],
+        ));
+        out.push(tcp_v4(
+            [93, 184, 216, 34],
+            443,
+            c,
+            40_000 + u16::from(i),
+            0x10,
+            &[],
+        ));
+        out.push(udp_v4(
+            c,
+            50_000 + u16::from(i),
+            [10, 0, 0, 53],
+            53,
+            &dns_query(u16::from(i)),
+        ));
+        out.push(icmp_echo_v4(c, [10, 0, 0, 1], u16::from(i), 1, &[0u8; 56]));
+        let mut v6 = [0u8; 16];
+        v6[0] = 0xfd;
+        v6[15] = i;
+        let mut srv = [0u8; 16];
+        srv[0] = 0x20;
+        srv[1] = 0x01;
+        srv[15] = 1;
+        out.push(tcp_v6(v6, 41_000, srv, 443, 0x18, &[1u8; 400]));
+        out.push(with_vlan(
+            &tcp_v4(c, 42_000, [10, 0, 2, 2], 445, 0x18, &[2u8; 800]),
+            100,
+        ));
+    }
+    out
+}
+
+/// What the capture thread does with one frame: decode, summarise DNS,
+/// count it on its flow.
+fn hot_path(table: &FlowTable, data: &[u8], ts: Timestamp) -> usize {
+    let frame = Frame {
+        ts,
+        wire_len: data.len() as u32,
+        link: LinkType::ETHERNET,
+        data,
+    };
+    let m = decode(&frame).expect("test frames decode");
+    let mut dns_seen = 0;
+    if m.proto == 17 && (m.src_port == 53 || m.dst_port == 53) {
+        dns_seen += usize::from(dns::parse_message(m.payload).is_ok());
+    }
+    table.ingest(&m);
+    dns_seen
+}
+
+fn flood_packet(i: u32) -> PacketMeta<'static> {
+    PacketMeta {
+        ts: Timestamp::from_micros(1_700_000_000_000_000),
+        vlan: 0,
+        src: IpAddr::V4(Ipv4Addr::from(0xc612_0000 | (i & 0x1_ffff))),
+        dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        proto: 6,
+        src_port: 1024 + (i >> 17) as u16,
+        dst_port: 80,
+        ip_len: 40,
+        tcp_flags: TcpFlags(TcpFlags::SYN),
+        fragment: Fragment::None,
+        icmp_error: None,
+        payload: &[],
+    }
+}
+
+#[test]
+fn hot_path_allocates_nothing_and_flows_fit_in_300_bytes() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+
+    // 1. Steady state: every flow exists; nothing may allocate.
+    let frames = frames();
+    let table = FlowTable::new(FlowConfig::default());
+    let t0 = Timestamp::from_micros(1_700_000_000_000_000);
+    for f in &frames {
+        hot_path(&table, f, t0);
+    }
+    let before = dhat::HeapStats::get();
+    let mut dns_seen = 0;
+    for round in 1..=50i64 {
+        for f in &frames {
+            dns_seen += hot_path(
+                &table,
+                f,
+                Timestamp::from_micros(t0.micros() + round * 1_000),
+            );
+        }
+    }
+    let after = dhat::HeapStats::get();
+    assert_eq!(dns_seen, 50 * 64, "the DNS queries were parsed");
+    let packets = 50 * frames.len() as u64;
+    assert_eq!(
+        after.total_blocks - before.total_blocks,
+        0,
+        "{} allocations over {packets} packets of existing flows",
+        after.total_blocks - before.total_blocks
+    );
+    drop(table);
+
+    // 2. Heap per live flow at 1,000,000 concurrent flows.
+    let flows = 1_000_000u32;
+    let base = dhat::HeapStats::get().curr_bytes;
+    let table = FlowTable::new(FlowConfig {
+        max_flows: flows as usize,
+        ..FlowConfig::default()
+    });
+    for i in 0..flows {
+        table.ingest(&flood_packet(i));
+    }
+    assert_eq!(table.live_flows(), flows as usize);
+    let held = dhat::HeapStats::get().curr_bytes - base;
+    let per_flow = held as f64 / f64::from(flows);
+    eprintln!("flow table: {held} bytes of heap for {flows} flows = {per_flow:.1} B per flow");
+    assert!(per_flow <= 300.0, "{per_flow:.1} B per flow");
+}
