@@ -800,8 +800,55 @@ struct Step {
     capture_start: Timestamp,
 }
 
+/// Flow records per detector batch. A sweep that ends many flows at once
+/// (the end of a replay, the expiry after a flood) goes out in epochs of
+/// this many, so the first alerts are written while later records are still
+/// being judged: one batch of 200,000 records held the flow-end-to-alert
+/// p99 at 236 ms. Chunks are cut from the global record order before
+/// sharding, so every worker count sees the same epochs.
+const RECORDS_PER_EPOCH: usize = 4096;
+
 #[allow(clippy::too_many_arguments)]
 fn dispatch(
+    step: Step,
+    dns: &[DnsEvent],
+    recs: &[FlowRecord],
+    home: &HomeNet,
+    worker_txs: &[Sender<WorkerMsg>],
+    flow_log: Option<&Sender<WriterMsg>>,
+    shared: &SharedStats,
+    live: bool,
+    epoch: &mut u64,
+    save: Option<SaveReq>,
+) {
+    if recs.len() <= RECORDS_PER_EPOCH {
+        dispatch_epoch(
+            step, dns, recs, home, worker_txs, flow_log, shared, live, epoch, save,
+        );
+        return;
+    }
+    let chunks = recs.chunks(RECORDS_PER_EPOCH);
+    let last = chunks.len() - 1;
+    for (i, chunk) in chunks.enumerate() {
+        // DNS goes with the first chunk (it was handed out before these
+        // records before too); the save waits for the last.
+        dispatch_epoch(
+            step,
+            if i == 0 { dns } else { &[] },
+            chunk,
+            home,
+            worker_txs,
+            flow_log,
+            shared,
+            live,
+            epoch,
+            if i == last { save } else { None },
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatch_epoch(
     step: Step,
     dns: &[DnsEvent],
     recs: &[FlowRecord],
