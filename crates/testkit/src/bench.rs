@@ -28,6 +28,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use crate::frames::mac_for;
+use crate::rng::Rng;
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +133,7 @@ pub fn generate<F>(spec: &BenchSpec, mut emit: F) -> io::Result<BenchSummary>
 where
     F: FnMut(i64, &[u8]) -> io::Result<()>,
 {
-    let mut rng = Rng::new(spec.seed);
+    let mut rng = Rng::new(spec.seed ^ 0x0BE7_C4DA_7A5E_ED00);
     let world = World::new(&mut rng);
     let duration_ns = (spec.packets.max(1) as f64 / spec.rate_pps.max(1) as f64 * 1e9) as u64;
     let mut flows = plan_flows(spec, &world, &mut rng, duration_ns);
@@ -871,37 +872,6 @@ fn fold(mut sum: u32) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     sum as u16
-}
-
-/// SplitMix64 (as in the office generator): seedable and stable forever.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x0BE7_C4DA_7A5E_ED00)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [0, n) (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
 }
 
 #[cfg(test)]

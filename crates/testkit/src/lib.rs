@@ -23,6 +23,7 @@
 pub mod bench;
 mod frames;
 pub mod office;
+mod rng;
 pub mod scenario;
 mod writer;
 

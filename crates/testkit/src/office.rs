@@ -35,6 +35,7 @@ use std::path::Path;
 
 use tapsentry_types::{LinkType, Timestamp};
 
+use crate::rng::Rng;
 use crate::scenario::EPOCH_SECS;
 use crate::{mac_for, PcapWriter};
 
@@ -600,65 +601,6 @@ fn check_v4(a: &Attack) -> Result<(), pcap::Error> {
 // ---------------------------------------------------------------------------
 // Randomness
 
-/// SplitMix64: tiny, seedable, and stable forever (no crate version can
-/// change the stream).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [0, n) (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    fn int(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn log_uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        (lo.ln() + (hi.ln() - lo.ln()) * self.unit()).exp()
-    }
-
-    /// Exponential with the given mean (Poisson arrivals).
-    fn exp(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.unit()).ln()
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
-
-    /// Index skewed towards the front (a few popular sites).
-    fn popular(&mut self, n: usize) -> usize {
-        let u = self.unit();
-        ((u * u * n as f64) as usize).min(n.saturating_sub(1))
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Frames
 
@@ -996,7 +938,7 @@ struct Gen {
 
 impl Gen {
     fn new(seed: u64, o: Office) -> Self {
-        let mut rng = Rng::new(seed);
+        let mut rng = Rng::new(seed ^ 0x5DEE_CE66_D1CE_4E5B);
         let site_names = (0..o.web_sites.len())
             .map(|i| {
                 let w = SITE_WORDS[(i + rng.below(3) as usize) % SITE_WORDS.len()];
