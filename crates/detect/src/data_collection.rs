@@ -13,7 +13,6 @@
 //! side; only the receiving side counts it, so the same bytes are never
 //! counted twice.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +22,8 @@ use tapsentry_types::{proto_name, Category, FlowRecord, Mitre};
 use crate::common::{Finding, HostTable};
 use crate::state::{entry_value, parse_entry};
 use crate::volume::{
-    app_protocol, human, service_port, versus_typical, VolumeBaseline, VolumeParams, WindowedVolume,
+    app_protocol, dominant, human, service_port, versus_typical, VolumeBaseline, VolumeParams,
+    WindowedVolume,
 };
 use crate::{DetectCx, Detector, StateError};
 
@@ -222,43 +222,12 @@ impl Detector for DataCollectionDetector {
             return;
         }
         let top = st.win.top_peers(now, &p);
-        // One source dominates when it sent two thirds of the window.
-        let dominant = top
-            .first()
-            .filter(|t| t.bytes as f64 * 3.0 >= observed as f64 * 2.0)
-            .copied();
+        let dominant = dominant(&top, observed);
         let app = top
             .first()
             .map_or("other", |t| app_protocol(t.proto, t.port, false));
-        let mut evidence = BTreeMap::new();
-        evidence.insert("bytes_received_inside", json!(j.observed));
-        evidence.insert("window_secs", json!(self.cfg.window_secs));
-        evidence.insert("baseline_typical_bytes", json!(j.typical.round() as u64));
-        evidence.insert("baseline_windows", json!(j.windows));
-        evidence.insert("z_score", json!((j.z * 100.0).round() / 100.0));
-        evidence.insert("z_threshold", json!(self.cfg.z_threshold));
-        evidence.insert(
-            "z_threshold_bytes",
-            json!(j.z_threshold_bytes.round() as u64),
-        );
-        evidence.insert("peak_bytes", json!(j.peak.round() as u64));
-        evidence.insert("peak_factor", json!(self.cfg.peak_factor));
-        evidence.insert("min_bytes", json!(self.cfg.min_bytes));
-        evidence.insert("threshold_bytes", json!(j.threshold.round() as u64));
+        let mut evidence = j.evidence(&p, "bytes_received_inside", "top_sources", None, &top);
         evidence.insert("app_protocol", json!(app));
-        evidence.insert(
-            "top_sources",
-            json!(top
-                .iter()
-                .take(5)
-                .map(|t| json!({
-                    "ip": t.peer.to_string(),
-                    "bytes": t.bytes,
-                    "port": t.port,
-                    "proto": proto_name(t.proto),
-                }))
-                .collect::<Vec<_>>()),
-        );
         let from = match dominant {
             Some(d) => format!(
                 "from {} ({app}, {}/{})",
@@ -284,11 +253,7 @@ impl Detector for DataCollectionDetector {
             ts: now,
             category: Category::DataCollection,
             signature: "data_collection.internal_transfer",
-            severity: if j.observed as f64 >= 5.0 * j.threshold {
-                1
-            } else {
-                2
-            },
+            severity: j.severity(),
             description,
             mitre: mitre_for(app),
             src: host,

@@ -35,8 +35,8 @@ use crate::common::{Finding, HostTable};
 use crate::home::parse_net;
 use crate::state::{entry_value, parse_entry};
 use crate::volume::{
-    app_protocol, human, service_port, versus_typical, PeerBytes, VolumeBaseline, VolumeParams,
-    WindowedVolume,
+    app_protocol, dominant, human, service_port, versus_typical, PeerBytes, VolumeBaseline,
+    VolumeParams, WindowedVolume,
 };
 use crate::{DetectCx, Detector, StateError};
 
@@ -465,10 +465,7 @@ impl Detector for ExfiltrationDetector {
             } else {
                 Vec::new()
             };
-            let dominant = top
-                .first()
-                .filter(|t| t.bytes as f64 * 3.0 >= observed as f64 * 2.0)
-                .copied();
+            let dominant = dominant(&top, observed);
             // One way, like an upload: the dominant destination's flows, or
             // all the named ones when none dominates.
             let (out_b, back_b) = match dominant {
@@ -597,37 +594,15 @@ fn burst_finding(
     ftp: bool,
 ) -> Finding {
     let app = dominant.map_or("other", |d| app_protocol(d.proto, d.port, ftp));
-    let mut evidence = BTreeMap::new();
-    evidence.insert("bytes_sent_outside", json!(j.observed));
-    evidence.insert("window_secs", json!(cfg.window_secs));
-    evidence.insert("baseline_typical_bytes", json!(j.typical.round() as u64));
-    evidence.insert("baseline_windows", json!(j.windows));
-    evidence.insert("z_score", json!((j.z * 100.0).round() / 100.0));
-    evidence.insert("z_threshold", json!(cfg.z_threshold));
-    evidence.insert(
-        "z_threshold_bytes",
-        json!(j.z_threshold_bytes.round() as u64),
+    let mut evidence = j.evidence(
+        &cfg.params(),
+        "bytes_sent_outside",
+        "top_destinations",
+        Some("bytes_received"),
+        top,
     );
-    evidence.insert("peak_bytes", json!(j.peak.round() as u64));
-    evidence.insert("peak_factor", json!(cfg.peak_factor));
-    evidence.insert("min_bytes", json!(cfg.min_bytes));
-    evidence.insert("threshold_bytes", json!(j.threshold.round() as u64));
     evidence.insert("app_protocol", json!(app));
     evidence.insert("min_asymmetry", json!(cfg.min_asymmetry));
-    evidence.insert(
-        "top_destinations",
-        json!(top
-            .iter()
-            .take(5)
-            .map(|t| json!({
-                "ip": t.peer.to_string(),
-                "bytes": t.bytes,
-                "bytes_received": t.reverse,
-                "port": t.port,
-                "proto": proto_name(t.proto),
-            }))
-            .collect::<Vec<_>>()),
-    );
     let to = match dominant {
         Some(d) => format!(
             ", {} of it to {} ({app}, {}/{})",
@@ -649,11 +624,7 @@ fn burst_finding(
         ts: now,
         category: Category::Exfiltration,
         signature: "exfiltration.volume",
-        severity: if j.observed as f64 >= 5.0 * j.threshold {
-            1
-        } else {
-            2
-        },
+        severity: j.severity(),
         description,
         mitre: mitre_for(app),
         src: host,

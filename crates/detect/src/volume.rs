@@ -15,10 +15,12 @@
 //! of habit is absorbed over many windows but one burst does not teach the
 //! baseline that bursts are normal.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use tapsentry_types::Timestamp;
+use serde_json::json;
+use tapsentry_types::{proto_name, Timestamp};
 
 use crate::common::LogEwma;
 
@@ -212,6 +214,70 @@ impl VolumeBaseline {
     pub(crate) fn typical(&self) -> f64 {
         self.ewma.typical()
     }
+}
+
+impl Judgement {
+    /// 1 (high) at five times the threshold, else 2.
+    pub(crate) fn severity(&self) -> u8 {
+        if self.observed as f64 >= 5.0 * self.threshold {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// The evidence every volume alert carries: the observed volume under
+    /// `volume_key`, the baseline and each bar it had to clear, and the
+    /// largest peers under `peers_key` (with their reverse bytes under
+    /// `reverse_key`, where the detector reports them).
+    pub(crate) fn evidence(
+        &self,
+        p: &VolumeParams,
+        volume_key: &'static str,
+        peers_key: &'static str,
+        reverse_key: Option<&'static str>,
+        top: &[PeerBytes],
+    ) -> BTreeMap<&'static str, serde_json::Value> {
+        let mut e = BTreeMap::new();
+        e.insert(volume_key, json!(self.observed));
+        e.insert("window_secs", json!(p.window_secs));
+        e.insert("baseline_typical_bytes", json!(self.typical.round() as u64));
+        e.insert("baseline_windows", json!(self.windows));
+        e.insert("z_score", json!((self.z * 100.0).round() / 100.0));
+        e.insert("z_threshold", json!(p.z_threshold));
+        e.insert(
+            "z_threshold_bytes",
+            json!(self.z_threshold_bytes.round() as u64),
+        );
+        e.insert("peak_bytes", json!(self.peak.round() as u64));
+        e.insert("peak_factor", json!(p.peak_factor));
+        e.insert("min_bytes", json!(p.min_bytes));
+        e.insert("threshold_bytes", json!(self.threshold.round() as u64));
+        let peers: Vec<serde_json::Value> = top
+            .iter()
+            .take(5)
+            .map(|t| {
+                let mut o = serde_json::Map::new();
+                o.insert("ip".into(), json!(t.peer.to_string()));
+                o.insert("bytes".into(), json!(t.bytes));
+                if let Some(k) = reverse_key {
+                    o.insert(k.into(), json!(t.reverse));
+                }
+                o.insert("port".into(), json!(t.port));
+                o.insert("proto".into(), json!(proto_name(t.proto)));
+                serde_json::Value::Object(o)
+            })
+            .collect();
+        e.insert(peers_key, json!(peers));
+        e
+    }
+}
+
+/// The peer that carried at least two thirds of `observed`, if one did.
+pub(crate) fn dominant(top: &[PeerBytes], observed: u64) -> Option<PeerBytes> {
+    top.first()
+        .filter(|t| t.bytes as f64 * 3.0 >= observed as f64 * 2.0)
+        .copied()
 }
 
 /// Bytes exchanged with one peer within a window.
