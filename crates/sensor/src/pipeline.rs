@@ -1,22 +1,29 @@
 //! The running sensor: threads, channels and the order they stop in.
 //!
 //! ```text
-//!            frames            Tick(now, dns)          Batch (per shard)        Alerts(epoch)
-//!  source ──> cap-rx ─────────────────────────> flow-sweep ──────────────> det-0..N ─────────────> alert-out ──> alert log
-//!  (file or   decode, fragments,   bounded(1)   sweep/drain the  bounded     detectors, one   bounded   sort per epoch,
-//!   libpcap)  flow-table ingest,   replay waits  flow table,     (worker_    shard of hosts   (writer_  suppress, write,
-//!             DNS summaries        for the ack   route records   queue)      each             queue)    flow log
-//!                                                         └──────────── Flows(ended) ─────────────────────┘
+//!           frames        Frames(512)          Tick(now, dns)         Batch (per shard)       Alerts(epoch)
+//!  source ──> cap-rx ───────────────> flow-in ───────────────> flow-sweep ──────────────> det-0..N ────────────> alert-out ──> alert log
+//!  (file or   read, decode, bounded   flow-table  bounded(1)  sweep/drain the  bounded     detectors, one  bounded   sort per epoch,
+//!   libpcap)  fragments,    (32)      ingest,     replay      flow table,      (worker_    shard of hosts  (writer_  suppress, write,
+//!             DNS summaries           sweep ticks waits for   route records    queue)      each            queue)    flow log
+//!                                                 the ack              └──────────── Flows(ended) ────────────────────┘
 //!  side threads: signals (SIGINT/SIGTERM stop, SIGHUP reload + reopen), stats (stats log every interval),
 //!  state-out (baseline state file: workers export at one capture time, it writes)
 //! ```
 //!
-//! Time is capture time throughout. In replay the capture thread hands each
+//! Reading and decoding (`cap-rx`) and the flow-table ingest (`flow-in`) are
+//! two threads because together they were three quarters of a replay's
+//! samples on one core while the other core idled; the ingest thread sees
+//! the frames in read order, so everything after it is as if one thread did
+//! both.
+//!
+//! Time is capture time throughout. In replay the ingest thread hands each
 //! tick to the sweeper and waits for its ack before reading on, every worker
 //! receives every epoch (even empty), and the writer orders alerts within an
 //! epoch before writing: one capture gives byte-identical alert logs at any
-//! speed and any worker count. Live, nothing waits: full queues drop and the
-//! drop is counted by reason.
+//! speed and any worker count. Live, nothing after the ingest thread waits:
+//! full queues drop and the drop is counted by reason; `cap-rx` does wait
+//! for `flow-in`, so an ingest that falls behind shows as kernel drops.
 
 use std::collections::BTreeMap;
 use std::mem;
@@ -38,8 +45,8 @@ use tapsentry_intel::IntelSnapshot;
 use tapsentry_output::{JsonlSink, Suppressor};
 use tapsentry_telemetry::{DropReason, Drops, LatencyHist, LatencySummary, ReasonCounts};
 use tapsentry_types::{
-    community_id_v1, proto_name, Alert, Category, DnsEvent, FlowRecord, Fragment, RecordKind,
-    Timestamp,
+    community_id_v1, proto_name, Alert, Category, DnsEvent, FlowRecord, Fragment, PacketMeta,
+    RecordKind, Timestamp,
 };
 
 use crate::config::{configured, SensorConfig};
@@ -388,22 +395,38 @@ impl Pipeline {
             None => None,
         };
 
-        let capture = {
+        let (ingest_tx, ingest_rx) = bounded::<IngestMsg>(INGEST_QUEUE);
+        let (recycle_tx, recycle_rx) = bounded::<IngestBatch>(INGEST_QUEUE + 2);
+        let ingest = {
             let table = Arc::clone(&table);
             let shared = Arc::clone(&shared);
-            let stop = Arc::clone(&control.stop);
             let pcfg = cfg.pipeline.clone();
-            let max_fragments = cfg.flow.max_fragments;
-            spawn("cap-rx", move || {
-                capture_loop(
-                    source,
+            spawn("flow-in", move || {
+                ingest_loop(
+                    &ingest_rx,
+                    &recycle_tx,
                     &table,
                     &tick_tx,
                     &ack_rx,
                     &shared,
+                    live,
+                    &pcfg,
+                )
+            })?
+        };
+
+        let capture = {
+            let shared = Arc::clone(&shared);
+            let stop = Arc::clone(&control.stop);
+            let max_fragments = cfg.flow.max_fragments;
+            spawn("cap-rx", move || {
+                read_loop(
+                    source,
+                    &ingest_tx,
+                    &recycle_rx,
+                    &shared,
                     &stop,
                     mode,
-                    &pcfg,
                     max_fragments,
                 )
             })?
@@ -411,6 +434,7 @@ impl Pipeline {
 
         // Upstream to downstream: each stage ends when its input disconnects.
         let capture_errors = join(capture)?;
+        join(ingest)?;
         join(sweeper)?;
         for h in worker_handles {
             join(h)?;
@@ -448,30 +472,254 @@ fn next_boundary(ts: Timestamp, interval_s: u32) -> Timestamp {
     Timestamp::from_micros((ts.micros().div_euclid(step) + 1).saturating_mul(step))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn capture_loop(
+/// Frames per batch from the reader to the ingest thread: large enough that
+/// the channel hand-off (a few hundred ns) is noise per packet, small enough
+/// (about 80 KB of summaries) to stay in cache between the two cores.
+const INGEST_BATCH: usize = 512;
+
+/// Batches in flight between reader and ingest (about 2.6 MB at most): lets
+/// the reader decode on while the ingest thread waits for a sweep.
+const INGEST_QUEUE: usize = 32;
+
+/// A live batch is handed on after this much wall time even if not full, so
+/// a trickle of packets is not held back behind a half-empty batch.
+const LIVE_BATCH_MAX_AGE: Duration = Duration::from_millis(5);
+
+/// One frame as the reader hands it to the ingest thread: its capture time
+/// and, when it decoded, the packet summary (the payload is dropped: the DNS
+/// summary was taken from it on the reader side).
+#[derive(Clone, Copy)]
+struct Ingest {
+    ts: Timestamp,
+    meta: Option<PacketMeta<'static>>,
+    /// The next event of the batch's `dns` list came from this frame.
+    dns: bool,
+    /// Decode time of a sampled frame (1 in 64), in ns; the ingest thread
+    /// adds its own part and records the sum as the packet's processing time.
+    decode_ns: Option<u32>,
+}
+
+/// Frames in capture order plus the DNS summaries taken from them.
+#[derive(Default)]
+struct IngestBatch {
+    frames: Vec<Ingest>,
+    dns: Vec<DnsEvent>,
+}
+
+impl IngestBatch {
+    fn with_capacity() -> Self {
+        IngestBatch {
+            frames: Vec::with_capacity(INGEST_BATCH),
+            dns: Vec::with_capacity(64),
+        }
+    }
+}
+
+enum IngestMsg {
+    Frames(IngestBatch),
+    /// Live and quiet: the wall clock (never behind the last packet) is
+    /// capture time until the next packet.
+    Idle(Timestamp),
+}
+
+/// The reader stage (thread `cap-rx`): frames from the source, decoded,
+/// fragments attributed and DNS messages summarised, handed on in batches.
+/// Decoding and reading are half the per-packet work; doing them on their
+/// own core overlaps them with the flow-table ingest.
+fn read_loop(
     mut source: Box<dyn FrameSource>,
-    table: &FlowTable,
-    tick_tx: &Sender<SweepMsg>,
-    ack_rx: &Receiver<Vec<DnsEvent>>,
+    out: &Sender<IngestMsg>,
+    recycle: &Receiver<IngestBatch>,
     shared: &SharedStats,
     stop: &AtomicBool,
     mode: Mode,
-    pcfg: &crate::config::PipelineConfig,
     max_fragments: usize,
 ) -> Vec<String> {
     let live = mode == Mode::Live;
     let mut st = CaptureStats::new();
     let mut frags = FragmentTracker::new(max_fragments);
-    let mut dns_buf: Vec<DnsEvent> = Vec::with_capacity(1024);
-    let mut spare: Vec<DnsEvent> = Vec::with_capacity(1024);
-    let mut next_tick: Option<Timestamp> = None;
     let mut errors = Vec::new();
     let pace = match mode {
         Mode::Replay(Speed::Factor(f)) if f > 0.0 => Some(f),
         _ => None,
     };
     let mut pace_origin: Option<(Timestamp, Instant)> = None;
+    let mut batch = IngestBatch::with_capacity();
+    let mut batch_started = Instant::now();
+    // Hands the batch on (blocking: backpressure reaches the kernel ring
+    // live, and the file read in replay) and takes a recycled one.
+    let ship = |batch: &mut IngestBatch| -> bool {
+        let next = recycle
+            .try_recv()
+            .unwrap_or_else(|_| IngestBatch::with_capacity());
+        out.send(IngestMsg::Frames(mem::replace(batch, next)))
+            .is_ok()
+    };
+
+    let mut n: u64 = 0;
+    loop {
+        // One relaxed load per 256 packets at full speed; a paced replay
+        // sleeps between packets, so it checks every time.
+        if (n & 255 == 0 || pace.is_some()) && stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let next = match source.next_frame() {
+            Ok(next) => next,
+            Err(e) => {
+                errors.push(e.to_string());
+                break;
+            }
+        };
+        match next {
+            Next::End => break,
+            Next::Idle => {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if !batch.frames.is_empty() && !ship(&mut batch) {
+                    break;
+                }
+                if out
+                    .send(IngestMsg::Idle(wall_now().max(st.last_ts)))
+                    .is_err()
+                {
+                    break;
+                }
+                st.kernel = source.kernel_stats();
+                take_warnings(source.as_mut(), &mut errors);
+                publish(&mut st, shared);
+                continue;
+            }
+            Next::Frame(frame) => {
+                n += 1;
+                if let Some(factor) = pace {
+                    pace_to(frame.ts, factor, &mut pace_origin, stop);
+                }
+                let t0 = (n & 63 == 0).then(Instant::now);
+                st.packets += 1;
+                st.wire_bytes += u64::from(frame.wire_len);
+                if frame.ts > st.last_ts {
+                    st.last_ts = frame.ts;
+                }
+                if st.first_ts.is_none() {
+                    st.first_ts = Some(frame.ts);
+                }
+                let mut item = Ingest {
+                    ts: frame.ts,
+                    meta: None,
+                    dns: false,
+                    decode_ns: None,
+                };
+                match decode(&frame) {
+                    Ok(mut m) => {
+                        st.ip_bytes += u64::from(m.ip_len);
+                        if m.fragment != Fragment::None {
+                            frags.resolve(&mut m);
+                        }
+                        if m.is_dns_port()
+                            && !m.payload.is_empty()
+                            && !matches!(m.fragment, Fragment::NonFirst { .. })
+                        {
+                            match summarise_dns(&m) {
+                                Ok(event) => {
+                                    st.dns_messages += 1;
+                                    batch.dns.push(event);
+                                    item.dns = true;
+                                }
+                                Err(e) => st.dns_errors.bump(e.index()),
+                            }
+                        }
+                        item.meta = Some(PacketMeta { payload: &[], ..m });
+                    }
+                    Err(e) => st.decode_errors.bump(e.index()),
+                }
+                if let Some(t0) = t0 {
+                    item.decode_ns =
+                        Some(u32::try_from(t0.elapsed().as_nanos()).unwrap_or(u32::MAX));
+                }
+                if batch.frames.is_empty() && live {
+                    batch_started = Instant::now();
+                }
+                batch.frames.push(item);
+                // A paced replay sleeps before each frame: hand each one on
+                // at once, as a live link at that rate would see it.
+                let full = batch.frames.len() >= INGEST_BATCH
+                    || pace.is_some()
+                    || (live && batch_started.elapsed() >= LIVE_BATCH_MAX_AGE);
+                if full && !ship(&mut batch) {
+                    break;
+                }
+                if n & 4095 == 0 {
+                    st.fragments_unattributed = frags.unattributed();
+                    st.fragments_not_remembered = frags.not_remembered();
+                    st.unsupported_link_frames = source.skipped_frames();
+                    take_warnings(source.as_mut(), &mut errors);
+                    publish(&mut st, shared);
+                }
+            }
+        }
+    }
+    if !batch.frames.is_empty() {
+        ship(&mut batch);
+    }
+    take_warnings(source.as_mut(), &mut errors);
+    st.fragments_unattributed = frags.unattributed();
+    st.fragments_not_remembered = frags.not_remembered();
+    st.unsupported_link_frames = source.skipped_frames();
+    st.kernel = source.kernel_stats();
+    publish(&mut st, shared);
+    errors
+}
+
+/// The DNS summary of a port-53 packet (requests and responses alike).
+fn summarise_dns(m: &PacketMeta<'_>) -> Result<DnsEvent, dns::DnsError> {
+    let d = if m.proto == 6 {
+        dns::parse_tcp_segment(m.payload)
+    } else {
+        dns::parse_message(m.payload)
+    }?;
+    let (client, server, client_port) = if d.is_response {
+        (m.dst, m.src, m.dst_port)
+    } else {
+        (m.src, m.dst, m.src_port)
+    };
+    Ok(DnsEvent {
+        ts: m.ts,
+        client,
+        server,
+        client_port,
+        proto: m.proto,
+        id: d.id,
+        is_response: d.is_response,
+        qname: d.qname,
+        qtype: d.qtype,
+        rcode: d.rcode,
+        answers: d.answers,
+        msg_len: d.msg_len,
+    })
+}
+
+/// The ingest stage (thread `flow-in`): counts each frame on its flow, in
+/// capture order, and cuts the stream into sweep ticks on capture-time
+/// boundaries. It sees the frames in exactly the order the reader read
+/// them, so the ticks and what each carries are those of a single thread.
+#[allow(clippy::too_many_arguments)]
+fn ingest_loop(
+    input: &Receiver<IngestMsg>,
+    recycle: &Sender<IngestBatch>,
+    table: &FlowTable,
+    tick_tx: &Sender<SweepMsg>,
+    ack_rx: &Receiver<Vec<DnsEvent>>,
+    shared: &SharedStats,
+    live: bool,
+    pcfg: &crate::config::PipelineConfig,
+) {
+    let mut dns_buf: Vec<DnsEvent> = Vec::with_capacity(1024);
+    let mut spare: Vec<DnsEvent> = Vec::with_capacity(1024);
+    let mut next_tick: Option<Timestamp> = None;
+    let mut last_ts = Timestamp::ZERO;
+    let mut packet_time = LatencyHist::new();
+    let mut since_publish = 0usize;
 
     // Sends a tick. Replay: wait for the sweep to finish, so flow expiry
     // never races with ingest. Live: skip if the sweeper is busy.
@@ -506,144 +754,73 @@ fn capture_loop(
         }
     };
 
-    let mut n: u64 = 0;
-    loop {
-        // One relaxed load per 256 packets at full speed; a paced replay
-        // sleeps between packets, so it checks every time.
-        if (n & 255 == 0 || pace.is_some()) && stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let next = match source.next_frame() {
-            Ok(next) => next,
-            Err(e) => {
-                errors.push(e.to_string());
-                break;
-            }
-        };
-        match next {
-            Next::End => break,
-            Next::Idle => {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                // A quiet link: live packet times are the wall clock, so the
-                // wall clock advances capture time until the next packet.
-                let now = wall_now().max(st.last_ts);
+    'stream: while let Ok(msg) = input.recv() {
+        let mut batch = match msg {
+            IngestMsg::Idle(now) => {
                 if next_tick.is_some_and(|t| now >= t) {
                     if !tick(now, &mut dns_buf, &mut spare) {
                         break;
                     }
                     next_tick = Some(next_boundary(now, pcfg.sweep_interval_secs));
                 }
-                st.kernel = source.kernel_stats();
-                take_warnings(source.as_mut(), &mut errors);
-                publish(&mut st, shared);
                 continue;
             }
-            Next::Frame(frame) => {
-                n += 1;
-                if let Some(factor) = pace {
-                    pace_to(frame.ts, factor, &mut pace_origin, stop);
-                }
-                let t0 = (n & 63 == 0).then(Instant::now);
-                st.packets += 1;
-                st.wire_bytes += u64::from(frame.wire_len);
-                if frame.ts > st.last_ts {
-                    st.last_ts = frame.ts;
-                }
-                if st.first_ts.is_none() {
-                    st.first_ts = Some(frame.ts);
-                }
-                match decode(&frame) {
-                    Ok(mut m) => {
-                        st.ip_bytes += u64::from(m.ip_len);
-                        if m.fragment != Fragment::None {
-                            frags.resolve(&mut m);
-                        }
-                        table.ingest(&m);
-                        if m.is_dns_port()
-                            && !m.payload.is_empty()
-                            && !matches!(m.fragment, Fragment::NonFirst { .. })
-                        {
-                            let parsed = if m.proto == 6 {
-                                dns::parse_tcp_segment(m.payload)
-                            } else {
-                                dns::parse_message(m.payload)
-                            };
-                            match parsed {
-                                Ok(d) => {
-                                    st.dns_messages += 1;
-                                    if dns_buf.len() < pcfg.max_pending_dns {
-                                        let (client, server, client_port) = if d.is_response {
-                                            (m.dst, m.src, m.dst_port)
-                                        } else {
-                                            (m.src, m.dst, m.src_port)
-                                        };
-                                        dns_buf.push(DnsEvent {
-                                            ts: m.ts,
-                                            client,
-                                            server,
-                                            client_port,
-                                            proto: m.proto,
-                                            id: d.id,
-                                            is_response: d.is_response,
-                                            qname: d.qname,
-                                            qtype: d.qtype,
-                                            rcode: d.rcode,
-                                            answers: d.answers,
-                                            msg_len: d.msg_len,
-                                        });
-                                    } else {
-                                        shared.drops.add(DropReason::DnsBufferFull, 1);
-                                    }
-                                }
-                                Err(e) => st.dns_errors.bump(e.index()),
-                            }
-                        }
+            IngestMsg::Frames(batch) => batch,
+        };
+        let mut events = batch.dns.drain(..);
+        for item in &batch.frames {
+            let t0 = item.decode_ns.map(|ns| (ns, Instant::now()));
+            if item.ts > last_ts {
+                last_ts = item.ts;
+            }
+            if let Some(m) = &item.meta {
+                table.ingest(m);
+            }
+            if item.dns {
+                if let Some(event) = events.next() {
+                    if dns_buf.len() < pcfg.max_pending_dns {
+                        dns_buf.push(event);
+                    } else {
+                        shared.drops.add(DropReason::DnsBufferFull, 1);
                     }
-                    Err(e) => st.decode_errors.bump(e.index()),
-                }
-                if let Some(t0) = t0 {
-                    st.packet_time
-                        .record_ns(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
-                }
-                let due = match next_tick {
-                    None => {
-                        next_tick = Some(next_boundary(st.last_ts, pcfg.sweep_interval_secs));
-                        false
-                    }
-                    Some(t) => st.last_ts >= t,
-                };
-                // Replay must not drop evicted-flow records or DNS events:
-                // sweep early when either piles up (live drops them, counted).
-                let backlog = table.needs_sweep() || dns_buf.len() >= pcfg.max_pending_dns;
-                if due || (!live && backlog) {
-                    if !tick(st.last_ts, &mut dns_buf, &mut spare) {
-                        break;
-                    }
-                    next_tick = Some(next_boundary(st.last_ts, pcfg.sweep_interval_secs));
-                }
-                if n & 4095 == 0 {
-                    st.fragments_unattributed = frags.unattributed();
-                    st.fragments_not_remembered = frags.not_remembered();
-                    st.unsupported_link_frames = source.skipped_frames();
-                    take_warnings(source.as_mut(), &mut errors);
-                    publish(&mut st, shared);
                 }
             }
+            if let Some((decode_ns, t0)) = t0 {
+                let ingest_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                packet_time.record_ns(u64::from(decode_ns).saturating_add(ingest_ns));
+            }
+            let due = match next_tick {
+                None => {
+                    next_tick = Some(next_boundary(last_ts, pcfg.sweep_interval_secs));
+                    false
+                }
+                Some(t) => last_ts >= t,
+            };
+            // Replay must not drop evicted-flow records or DNS events:
+            // sweep early when either piles up (live drops them, counted).
+            let backlog = table.needs_sweep() || dns_buf.len() >= pcfg.max_pending_dns;
+            if due || (!live && backlog) {
+                if !tick(last_ts, &mut dns_buf, &mut spare) {
+                    break 'stream;
+                }
+                next_tick = Some(next_boundary(last_ts, pcfg.sweep_interval_secs));
+            }
         }
+        drop(events);
+        since_publish += batch.frames.len();
+        if since_publish >= 4096 {
+            since_publish = 0;
+            lock(&shared.capture).packet_time.merge(&packet_time);
+            packet_time.reset();
+        }
+        batch.frames.clear();
+        let _ = recycle.try_send(batch);
     }
-    take_warnings(source.as_mut(), &mut errors);
-    st.fragments_unattributed = frags.unattributed();
-    st.fragments_not_remembered = frags.not_remembered();
-    st.unsupported_link_frames = source.skipped_frames();
-    st.kernel = source.kernel_stats();
-    publish(&mut st, shared);
+    lock(&shared.capture).packet_time.merge(&packet_time);
     let _ = tick_tx.send(SweepMsg::Final {
-        now: st.last_ts,
+        now: last_ts,
         dns: dns_buf,
     });
-    errors
 }
 
 /// Prints warnings as they come; keeps file errors for the exit status.
@@ -694,8 +871,6 @@ fn pace_to(
 /// into the shared histogram (so samples are never counted twice).
 fn publish(st: &mut CaptureStats, shared: &SharedStats) {
     let mut g = lock(&shared.capture);
-    g.packet_time.merge(&st.packet_time);
-    st.packet_time.reset();
     g.packets = st.packets;
     g.wire_bytes = st.wire_bytes;
     g.ip_bytes = st.ip_bytes;
