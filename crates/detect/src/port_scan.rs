@@ -352,6 +352,8 @@ pub struct PortScanStats {
     /// Horizontal or mixed verdicts withheld because the host looked like a
     /// P2P client (counted at each judgement that would have alerted).
     pub p2p_withheld: u64,
+    /// Judgements taken (each a pass over one scanner's pairs).
+    pub judgements: u64,
 }
 
 /// How one first contact turned out.
@@ -554,6 +556,10 @@ impl Class {
     }
 }
 
+/// Failures from which a scanner's judgements are spaced out (a sixteenth
+/// more failures apart) instead of taken at every failure.
+const REJUDGE_FROM: u64 = 512;
+
 #[derive(Debug, Clone)]
 struct Scanner {
     first_seen: Timestamp,
@@ -568,6 +574,8 @@ struct Scanner {
     llr: f64,
     raised: u8,
     probe_kinds: [u64; 8],
+    /// Failures at which the next judgement is due (see `REJUDGE_FROM`).
+    rejudge_at: u64,
 }
 
 impl Scanner {
@@ -585,6 +593,7 @@ impl Scanner {
             llr: 0.0,
             raised: 0,
             probe_kinds: [0; 8],
+            rejudge_at: 0,
         }
     }
 
@@ -1115,9 +1124,22 @@ impl Detector for PortScanDetector {
         // Only a failed contact can complete the evidence (the counts count
         // failures, and a success moves the walk away from its threshold):
         // judging costs a pass over the scanner's pairs, so skip it otherwise.
-        if !result.failed() {
+        if !result.failed() || s.failures < s.rejudge_at {
             return;
         }
+        // A judgement is a pass over the scanner's pairs. Judged at every
+        // failure, a scan of n targets cost O(n^2): a 4,096-port scan took
+        // about a second of a worker (criterion `detectors` bench). From
+        // `REJUDGE_FROM` failures on, the next judgement waits for a
+        // sixteenth more failures, O(n log n) in all; below it every failure
+        // is judged, so the default thresholds (20 ports or hosts, 256 P2P
+        // targets) are met at the exact probe as before.
+        s.rejudge_at = if s.failures < REJUDGE_FROM {
+            0
+        } else {
+            s.failures + s.failures / 16
+        };
+        self.stats.judgements += 1;
         let verdict = self
             .scanners
             .get(&scanner)
@@ -1448,6 +1470,42 @@ mod tests {
             h.feed(rec(P2P, &ip, 6, port, How::TwoWay, i64::from(stale)));
             w += 1;
         }
+    }
+
+    /// A vertical scan of 4,096 ports alerts at the same probe as ever, and
+    /// past `REJUDGE_FROM` failures its judgements are spaced out: judged
+    /// at every failure it took 4,096 passes over up to 4,096 pairs.
+    #[test]
+    fn big_scan_is_judged_o_n_log_n_times() {
+        let mut h = H::new(PortScanConfig::default());
+        let target = "10.0.9.9";
+        h.feed(rec("10.0.0.7", target, 6, 443, How::TwoWay, 0));
+        let mut first_alert_at = None;
+        for port in 1..=4096u16 {
+            if h.feed(rec("10.0.0.7", target, 6, 10_000 + port, How::Silent, 1)) > 0
+                && first_alert_at.is_none()
+            {
+                first_alert_at = Some(port);
+            }
+        }
+        let mut fresh = H::new(PortScanConfig::default());
+        fresh.det.cfg = h.det.cfg.clone();
+        fresh.feed(rec("10.0.0.7", target, 6, 443, How::TwoWay, 0));
+        let mut exact_at = None;
+        for port in 1..=REJUDGE_FROM as u16 {
+            if fresh.feed(rec("10.0.0.7", target, 6, 10_000 + port, How::Silent, 1)) > 0 {
+                exact_at = Some(port);
+                break;
+            }
+        }
+        assert!(exact_at.is_some(), "the scan alerts below REJUDGE_FROM");
+        assert_eq!(first_alert_at, exact_at);
+        assert_eq!(h.alerts.len(), 1);
+        let judged = h.det.stats().judgements;
+        // Every failure up to 512, then one per sixteenth more failures:
+        // 512 + ln(4096 / 512) / ln(17 / 16) ≈ 546 (4,096 before).
+        assert!(judged <= 560, "{judged} judgements for a 4,096-port scan");
+        assert!(judged >= 512, "{judged}");
     }
 
     #[test]
