@@ -127,7 +127,8 @@ impl Control {
     }
 }
 
-/// Counters of the capture thread, published a batch at a time.
+/// Counters of the reader thread (`cap-rx`), published a batch at a time;
+/// `packet_time` is filled by the ingest thread.
 #[derive(Debug, Clone)]
 struct CaptureStats {
     packets: u64,
@@ -867,8 +868,8 @@ fn pace_to(
     }
 }
 
-/// Copies the capture thread's counters out and moves its latency samples
-/// into the shared histogram (so samples are never counted twice).
+/// Copies the reader thread's counters out (the ingest thread merges the
+/// per-packet latency samples itself).
 fn publish(st: &mut CaptureStats, shared: &SharedStats) {
     let mut g = lock(&shared.capture);
     g.packets = st.packets;
@@ -907,7 +908,7 @@ fn sweep_loop(
         let (now, mut dns, last) = match tick_rx.recv() {
             Ok(SweepMsg::Tick { now, dns }) => (now, dns, false),
             Ok(SweepMsg::Final { now, dns }) => (now, dns, true),
-            // The capture thread is gone without saying goodbye: flush anyway.
+            // The ingest thread is gone without saying goodbye: flush anyway.
             Err(_) => (Timestamp::ZERO, Vec::new(), true),
         };
         recs.clear();
