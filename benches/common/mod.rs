@@ -20,7 +20,7 @@ use tapsentry_decode::{decode, dns};
 use tapsentry_detect::{route_flow, Batch, HomeNet};
 use tapsentry_flow::{FlowConfig, FlowTable};
 use tapsentry_testkit::office::{self, OfficeSpec};
-use tapsentry_types::{DnsEvent, Fragment, Timestamp};
+use tapsentry_types::{DnsEvent, Timestamp};
 
 /// The office's home network.
 pub const OFFICE_HOME: &str = "10.20.0.0/16";
@@ -113,36 +113,8 @@ pub fn replay_office(spec: &OfficeSpec) -> Replay {
         let start = *capture_start.get_or_insert(frame.ts);
         if let Ok(m) = decode(&frame) {
             table.ingest(&m);
-            if m.is_dns_port()
-                && !m.payload.is_empty()
-                && !matches!(m.fragment, Fragment::NonFirst { .. })
-            {
-                let parsed = if m.proto == 6 {
-                    dns::parse_tcp_segment(m.payload)
-                } else {
-                    dns::parse_message(m.payload)
-                };
-                if let Ok(d) = parsed {
-                    let (client, server, client_port) = if d.is_response {
-                        (m.dst, m.src, m.dst_port)
-                    } else {
-                        (m.src, m.dst, m.src_port)
-                    };
-                    dns_buf.push(DnsEvent {
-                        ts: m.ts,
-                        client,
-                        server,
-                        client_port,
-                        proto: m.proto,
-                        id: d.id,
-                        is_response: d.is_response,
-                        qname: d.qname,
-                        qtype: d.qtype,
-                        rcode: d.rcode,
-                        answers: d.answers,
-                        msg_len: d.msg_len,
-                    });
-                }
+            if let Some(Ok(event)) = dns::event(&m) {
+                dns_buf.push(event);
             }
         }
         match next_tick {

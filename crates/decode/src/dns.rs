@@ -17,7 +17,7 @@
 //! assert_eq!(parse_message(&bad), Err(DnsError::BadPointer));
 //! ```
 
-use tapsentry_types::DnsName;
+use tapsentry_types::{DnsEvent, DnsName, Fragment, PacketMeta};
 
 const HEADER_LEN: usize = 12;
 /// RFC 1035 limits: 63 octets per label, 255 per name on the wire.
@@ -140,6 +140,41 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     b.get(at..)?
         .first_chunk::<2>()
         .map(|c| u16::from_be_bytes(*c))
+}
+
+/// The DNS event of a packet: `None` unless it is TCP or UDP on port 53
+/// with a payload that is not a later fragment; otherwise the parsed
+/// message, with client and server told apart by the QR bit.
+pub fn event(m: &PacketMeta<'_>) -> Option<Result<DnsEvent, DnsError>> {
+    if !m.is_dns_port() || m.payload.is_empty() || matches!(m.fragment, Fragment::NonFirst { .. }) {
+        return None;
+    }
+    let parsed = if m.proto == 6 {
+        parse_tcp_segment(m.payload)
+    } else {
+        parse_message(m.payload)
+    };
+    Some(parsed.map(|d| {
+        let (client, server, client_port) = if d.is_response {
+            (m.dst, m.src, m.dst_port)
+        } else {
+            (m.src, m.dst, m.src_port)
+        };
+        DnsEvent {
+            ts: m.ts,
+            client,
+            server,
+            client_port,
+            proto: m.proto,
+            id: d.id,
+            is_response: d.is_response,
+            qname: d.qname,
+            qtype: d.qtype,
+            rcode: d.rcode,
+            answers: d.answers,
+            msg_len: d.msg_len,
+        }
+    }))
 }
 
 /// Summarises one DNS message (a UDP payload).

@@ -617,18 +617,14 @@ fn read_loop(
                         if m.fragment != Fragment::None {
                             frags.resolve(&mut m);
                         }
-                        if m.is_dns_port()
-                            && !m.payload.is_empty()
-                            && !matches!(m.fragment, Fragment::NonFirst { .. })
-                        {
-                            match summarise_dns(&m) {
-                                Ok(event) => {
-                                    st.dns_messages += 1;
-                                    batch.dns.push(event);
-                                    item.dns = true;
-                                }
-                                Err(e) => st.dns_errors.bump(e.index()),
+                        match dns::event(&m) {
+                            Some(Ok(event)) => {
+                                st.dns_messages += 1;
+                                batch.dns.push(event);
+                                item.dns = true;
                             }
+                            Some(Err(e)) => st.dns_errors.bump(e.index()),
+                            None => {}
                         }
                         item.meta = Some(PacketMeta { payload: &[], ..m });
                     }
@@ -670,34 +666,6 @@ fn read_loop(
     st.kernel = source.kernel_stats();
     publish(&mut st, shared);
     errors
-}
-
-/// The DNS summary of a port-53 packet (requests and responses alike).
-fn summarise_dns(m: &PacketMeta<'_>) -> Result<DnsEvent, dns::DnsError> {
-    let d = if m.proto == 6 {
-        dns::parse_tcp_segment(m.payload)
-    } else {
-        dns::parse_message(m.payload)
-    }?;
-    let (client, server, client_port) = if d.is_response {
-        (m.dst, m.src, m.dst_port)
-    } else {
-        (m.src, m.dst, m.src_port)
-    };
-    Ok(DnsEvent {
-        ts: m.ts,
-        client,
-        server,
-        client_port,
-        proto: m.proto,
-        id: d.id,
-        is_response: d.is_response,
-        qname: d.qname,
-        qtype: d.qtype,
-        rcode: d.rcode,
-        answers: d.answers,
-        msg_len: d.msg_len,
-    })
 }
 
 /// The ingest stage (thread `flow-in`): counts each frame on its flow, in
