@@ -501,14 +501,14 @@ struct Ingest {
 }
 
 /// Frames in capture order plus the DNS summaries taken from them.
-#[derive(Default)]
 struct IngestBatch {
     frames: Vec<Ingest>,
     dns: Vec<DnsEvent>,
 }
 
 impl IngestBatch {
-    fn with_capacity() -> Self {
+    /// An empty batch with room for a full one.
+    fn empty() -> Self {
         IngestBatch {
             frames: Vec::with_capacity(INGEST_BATCH),
             dns: Vec::with_capacity(64),
@@ -545,14 +545,12 @@ fn read_loop(
         _ => None,
     };
     let mut pace_origin: Option<(Timestamp, Instant)> = None;
-    let mut batch = IngestBatch::with_capacity();
+    let mut batch = IngestBatch::empty();
     let mut batch_started = Instant::now();
     // Hands the batch on (blocking: backpressure reaches the kernel ring
     // live, and the file read in replay) and takes a recycled one.
     let ship = |batch: &mut IngestBatch| -> bool {
-        let next = recycle
-            .try_recv()
-            .unwrap_or_else(|_| IngestBatch::with_capacity());
+        let next = recycle.try_recv().unwrap_or_else(|_| IngestBatch::empty());
         out.send(IngestMsg::Frames(mem::replace(batch, next)))
             .is_ok()
     };
