@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use tapsentry_decode::{decode, dns};
-use tapsentry_flow::{FlowConfig, FlowTable};
+use tapsentry_flow::{FlowConfig, FlowTable, IngestSession};
 use tapsentry_testkit::{icmp_echo_v4, tcp_v4, tcp_v6, udp_v4, with_vlan};
 use tapsentry_types::{Fragment, Frame, LinkType, PacketMeta, TcpFlags, Timestamp};
 
@@ -77,9 +77,9 @@ fn frames() -> Vec<Vec<u8>> {
     out
 }
 
-/// What the capture thread does with one frame: decode, summarise DNS,
+/// What the reader and ingest threads do with one frame: decode, summarise DNS,
 /// count it on its flow.
-fn hot_path(table: &FlowTable, data: &[u8], ts: Timestamp) -> usize {
+fn hot_path(session: &mut IngestSession<'_>, data: &[u8], ts: Timestamp) -> usize {
     let frame = Frame {
         ts,
         wire_len: data.len() as u32,
@@ -91,7 +91,11 @@ fn hot_path(table: &FlowTable, data: &[u8], ts: Timestamp) -> usize {
     if m.proto == 17 && (m.src_port == 53 || m.dst_port == 53) {
         dns_seen += usize::from(dns::parse_message(m.payload).is_ok());
     }
-    table.ingest(&m);
+    // The pipeline probes a group of frames, then counts each.
+    let [probe, ..] = session.probe(std::iter::once(Some(&m)));
+    if let Some(probe) = probe {
+        session.ingest_probed(&m, &probe);
+    }
     dns_seen
 }
 
@@ -119,20 +123,23 @@ fn hot_path_allocates_nothing_and_flows_fit_in_300_bytes() {
     // 1. Steady state: every flow exists; nothing may allocate.
     let frames = frames();
     let table = FlowTable::new(FlowConfig::default());
+    let mut session = table.session();
     let t0 = Timestamp::from_micros(1_700_000_000_000_000);
     for f in &frames {
-        hot_path(&table, f, t0);
+        hot_path(&mut session, f, t0);
     }
     let before = dhat::HeapStats::get();
     let mut dns_seen = 0;
     for round in 1..=50i64 {
         for f in &frames {
             dns_seen += hot_path(
-                &table,
+                &mut session,
                 f,
                 Timestamp::from_micros(t0.micros() + round * 1_000),
             );
         }
+        // The pipeline lets go of the shards after every batch.
+        session.release();
     }
     let after = dhat::HeapStats::get();
     assert_eq!(dns_seen, 50 * 64, "the DNS queries were parsed");
@@ -143,6 +150,7 @@ fn hot_path_allocates_nothing_and_flows_fit_in_300_bytes() {
         "{} allocations over {packets} packets of existing flows",
         after.total_blocks - before.total_blocks
     );
+    drop(session);
     drop(table);
 
     // 2. Heap per live flow at 1,000,000 concurrent flows.
@@ -152,9 +160,11 @@ fn hot_path_allocates_nothing_and_flows_fit_in_300_bytes() {
         max_flows: flows as usize,
         ..FlowConfig::default()
     });
+    let mut session = table.session();
     for i in 0..flows {
-        table.ingest(&flood_packet(i));
+        session.ingest(&flood_packet(i));
     }
+    drop(session);
     assert_eq!(table.live_flows(), flows as usize);
     let held = dhat::HeapStats::get().curr_bytes - base;
     let per_flow = held as f64 / f64::from(flows);

@@ -3,8 +3,11 @@
 //! [`FlowTable`] is a concurrent map (`dashmap`) from a canonical
 //! [`FlowKey`](tapsentry_types::FlowKey) to a small per-flow entry: packets
 //! and bytes per direction, first/last capture time, TCP flags per side, a
-//! connection state and the initiator. The capture thread calls
-//! [`FlowTable::ingest`] for every packet; a separate sweeper calls
+//! connection state and the initiator. The ingest thread counts every
+//! packet through an [`IngestSession`], which holds the shards it touches
+//! across a batch and looks up groups of [`PROBE_GROUP`] packets at once so
+//! that their cache misses overlap ([`FlowTable::ingest`] is the one-packet
+//! form); a separate sweeper calls
 //! [`FlowTable::sweep`] on capture-time ticks to expire idle flows and to emit
 //! interim records of long-lived ones, and [`FlowTable::drain`] at shutdown.
 //!
@@ -43,4 +46,6 @@ mod table;
 
 pub use config::{FlowConfig, Timeouts};
 pub use fragments::FragmentTracker;
-pub use table::{FlowCounters, FlowTable, IngestOutcome, ENTRY_BYTES};
+pub use table::{
+    FlowCounters, FlowProbe, FlowTable, IngestOutcome, IngestSession, ENTRY_BYTES, PROBE_GROUP,
+};

@@ -3,7 +3,6 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use tapsentry_types::{
     DirCounts, EndReason, FlowKey, FlowRecord, FlowState, PacketMeta, RecordKind, Side, TcpFlags,
@@ -306,48 +305,45 @@ impl FlowTable {
         self.pending_len.load(Ordering::Relaxed) >= self.pending_cap / 2
     }
 
-    /// Counts one packet on its flow, creating the flow if needed.
+    /// Counts one packet on its flow, creating the flow if needed. A run of
+    /// packets goes faster through one [`IngestSession`].
     pub fn ingest(&self, m: &PacketMeta<'_>) -> IngestOutcome {
-        if let Some((_, quoted)) = m.icmp_error {
-            self.note_icmp_error(m.vlan, &quoted);
-        }
-        let (key, side) = FlowKey::canonical(m.src, m.src_port, m.dst, m.dst_port, m.proto, m.vlan);
-        if let Some(mut e) = self.map.get_mut(&key) {
-            e.update(side, m);
-            return IngestOutcome::Updated;
-        }
-        let mut outcome = IngestOutcome::Created;
-        if self.live.load(Ordering::Relaxed) >= self.cfg.max_flows {
-            if !self.evict_idle(m.ts) {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return IngestOutcome::Refused;
-            }
-            outcome = IngestOutcome::CreatedAfterEviction;
-        }
-        match self.map.entry(key) {
-            Entry::Occupied(mut o) => {
-                o.get_mut().update(side, m);
-                IngestOutcome::Updated
-            }
-            Entry::Vacant(v) => {
-                v.insert(FlowEntry::new(side, m));
-                self.live.fetch_add(1, Ordering::Relaxed);
-                self.created.fetch_add(1, Ordering::Relaxed);
-                outcome
-            }
+        self.session().ingest(m)
+    }
+
+    /// A session for counting a run of packets. It keeps each shard it
+    /// touches locked until [`IngestSession::release`] (or its drop), so a
+    /// packet costs no lock round trip, and it looks up a group of packets'
+    /// flows at once ([`IngestSession::probe`]) so that their cache misses
+    /// overlap.
+    ///
+    /// While a session holds a shard, other threads' sweeps wait for it; the
+    /// session's own thread must release before it sweeps, drains, calls
+    /// [`FlowTable::ingest`] or waits for a thread that does.
+    pub fn session(&self) -> IngestSession<'_> {
+        let shards = self.map.shards().len();
+        IngestSession {
+            table: self,
+            guards: std::iter::repeat_with(|| None).take(shards).collect(),
+            held: Vec::with_capacity(shards),
         }
     }
 
-    /// An ICMP unreachable answering an unanswered flow marks it refused:
-    /// that is how closed UDP ports answer, and scanners count on it.
-    fn note_icmp_error(&self, vlan: u16, q: &tapsentry_types::QuotedTuple) {
-        let (key, side) = FlowKey::canonical(q.src, q.src_port, q.dst, q.dst_port, q.proto, vlan);
-        if let Some(mut e) = self.map.get_mut(&key) {
-            if e.initiator == side && e.state == FlowState::Attempt {
-                e.state = FlowState::Rejected;
-                e.answered = true;
-                self.icmp_rejections.fetch_add(1, Ordering::Relaxed);
-            }
+    fn probe(&self, m: &PacketMeta<'_>) -> FlowProbe {
+        let (key, side) = FlowKey::canonical(m.src, m.src_port, m.dst, m.dst_port, m.proto, m.vlan);
+        self.probe_key(key, side)
+    }
+
+    fn probe_key(&self, key: FlowKey, side: Side) -> FlowProbe {
+        // dashmap hashes to 64 bits and hands the hash out as a usize (the
+        // sensor is built for 64-bit targets); the shard index comes from
+        // the bits below the top seven, hashbrown's probe from all of them.
+        let hash = self.map.hash_usize(&key);
+        FlowProbe {
+            key,
+            side,
+            hash: hash as u64,
+            shard: self.map.determine_shard(hash),
         }
     }
 
@@ -494,4 +490,149 @@ fn sort_records(recs: &mut [FlowRecord]) {
                 y.kind == RecordKind::Interim,
             ))
     });
+}
+
+/// Packets an [`IngestSession::probe`] call looks up at once. Eight misses
+/// in flight is what one core overlaps well; 4 and 16 measured slower on
+/// the 5M-packet bench (docs/performance.md).
+pub const PROBE_GROUP: usize = 8;
+
+// Sessions hash keys through `DashMap::hash_usize`, dashmap itself through
+// its private 64-bit hash; they agree only where usize is 64 bits.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("the flow table's sessions need a 64-bit target");
+
+/// One shard of the map as dashmap stores it. Naming it needs hashbrown's
+/// raw table, the version dashmap itself builds on.
+type Shard = hashbrown::raw::RawTable<(FlowKey, dashmap::SharedValue<FlowEntry>)>;
+type ShardGuard<'t> = dashmap::RwLockWriteGuard<'t, Shard>;
+
+/// A packet's canonical flow key, the side that sent it, and where the key
+/// lives in the table that computed it. Only meaningful to that table's
+/// sessions: the hash is seeded per table.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowProbe {
+    key: FlowKey,
+    side: Side,
+    hash: u64,
+    shard: usize,
+}
+
+/// Counts a run of packets with the table's shard locks held across the
+/// run. See [`FlowTable::session`].
+pub struct IngestSession<'t> {
+    table: &'t FlowTable,
+    /// One slot per shard, `Some` while this session holds it.
+    guards: Vec<Option<ShardGuard<'t>>>,
+    /// Which slots are `Some`, so that a release does not walk every shard.
+    held: Vec<usize>,
+}
+
+impl<'t> IngestSession<'t> {
+    /// Unlocks every shard this session holds. Call it before anything on
+    /// this thread that sweeps, evicts or waits for a thread that does.
+    pub fn release(&mut self) {
+        for i in self.held.drain(..) {
+            if let Some(guard) = self.guards.get_mut(i) {
+                *guard = None;
+            }
+        }
+    }
+
+    fn shard(&mut self, i: usize) -> Option<&mut Shard> {
+        let slot = self.guards.get_mut(i)?;
+        if slot.is_none() {
+            *slot = Some(self.table.map.shards().get(i)?.write());
+            self.held.push(i);
+        }
+        slot.as_deref_mut()
+    }
+
+    /// Computes the probes of up to [`PROBE_GROUP`] packets (one per item,
+    /// `None` for `None`) and looks their flows up back to back, throwing
+    /// the answers away: the point is the memory traffic. A lookup in a big
+    /// table is a cache miss on the slot, taken one at a time when each
+    /// packet is counted before the next is looked at. Independent lookups
+    /// in a row let the core have them all in flight, and the
+    /// [`IngestSession::ingest_probed`] calls that follow find their slots
+    /// in cache.
+    pub fn probe<'m>(
+        &mut self,
+        metas: impl Iterator<Item = Option<&'m PacketMeta<'m>>>,
+    ) -> [Option<FlowProbe>; PROBE_GROUP] {
+        let mut probes = [None; PROBE_GROUP];
+        for (m, p) in metas.zip(probes.iter_mut()) {
+            *p = m.map(|m| self.table.probe(m));
+        }
+        for p in probes.iter().flatten() {
+            if let Some(shard) = self.shard(p.shard) {
+                std::hint::black_box(shard.find(p.hash, |(k, _)| *k == p.key).is_some());
+            }
+        }
+        probes
+    }
+
+    /// Counts one packet on its flow, creating the flow if needed.
+    pub fn ingest(&mut self, m: &PacketMeta<'_>) -> IngestOutcome {
+        let probe = self.table.probe(m);
+        self.ingest_probed(m, &probe)
+    }
+
+    /// [`IngestSession::ingest`] with the probe that
+    /// [`IngestSession::probe`] computed for this packet.
+    pub fn ingest_probed(&mut self, m: &PacketMeta<'_>, p: &FlowProbe) -> IngestOutcome {
+        let table = self.table;
+        if let Some((_, quoted)) = m.icmp_error {
+            self.note_icmp_error(m.vlan, &quoted);
+        }
+        if let Some(shard) = self.shard(p.shard) {
+            if let Some((_, e)) = shard.get_mut(p.hash, |(k, _)| *k == p.key) {
+                e.get_mut().update(p.side, m);
+                return IngestOutcome::Updated;
+            }
+        }
+        let mut outcome = IngestOutcome::Created;
+        if table.live.load(Ordering::Relaxed) >= table.cfg.max_flows {
+            // Eviction walks and removes from every shard: let go of ours.
+            self.release();
+            if !table.evict_idle(m.ts) {
+                table.refused.fetch_add(1, Ordering::Relaxed);
+                return IngestOutcome::Refused;
+            }
+            outcome = IngestOutcome::CreatedAfterEviction;
+        }
+        let Some(shard) = self.shard(p.shard) else {
+            // Not reached: the probe's shard index came from this table.
+            table.refused.fetch_add(1, Ordering::Relaxed);
+            return IngestOutcome::Refused;
+        };
+        let map = &table.map;
+        shard.insert(
+            p.hash,
+            (p.key, dashmap::SharedValue::new(FlowEntry::new(p.side, m))),
+            |(k, _)| map.hash_usize(k) as u64,
+        );
+        table.live.fetch_add(1, Ordering::Relaxed);
+        table.created.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    /// An ICMP unreachable answering an unanswered flow marks it refused:
+    /// that is how closed UDP ports answer, and scanners count on it.
+    fn note_icmp_error(&mut self, vlan: u16, q: &tapsentry_types::QuotedTuple) {
+        let (key, side) = FlowKey::canonical(q.src, q.src_port, q.dst, q.dst_port, q.proto, vlan);
+        let p = self.table.probe_key(key, side);
+        let table = self.table;
+        let Some(shard) = self.shard(p.shard) else {
+            return;
+        };
+        if let Some((_, e)) = shard.get_mut(p.hash, |(k, _)| *k == p.key) {
+            let e = e.get_mut();
+            if e.initiator == p.side && e.state == FlowState::Attempt {
+                e.state = FlowState::Rejected;
+                e.answered = true;
+                table.icmp_rejections.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }

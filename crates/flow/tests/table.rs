@@ -3,10 +3,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
-use tapsentry_flow::{FlowConfig, FlowTable, FragmentTracker, IngestOutcome, ENTRY_BYTES};
+use tapsentry_flow::{
+    FlowConfig, FlowTable, FragmentTracker, IngestOutcome, ENTRY_BYTES, PROBE_GROUP,
+};
 use tapsentry_types::{
-    EndReason, FlowState, Fragment, IcmpError, PacketMeta, QuotedTuple, RecordKind, TcpFlags,
-    Timestamp,
+    EndReason, FlowRecord, FlowState, Fragment, IcmpError, PacketMeta, QuotedTuple, RecordKind,
+    TcpFlags, Timestamp,
 };
 
 fn ip(last: u8) -> IpAddr {
@@ -350,4 +352,161 @@ proptest! {
             .map(|r| r.to_server.bytes + r.to_client.bytes).sum();
         prop_assert_eq!(ended, total);
     }
+}
+
+/// Packets for the session properties: TCP with any flags, UDP, and ICMP
+/// port unreachables quoting a UDP probe, between six hosts on four ports,
+/// `gap` tenths of a second apart.
+fn mixed_packet(
+    (s, sp, d, dp, kind, flags, len, gap): (u8, u16, u8, u16, u8, u8, u32, u32),
+    ts: &mut f64,
+) -> PacketMeta<'static> {
+    *ts += f64::from(gap) * 0.1;
+    match kind {
+        0 => pkt(*ts, ip(s), sp, ip(d), dp, 6, flags, len),
+        1 => pkt(*ts, ip(s), sp, ip(d), dp, 17, 0, len),
+        _ => {
+            let mut err = pkt(*ts, ip(d), 3, ip(s), 3, 1, 0, 68);
+            err.icmp_error = Some((
+                IcmpError::PortUnreachable,
+                QuotedTuple {
+                    src: ip(s),
+                    dst: ip(d),
+                    proto: 17,
+                    src_port: sp,
+                    dst_port: dp,
+                },
+            ));
+            err
+        }
+    }
+}
+
+type MixedSpec = (u8, u16, u8, u16, u8, u8, u32, u32);
+
+fn mixed_specs() -> impl Strategy<Value = Vec<MixedSpec>> {
+    proptest::collection::vec(
+        (
+            1u8..7,
+            0u16..4,
+            1u8..7,
+            0u16..4,
+            0u8..3,
+            any::<u8>(),
+            1u32..9000,
+            0u32..40,
+        ),
+        1..400,
+    )
+}
+
+/// Sweeps `t` whenever capture time crosses a whole second, as the
+/// pipeline does, and at the end drains it.
+fn sweep_if_due(t: &FlowTable, next: &mut i64, now: Timestamp, out: &mut Vec<FlowRecord>) -> bool {
+    if now.micros() >= *next {
+        t.sweep(now, out);
+        *next = (now.micros() / 1_000_000 + 1) * 1_000_000;
+        return true;
+    }
+    false
+}
+
+proptest! {
+    /// A session that probes groups of packets ahead, holds its shards across
+    /// them and lets go for each sweep ends with the same records and
+    /// counters as packets counted one at a time, whatever the traffic, with
+    /// the cap small enough to evict and refuse.
+    #[test]
+    fn a_session_counts_like_single_packets(specs in mixed_specs(), cap in 4usize..48) {
+        let cfg = FlowConfig { max_flows: cap, evict_min_idle_secs: 1, interim_interval_secs: 2, ..FlowConfig::default() };
+        let mut ts = 0.0;
+        let pkts: Vec<PacketMeta<'static>> = specs.into_iter().map(|p| mixed_packet(p, &mut ts)).collect();
+
+        let single = FlowTable::new(cfg.clone());
+        let mut single_out = Vec::new();
+        let mut next = 0i64;
+        for m in &pkts {
+            single.ingest(m);
+            sweep_if_due(&single, &mut next, m.ts, &mut single_out);
+        }
+        single.drain(&mut single_out);
+
+        let grouped = FlowTable::new(cfg);
+        let mut grouped_out = Vec::new();
+        let mut next = 0i64;
+        let mut session = grouped.session();
+        for group in pkts.chunks(PROBE_GROUP) {
+            let probes = session.probe(group.iter().map(Some));
+            for (m, probe) in group.iter().zip(probes) {
+                let probe = probe.expect("every packet has a probe");
+                session.ingest_probed(m, &probe);
+                if m.ts.micros() >= next {
+                    session.release();
+                    sweep_if_due(&grouped, &mut next, m.ts, &mut grouped_out);
+                }
+            }
+        }
+        drop(session);
+        grouped.drain(&mut grouped_out);
+
+        prop_assert_eq!(grouped_out, single_out);
+        prop_assert_eq!(grouped.counters(), single.counters());
+    }
+}
+
+/// Live capture sweeps on its own thread while the ingest thread holds
+/// shards for a batch at a time: neither waits for the other for ever, and
+/// every byte reaches a record.
+#[test]
+fn a_session_and_a_concurrent_sweeper_share_the_table() {
+    let table = FlowTable::new(FlowConfig {
+        max_flows: 2_000,
+        ..FlowConfig::default()
+    });
+    let batches = 400u32;
+    let per_batch = 256u32;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ingested, swept) = std::thread::scope(|scope| {
+        let sweeper = scope.spawn(|| {
+            let mut out = Vec::new();
+            let mut sweeps = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                table.sweep(Timestamp::from_micros(1_000_000 + sweeps), &mut out);
+                sweeps += 1;
+            }
+            (out, sweeps)
+        });
+        let mut session = table.session();
+        let mut bytes = 0u64;
+        for b in 0..batches {
+            for i in 0..per_batch {
+                let n = b * per_batch + i;
+                let m = pkt(
+                    1.0,
+                    ip((n % 200) as u8),
+                    1000 + (n % 7) as u16,
+                    ip(250),
+                    80,
+                    6,
+                    A,
+                    100,
+                );
+                session.ingest(&m);
+                bytes += 100;
+            }
+            session.release();
+        }
+        drop(session);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (bytes, sweeper.join().expect("sweeper"))
+    });
+    let (mut out, sweeps) = swept;
+    assert!(sweeps > 0);
+    table.drain(&mut out);
+    let recorded: u64 = out
+        .iter()
+        .filter(|r| matches!(r.kind, RecordKind::End(_)))
+        .map(|r| r.to_server.bytes + r.to_client.bytes)
+        .sum();
+    assert_eq!(recorded, ingested);
 }

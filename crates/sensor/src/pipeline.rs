@@ -40,7 +40,7 @@ use serde_json::json;
 use tapsentry_capture::{CaptureWarning, FrameSource, KernelStats, Next};
 use tapsentry_decode::{decode, dns, DecodeError};
 use tapsentry_detect::{route_flow, shard_for, Batch, HomeNet, Worker};
-use tapsentry_flow::{FlowCounters, FlowTable, FragmentTracker};
+use tapsentry_flow::{FlowCounters, FlowTable, FragmentTracker, IngestSession, PROBE_GROUP};
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_output::{JsonlSink, Suppressor};
 use tapsentry_telemetry::{DropReason, Drops, LatencyHist, LatencySummary, ReasonCounts};
@@ -687,10 +687,18 @@ fn ingest_loop(
     let mut last_ts = Timestamp::ZERO;
     let mut packet_time = LatencyHist::new();
     let mut since_publish = 0usize;
+    // Holds the table's shards locked while a batch is counted.
+    let mut session = table.session();
 
     // Sends a tick. Replay: wait for the sweep to finish, so flow expiry
-    // never races with ingest. Live: skip if the sweeper is busy.
-    let tick = |now: Timestamp, dns_buf: &mut Vec<DnsEvent>, spare: &mut Vec<DnsEvent>| -> bool {
+    // never races with ingest. Live: skip if the sweeper is busy. Either
+    // way the sweeper needs the shards this thread holds.
+    let tick = |now: Timestamp,
+                session: &mut IngestSession<'_>,
+                dns_buf: &mut Vec<DnsEvent>,
+                spare: &mut Vec<DnsEvent>|
+     -> bool {
+        session.release();
         if live {
             match tick_tx.try_send(SweepMsg::Tick {
                 now,
@@ -725,7 +733,7 @@ fn ingest_loop(
         let mut batch = match msg {
             IngestMsg::Idle(now) => {
                 if next_tick.is_some_and(|t| now >= t) {
-                    if !tick(now, &mut dns_buf, &mut spare) {
+                    if !tick(now, &mut session, &mut dns_buf, &mut spare) {
                         break;
                     }
                     next_tick = Some(next_boundary(now, pcfg.sweep_interval_secs));
@@ -735,44 +743,49 @@ fn ingest_loop(
             IngestMsg::Frames(batch) => batch,
         };
         let mut events = batch.dns.drain(..);
-        for item in &batch.frames {
-            let t0 = item.decode_ns.map(|ns| (ns, Instant::now()));
-            if item.ts > last_ts {
-                last_ts = item.ts;
-            }
-            if let Some(m) = &item.meta {
-                table.ingest(m);
-            }
-            if item.dns {
-                if let Some(event) = events.next() {
-                    if dns_buf.len() < pcfg.max_pending_dns {
-                        dns_buf.push(event);
-                    } else {
-                        shared.drops.add(DropReason::DnsBufferFull, 1);
+        for group in batch.frames.chunks(PROBE_GROUP) {
+            let probes = session.probe(group.iter().map(|f| f.meta.as_ref()));
+            for (item, probe) in group.iter().zip(probes) {
+                let t0 = item.decode_ns.map(|ns| (ns, Instant::now()));
+                if item.ts > last_ts {
+                    last_ts = item.ts;
+                }
+                if let (Some(m), Some(probe)) = (&item.meta, probe) {
+                    session.ingest_probed(m, &probe);
+                }
+                if item.dns {
+                    if let Some(event) = events.next() {
+                        if dns_buf.len() < pcfg.max_pending_dns {
+                            dns_buf.push(event);
+                        } else {
+                            shared.drops.add(DropReason::DnsBufferFull, 1);
+                        }
                     }
                 }
-            }
-            if let Some((decode_ns, t0)) = t0 {
-                let ingest_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                packet_time.record_ns(u64::from(decode_ns).saturating_add(ingest_ns));
-            }
-            let due = match next_tick {
-                None => {
+                if let Some((decode_ns, t0)) = t0 {
+                    let ingest_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    packet_time.record_ns(u64::from(decode_ns).saturating_add(ingest_ns));
+                }
+                let due = match next_tick {
+                    None => {
+                        next_tick = Some(next_boundary(last_ts, pcfg.sweep_interval_secs));
+                        false
+                    }
+                    Some(t) => last_ts >= t,
+                };
+                // Replay must not drop evicted-flow records or DNS events:
+                // sweep early when either piles up (live drops them, counted).
+                let backlog = table.needs_sweep() || dns_buf.len() >= pcfg.max_pending_dns;
+                if due || (!live && backlog) {
+                    if !tick(last_ts, &mut session, &mut dns_buf, &mut spare) {
+                        break 'stream;
+                    }
                     next_tick = Some(next_boundary(last_ts, pcfg.sweep_interval_secs));
-                    false
                 }
-                Some(t) => last_ts >= t,
-            };
-            // Replay must not drop evicted-flow records or DNS events:
-            // sweep early when either piles up (live drops them, counted).
-            let backlog = table.needs_sweep() || dns_buf.len() >= pcfg.max_pending_dns;
-            if due || (!live && backlog) {
-                if !tick(last_ts, &mut dns_buf, &mut spare) {
-                    break 'stream;
-                }
-                next_tick = Some(next_boundary(last_ts, pcfg.sweep_interval_secs));
             }
         }
+        // The sweeper may want the shards while this thread waits for frames.
+        session.release();
         drop(events);
         since_publish += batch.frames.len();
         if since_publish >= 4096 {
@@ -783,6 +796,8 @@ fn ingest_loop(
         batch.frames.clear();
         let _ = recycle.try_send(batch);
     }
+    // The final sweep drains the table.
+    drop(session);
     lock(&shared.capture).packet_time.merge(&packet_time);
     let _ = tick_tx.send(SweepMsg::Final {
         now: last_ts,
