@@ -46,7 +46,7 @@
 //! A P2P client working through a stale peer list fails most first contacts
 //! too (the Gnutella capture of the corpus: 70 failed pings before its first
 //! answer). A horizontal or mixed verdict is withheld when the host's failed
-//! contacts look like a peer list (see [`PeerShape::peer_list`]): about one
+//! contacts look like a peer list (see `PeerShape::peer_list`): about one
 //! port per target (at most 1.5 failed port numbers per target, none with
 //! `vertical_ports`), about as many distinct ports as targets (at least
 //! half), no port with half of the contacts, 90% on ports >= 1024, and the

@@ -15,7 +15,9 @@
 //! two threads because together they were three quarters of a replay's
 //! samples on one core while the other core idled; the ingest thread sees
 //! the frames in read order, so everything after it is as if one thread did
-//! both.
+//! both. It counts a batch through one flow-table session: the shards stay
+//! locked for the batch, and each group of eight frames is looked up back to
+//! back before it is counted, so that the table's cache misses overlap.
 //!
 //! Time is capture time throughout. In replay the ingest thread hands each
 //! tick to the sweeper and waits for its ack before reading on, every worker
