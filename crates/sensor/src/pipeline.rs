@@ -4,7 +4,7 @@
 //!           frames        Frames(512)          Tick(now, dns)         Batch (per shard)       Alerts(epoch)
 //!  source ──> cap-rx ───────────────> flow-in ───────────────> flow-sweep ──────────────> det-0..N ────────────> alert-out ──> alert log
 //!  (file or   read, decode, bounded   flow-table  bounded(1)  sweep/drain the  bounded     detectors, one  bounded   sort per epoch,
-//!   libpcap)  fragments,    (32)      ingest,     replay      flow table,      (worker_    shard of hosts  (writer_  suppress, write,
+//!   libpcap)  fragments,    (128)     ingest,     replay      flow table,      (worker_    shard of hosts  (writer_  suppress, write,
 //!             DNS summaries           sweep ticks waits for   route records    queue)      each            queue)    flow log
 //!                                                 the ack              └──────────── Flows(ended) ────────────────────┘
 //!  side threads: signals (SIGINT/SIGTERM stop, SIGHUP reload + reopen), stats (stats log every interval),
@@ -480,9 +480,12 @@ fn next_boundary(ts: Timestamp, interval_s: u32) -> Timestamp {
 /// (about 80 KB of summaries) to stay in cache between the two cores.
 const INGEST_BATCH: usize = 512;
 
-/// Batches in flight between reader and ingest (about 2.6 MB at most): lets
-/// the reader decode on while the ingest thread waits for a sweep.
-const INGEST_QUEUE: usize = 32;
+/// Batches in flight between reader and ingest (about 10 MB at most, 65,536
+/// frames): lets the reader decode on while the ingest thread waits for a
+/// replay's sweep, which on a 200,000-flow table takes longer than 32
+/// batches last. 32, 64 and 128 measured 2.30, 2.10 and 1.94 s on the 5M
+/// replay in one hyperfine run (docs/performance.md).
+const INGEST_QUEUE: usize = 128;
 
 /// A live batch is handed on after this much wall time even if not full, so
 /// a trickle of packets is not held back behind a half-empty batch.
