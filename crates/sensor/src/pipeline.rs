@@ -501,7 +501,8 @@ struct Ingest {
     /// The next event of the batch's `dns` list came from this frame.
     dns: bool,
     /// Decode time of a sampled frame (1 in 64), in ns; the ingest thread
-    /// adds its own part and records the sum as the packet's processing time.
+    /// adds its own part (an eighth of its group's lookups, then the count)
+    /// and records the sum as the packet's processing time.
     decode_ns: Option<u32>,
 }
 
@@ -749,7 +750,16 @@ fn ingest_loop(
         };
         let mut events = batch.dns.drain(..);
         for group in batch.frames.chunks(PROBE_GROUP) {
+            // The group's lookups are work done for each of its frames: a
+            // sampled frame's processing time carries its share of them.
+            let probe_start = group
+                .iter()
+                .any(|f| f.decode_ns.is_some())
+                .then(Instant::now);
             let probes = session.probe(group.iter().map(|f| f.meta.as_ref()));
+            let probe_share_ns = probe_start.map_or(0, |t| {
+                u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX) / group.len() as u64
+            });
             for (item, probe) in group.iter().zip(probes) {
                 let t0 = item.decode_ns.map(|ns| (ns, Instant::now()));
                 if item.ts > last_ts {
@@ -769,7 +779,11 @@ fn ingest_loop(
                 }
                 if let Some((decode_ns, t0)) = t0 {
                     let ingest_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                    packet_time.record_ns(u64::from(decode_ns).saturating_add(ingest_ns));
+                    packet_time.record_ns(
+                        u64::from(decode_ns)
+                            .saturating_add(probe_share_ns)
+                            .saturating_add(ingest_ns),
+                    );
                 }
                 let due = match next_tick {
                     None => {
