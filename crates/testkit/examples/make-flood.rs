@@ -10,7 +10,9 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use tapsentry_testkit::bench::pcap_file_header;
+use tapsentry_testkit::checksum::internet_checksum;
+use tapsentry_testkit::raw_pcap::PcapFormat;
+use tapsentry_types::LinkType;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,7 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(2)
         .map_or(Ok(1_000_000), |s| s.replace('_', "").parse())?;
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
-    w.write_all(&pcap_file_header())?;
+    let format = PcapFormat::micros(LinkType::ETHERNET);
+    w.write_all(&format.file_header())?;
     let t0: u64 = 1_700_000_000_000_000;
     let mut frame = [0u8; 54];
     // Ethernet: fixed MACs, IPv4.
@@ -41,14 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ]);
         ip[4..6].copy_from_slice(&(i as u16).to_be_bytes());
         ip[12..16].copy_from_slice(&src.to_be_bytes());
-        let mut sum: u32 = ip
-            .chunks_exact(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let c = internet_checksum(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
         let tcp = &mut frame[34..54];
         tcp.fill(0);
         tcp[0..2].copy_from_slice(&sport.to_be_bytes());
@@ -58,12 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tcp[13] = 0x02;
         tcp[14..16].copy_from_slice(&1024u16.to_be_bytes());
         let ts = t0 + u64::from(i) * 1_000_000 / pps.max(1);
-        let mut rec = [0u8; 16];
-        rec[0..4].copy_from_slice(&((ts / 1_000_000) as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&((ts % 1_000_000) as u32).to_le_bytes());
-        rec[8..12].copy_from_slice(&54u32.to_le_bytes());
-        rec[12..16].copy_from_slice(&54u32.to_le_bytes());
-        w.write_all(&rec)?;
+        w.write_all(&format.record_header_at(ts as i64, frame.len()))?;
         w.write_all(&frame)?;
     }
     w.into_inner().map_err(|e| e.into_error())?.sync_all()?;

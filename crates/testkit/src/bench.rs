@@ -27,8 +27,13 @@ use std::io::{self, BufWriter, Write};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use tapsentry_types::LinkType;
+
+use crate::checksum::{fold, internet_checksum, pseudo_header_v4, sum, udp_v4};
 use crate::frames::mac_for;
+use crate::raw_pcap::PcapFormat;
 use crate::rng::Rng;
+use crate::DnsMessage;
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,37 +99,14 @@ const PAYLOAD_LEN: usize = MTU;
 /// holds.
 pub fn write_bench(spec: &BenchSpec, path: &Path) -> io::Result<BenchSummary> {
     let mut out = BufWriter::with_capacity(4 << 20, File::create(path)?);
-    out.write_all(&pcap_file_header())?;
+    let format = PcapFormat::micros(LinkType::ETHERNET);
+    out.write_all(&format.file_header())?;
     let summary = generate(spec, |ts, frame| {
-        out.write_all(&pcap_record_header(ts, frame.len()))?;
+        out.write_all(&format.record_header_at(ts, frame.len()))?;
         out.write_all(frame)
     })?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(summary)
-}
-
-/// The 24-byte header of a classic little-endian microsecond pcap file,
-/// link type Ethernet, snap length 65535.
-pub fn pcap_file_header() -> [u8; 24] {
-    let mut h = [0u8; 24];
-    h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    h[4..6].copy_from_slice(&2u16.to_le_bytes());
-    h[6..8].copy_from_slice(&4u16.to_le_bytes());
-    h[16..20].copy_from_slice(&65_535u32.to_le_bytes());
-    h[20..24].copy_from_slice(&1u32.to_le_bytes());
-    h
-}
-
-fn pcap_record_header(ts_micros: i64, len: usize) -> [u8; 16] {
-    let mut h = [0u8; 16];
-    let secs = ts_micros.div_euclid(1_000_000) as u32;
-    let usecs = ts_micros.rem_euclid(1_000_000) as u32;
-    let len = len as u32;
-    h[0..4].copy_from_slice(&secs.to_le_bytes());
-    h[4..8].copy_from_slice(&usecs.to_le_bytes());
-    h[8..12].copy_from_slice(&len.to_le_bytes());
-    h[12..16].copy_from_slice(&len.to_le_bytes());
-    h
 }
 
 /// Generates the capture, handing each frame with its timestamp (µs since
@@ -472,9 +454,8 @@ impl Flow {
     }
 
     fn next_dns(&mut self, b: &Builder, frame: &mut Vec<u8>) {
-        let mut msg = [0u8; 512];
         let query = self.phase == Phase::Request;
-        let len = dns_message(&mut msg, self.param, query, self.server);
+        let msg = dns_message(self.param, query, self.server);
         if query {
             b.udp(
                 frame,
@@ -483,7 +464,7 @@ impl Flow {
                 self.server,
                 self.sport,
                 self.cid,
-                &msg[..len],
+                &msg,
             );
             self.cid = self.cid.wrapping_add(1);
             self.phase = Phase::Respond {
@@ -499,7 +480,7 @@ impl Flow {
                 self.client,
                 self.cport,
                 self.sid,
-                &msg[..len],
+                &msg,
             );
             self.sid = self.sid.wrapping_add(1);
             self.phase = Phase::Done;
@@ -683,55 +664,33 @@ const DNS_WORDS: [&str; 24] = [
 ];
 const DNS_ZONES: [&str; 8] = ["com", "net", "org", "de", "io", "co.uk", "fr", "info"];
 
-/// Writes a DNS query or its answer (one A record) for name number `n` into
-/// `buf`; returns its length.
-fn dns_message(buf: &mut [u8; 512], n: u32, query: bool, resolver: [u8; 4]) -> usize {
-    let id = (n as u16) ^ 0x5a5a;
-    buf[0..2].copy_from_slice(&id.to_be_bytes());
-    buf[2..4].copy_from_slice(&(if query { 0x0100u16 } else { 0x8180 }).to_be_bytes());
-    buf[4..6].copy_from_slice(&1u16.to_be_bytes());
-    buf[6..8].copy_from_slice(&(if query { 0u16 } else { 1 }).to_be_bytes());
-    buf[8..12].fill(0);
-    let mut p = 12;
-    let mut label = |s: &[u8], p: &mut usize| {
-        buf[*p] = s.len() as u8;
-        buf[*p + 1..*p + 1 + s.len()].copy_from_slice(s);
-        *p += 1 + s.len();
-    };
-    label(DNS_WORDS[(n % 24) as usize].as_bytes(), &mut p);
-    let site = format_site(n / 24 % 5_000);
-    label(&site.0[..site.1], &mut p);
-    for z in DNS_ZONES[(n / 7 % 8) as usize].split('.') {
-        label(z.as_bytes(), &mut p);
+/// A DNS query or its answer (one A record) for name number `n`.
+fn dns_message(n: u32, query: bool, resolver: [u8; 4]) -> Vec<u8> {
+    let name = format!(
+        "{}.{}.{}",
+        DNS_WORDS[(n % 24) as usize],
+        site_name(n / 24 % 5_000),
+        DNS_ZONES[(n / 7 % 8) as usize]
+    );
+    let msg = DnsMessage::query((n as u16) ^ 0x5a5a, &name, 1);
+    if query {
+        return msg.encode();
     }
-    buf[p] = 0;
-    p += 1;
-    buf[p..p + 4].copy_from_slice(&[0, 1, 0, 1]);
-    p += 4;
-    if !query {
-        buf[p..p + 12].copy_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4]);
-        p += 12;
-        let a = [93, (n >> 16) as u8, (n >> 8) as u8, n as u8 ^ resolver[3]];
-        buf[p..p + 4].copy_from_slice(&a);
-        p += 4;
-    }
-    p
+    let a = [93, (n >> 16) as u8, (n >> 8) as u8, n as u8 ^ resolver[3]];
+    msg.response(0).answer(1, 3600, &a).encode()
 }
 
-/// A pronounceable site name for number `n`: "site" plus letters.
-fn format_site(mut n: u32) -> ([u8; 16], usize) {
-    let mut out = [0u8; 16];
-    out[..4].copy_from_slice(b"site");
-    let mut len = 4;
+/// A pronounceable site name for number `n`: "site" plus up to 12 letters.
+fn site_name(mut n: u32) -> String {
+    let mut out = String::from("site");
     loop {
-        out[len] = b'a' + (n % 26) as u8;
-        len += 1;
+        out.push(char::from(b'a' + (n % 26) as u8));
         n /= 26;
-        if n == 0 || len == out.len() {
+        if n == 0 || out.len() == 16 {
             break;
         }
     }
-    (out, len)
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -763,14 +722,11 @@ impl Builder {
     fn new(rng: &mut Rng) -> Builder {
         let payload: Vec<u8> = (0..PAYLOAD_LEN).map(|_| rng.next_u64() as u8).collect();
         let mut prefix = vec![0u32; PAYLOAD_LEN + 1];
-        let mut even = 0u32;
         for len in 1..=PAYLOAD_LEN {
-            prefix[len] = if len % 2 == 0 {
-                even += u32::from(u16::from_be_bytes([payload[len - 2], payload[len - 1]]));
-                even
-            } else {
-                even + (u32::from(payload[len - 1]) << 8)
-            };
+            // Extend the sum of the longest even prefix before `len` by
+            // the word (or padded last byte) that ends at `len`.
+            let even = (len - 1) & !1;
+            prefix[len] = sum(prefix[even], &payload[even..len]);
         }
         Builder { payload, prefix }
     }
@@ -790,8 +746,8 @@ impl Builder {
         ip[9] = proto;
         ip[12..16].copy_from_slice(&src);
         ip[16..20].copy_from_slice(&dst);
-        let sum = fold(sum_words(&ip, 0));
-        ip[10..12].copy_from_slice(&(!sum).to_be_bytes());
+        let c = internet_checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
         frame.extend_from_slice(&ip);
     }
 
@@ -812,9 +768,8 @@ impl Builder {
             h[24..28].copy_from_slice(&s.seq.rotate_left(7).to_be_bytes());
             h[28..32].copy_from_slice(&s.ack.rotate_left(11).to_be_bytes());
         }
-        let mut sum = pseudo(s.src, s.dst, 6, seg_len);
-        sum = sum_words(&h[..hdr_len], sum) + self.prefix[len];
-        h[16..18].copy_from_slice(&(!fold(sum)).to_be_bytes());
+        let acc = sum(pseudo_header_v4(s.src, s.dst, 6, seg_len), &h[..hdr_len]);
+        h[16..18].copy_from_slice(&fold(acc + self.prefix[len]).to_be_bytes());
         frame.extend_from_slice(&h[..hdr_len]);
         frame.extend_from_slice(&self.payload[..len]);
     }
@@ -832,46 +787,15 @@ impl Builder {
     ) {
         let udp_len = 8 + data.len();
         Self::eth_ip(frame, src, dst, 17, IP + udp_len, id);
-        let mut h = [0u8; 8];
-        h[0..2].copy_from_slice(&sport.to_be_bytes());
-        h[2..4].copy_from_slice(&dport.to_be_bytes());
-        h[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        let sum = sum_words(data, sum_words(&h, pseudo(src, dst, 17, udp_len)));
-        let mut c = !fold(sum);
-        if c == 0 {
-            c = 0xffff;
-        }
-        h[6..8].copy_from_slice(&c.to_be_bytes());
-        frame.extend_from_slice(&h);
+        let at = frame.len();
+        frame.extend_from_slice(&sport.to_be_bytes());
+        frame.extend_from_slice(&dport.to_be_bytes());
+        frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
         frame.extend_from_slice(data);
+        let c = udp_v4(src, dst, &frame[at..]);
+        frame[at + 6..at + 8].copy_from_slice(&c.to_be_bytes());
     }
-}
-
-fn pseudo(src: [u8; 4], dst: [u8; 4], proto: u8, len: usize) -> u32 {
-    let mut p = [0u8; 12];
-    p[0..4].copy_from_slice(&src);
-    p[4..8].copy_from_slice(&dst);
-    p[9] = proto;
-    p[10..12].copy_from_slice(&(len as u16).to_be_bytes());
-    sum_words(&p, 0)
-}
-
-fn sum_words(data: &[u8], mut sum: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! Test-only helpers for tapsentry: Ethernet frame builders and a pcap
-//! writer, so tests can make exactly the traffic they need.
+//! writer, so tests can make exactly the traffic they need, and the one
+//! builder of each test fixture: [`FlowRecordBuilder`] for flow records,
+//! [`DnsMessage`] for DNS messages, [`checksum`] for the internet checksum
+//! and [`raw_pcap`] for pcap files libpcap's dumper does not write.
 //!
 //! ```no_run
 //! use tapsentry_testkit::{tcp_v4, udp_v4, write_pcap, TcpFlagsSpec};
@@ -21,12 +24,18 @@
 //! `tapsentry-capture`.
 
 pub mod bench;
+pub mod checksum;
+mod dns;
+mod flow_record;
 mod frames;
 pub mod office;
+pub mod raw_pcap;
 mod rng;
 pub mod scenario;
 mod writer;
 
+pub use dns::{encode_name, DnsMessage, QUERY_FLAGS, RESPONSE_FLAGS};
+pub use flow_record::{Addr, FlowRecordBuilder, SESSION_FLAGS, START_SECS};
 pub use frames::{
     icmp_echo_v4, icmp_echo_v6, ip_proto_v4, ip_proto_v6, mac_for, tcp_v4, tcp_v4_seq, tcp_v6,
     udp_v4, udp_v6, with_vlan, TcpFlagsSpec,

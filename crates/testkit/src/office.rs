@@ -35,9 +35,10 @@ use std::path::Path;
 
 use tapsentry_types::{LinkType, Timestamp};
 
+use crate::checksum::{fold, internet_checksum, pseudo_header_v4, sum, udp_v4};
 use crate::rng::Rng;
 use crate::scenario::EPOCH_SECS;
-use crate::{mac_for, PcapWriter};
+use crate::{encode_name, mac_for, DnsMessage, PcapWriter};
 
 /// The learning period the detectors use by default: attacks from
 /// [`Attack::examples`] start after it.
@@ -618,24 +619,6 @@ struct Capture {
     ip_id: u16,
 }
 
-fn ones_sum(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [b] = chunks.remainder() {
-        acc += u32::from(*b) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
-
 fn oct(a: IpAddr) -> [u8; 4] {
     match a {
         IpAddr::V4(v) => v.octets(),
@@ -654,7 +637,7 @@ fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8, total: u16, id: u16, ttl: 
     h[9] = proto;
     h[12..16].copy_from_slice(&src);
     h[16..20].copy_from_slice(&dst);
-    let c = fold(ones_sum(0, &h));
+    let c = internet_checksum(&h);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     h
 }
@@ -704,9 +687,7 @@ impl Capture {
     }
 
     fn pseudo(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
-        let mut acc = ones_sum(0, &oct(src));
-        acc = ones_sum(acc, &oct(dst));
-        acc + u32::from(proto) + len as u32
+        pseudo_header_v4(oct(src), oct(dst), proto, len)
     }
 
     /// A TCP segment carrying `len` zero payload bytes; bulk payloads are
@@ -735,8 +716,7 @@ impl Capture {
         seg.resize(20 + keep, 0);
         // The payload is zeros: the part cut off adds nothing to the sum,
         // so the checksum is true for the segment as it was on the wire.
-        let acc = ones_sum(Self::pseudo(src, dst, 6, 20 + len), &seg);
-        let c = fold(acc);
+        let c = fold(sum(Self::pseudo(src, dst, 6, 20 + len), &seg));
         seg[16..18].copy_from_slice(&c.to_be_bytes());
         self.ipv4(t, src, dst, 6, &seg, 20 + len);
     }
@@ -749,10 +729,7 @@ impl Capture {
         seg.extend_from_slice(&(len as u16).to_be_bytes());
         seg.extend_from_slice(&[0, 0]);
         seg.extend_from_slice(p);
-        let mut c = fold(ones_sum(Self::pseudo(src, dst, 17, len), &seg));
-        if c == 0 {
-            c = 0xffff;
-        }
+        let c = udp_v4(oct(src), oct(dst), &seg);
         seg[6..8].copy_from_slice(&c.to_be_bytes());
         self.ipv4(t, src, dst, 17, &seg, len);
     }
@@ -773,7 +750,7 @@ impl Capture {
         m.extend_from_slice(&[ty, code, 0, 0]);
         m.extend_from_slice(&rest);
         m.extend_from_slice(body);
-        let c = fold(ones_sum(0, &m));
+        let c = internet_checksum(&m);
         m[2..4].copy_from_slice(&c.to_be_bytes());
         let len = m.len();
         self.ipv4(t, src, dst, 1, &m, len);
@@ -852,39 +829,23 @@ impl Conn {
 // ---------------------------------------------------------------------------
 // DNS
 
-fn dns_name(out: &mut Vec<u8>, name: &str) {
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        let l = &label.as_bytes()[..label.len().min(63)];
-        out.push(l.len() as u8);
-        out.extend_from_slice(l);
-    }
-    out.push(0);
-}
-
-fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut q = Vec::with_capacity(32 + name.len());
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    dns_name(&mut q, name);
-    q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&[0, 1]);
-    q
-}
-
-fn dns_answer(query: &[u8], qtype: u16, rcode: u8, ttl: u32, rdata: &[u8]) -> Vec<u8> {
-    let mut r = query.to_vec();
-    r[2] = 0x81;
-    r[3] = 0x80 | (rcode & 0x0f);
+/// A query for `name` and its answer: one `rtype` record with `rdata`
+/// when `rcode` is 0 (NOERROR), none otherwise.
+fn dns_exchange(
+    id: u16,
+    name: &str,
+    qtype: u16,
+    rtype: u16,
+    rcode: u8,
+    ttl: u32,
+    rdata: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let query = DnsMessage::query(id, name, qtype);
+    let mut answer = query.clone().response(rcode);
     if rcode == 0 {
-        r[7] = 1;
-        r.extend_from_slice(&[0xc0, 0x0c]);
-        r.extend_from_slice(&qtype.to_be_bytes());
-        r.extend_from_slice(&[0, 1]);
-        r.extend_from_slice(&ttl.to_be_bytes());
-        r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        r.extend_from_slice(rdata);
+        answer = answer.answer(rtype, ttl, rdata);
     }
-    r
+    (query.encode(), answer.encode())
 }
 
 const B32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -1067,8 +1028,7 @@ impl Gen {
     ) {
         let id = self.next_dns_id();
         let port = self.eport(client);
-        let q = dns_query(id, name, qtype);
-        let a = dns_answer(&q, qtype, rcode, 300, rdata);
+        let (q, a) = dns_exchange(id, name, qtype, qtype, rcode, 300, rdata);
         self.cap.udp(t, (client, port), (server, 53), &q);
         self.cap.udp(t + delay, (server, 53), (client, port), &a);
     }
@@ -1315,7 +1275,7 @@ impl Gen {
             let domain = self.mail_domains[i].clone();
             let mx = self.o.mail_exchangers[i];
             let mut rd = vec![0, 10];
-            dns_name(&mut rd, &format!("mx.{domain}"));
+            encode_name(&mut rd, &format!("mx.{domain}"));
             let t1 = self.lookup(t, ms, &domain, 15, 0, &rd, 3600.0);
             let t2 = self.lookup(
                 t1 + 0.001,
@@ -1735,7 +1695,7 @@ impl Gen {
                 5 => {
                     let mut v = Vec::new();
                     let l = random_label(&mut self.rng, B32, 50);
-                    dns_name(&mut v, &format!("{l}.{domain}"));
+                    encode_name(&mut v, &format!("{l}.{domain}"));
                     v
                 }
                 _ => vec![10, 0, (i >> 8) as u8, i as u8],
@@ -1750,8 +1710,7 @@ impl Gen {
                 let rtt = self.rng.range(0.03, 0.09);
                 let id = self.next_dns_id();
                 let port = self.eport(resolver);
-                let q = dns_query(id, &name, qtype);
-                let a = dns_answer(&q, rtype, 0, 0, &rdata);
+                let (q, a) = dns_exchange(id, &name, qtype, rtype, 0, 0, &rdata);
                 self.cap.udp(t + 0.0002, (resolver, port), (ns, 53), &q);
                 self.cap
                     .udp(t + 0.0002 + rtt, (ns, 53), (resolver, port), &a);
@@ -1759,8 +1718,7 @@ impl Gen {
             }
             let id = self.next_dns_id();
             let port = self.eport(host);
-            let q = dns_query(id, &name, qtype);
-            let a = dns_answer(&q, rtype, 0, 0, &rdata);
+            let (q, a) = dns_exchange(id, &name, qtype, rtype, 0, 0, &rdata);
             self.cap.udp(t, (host, port), (resolver, 53), &q);
             self.cap.udp(t + delay, (resolver, 53), (host, port), &a);
             t += interval;

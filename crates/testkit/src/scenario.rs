@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tapsentry_types::{LinkType, Timestamp};
 
-use crate::{tcp_v4, tcp_v6, udp_v4, udp_v6, write_pcap, TcpFlagsSpec};
+use crate::{tcp_v4, tcp_v6, udp_v4, udp_v6, write_pcap, DnsMessage, TcpFlagsSpec};
 
 /// Capture time 0 of every scenario: 2023-11-14T22:13:20Z.
 pub const EPOCH_SECS: i64 = 1_700_000_000;
@@ -183,22 +183,12 @@ impl Scenario {
         name: &str,
         id: u16,
     ) {
-        let mut q = Vec::with_capacity(64);
-        q.extend_from_slice(&id.to_be_bytes());
-        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-        for label in name.split('.') {
-            q.push(label.len() as u8);
-            q.extend_from_slice(label.as_bytes());
-        }
-        q.extend_from_slice(&[0, 0, 1, 0, 1]);
-        self.udp(t, client, cport, resolver, 53, &q);
-        let mut r = q.clone();
-        r[2] = 0x81;
-        r[3] = 0x80;
-        r[7] = 1; // one answer
-        r.extend_from_slice(&[
-            0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 93, 184, 216, 34,
-        ]);
+        let query = DnsMessage::query(id, name, 1);
+        self.udp(t, client, cport, resolver, 53, &query.encode());
+        let r = query
+            .response(0)
+            .answer(1, 3600, &[93, 184, 216, 34])
+            .encode();
         self.udp(t + 0.01, resolver, 53, client, cport, &r);
     }
 
