@@ -280,14 +280,15 @@ impl Detector for DataCollectionDetector {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::testutil::{flow, run_at};
+    use crate::testutil::run_at;
+    use tapsentry_testkit::FlowRecordBuilder;
 
     /// `c` fetched `down` bytes from `s:sp`, the flow ending at `at`.
     fn pull(c: &str, s: &str, sp: u16, down: u64, at: i64) -> FlowRecord {
-        let mut r = flow(c, 40_000 + (at % 20_000) as u16, s, sp, 6, at);
-        r.to_server.bytes = 20_000;
-        r.to_client.bytes = down;
-        r
+        FlowRecordBuilder::tcp(c, 40_000 + (at % 20_000) as u16, s, sp)
+            .at(at)
+            .bytes(20_000, down)
+            .build()
     }
 
     /// Ordinary file-share use: a 1 MB document every 5 minutes.

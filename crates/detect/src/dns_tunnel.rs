@@ -450,8 +450,9 @@ mod tests {
     fn a_forwarding_resolver_is_not_judged_for_its_clients_queries() {
         let mut d = DnsTunnelDetector::new(DnsTunnelConfig::default());
         // 10.0.0.53 answered an inside client on port 53: a resolver.
-        let mut rec = crate::testutil::flow("10.0.0.7", 40000, "10.0.0.53", 53, 17, 0);
-        rec.responder_answered = true;
+        let rec = tapsentry_testkit::FlowRecordBuilder::udp("10.0.0.7", 40000, "10.0.0.53", 53)
+            .answered(true)
+            .build();
         assert!(crate::testutil::run_at(&mut d, "10.0.0.53", &rec, 0).is_empty());
         // The client's view of the same flow does not make the client one.
         assert!(crate::testutil::run_at(&mut d, "10.0.0.7", &rec, 0).is_empty());

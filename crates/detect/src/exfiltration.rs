@@ -641,14 +641,15 @@ fn burst_finding(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::testutil::{flow, run_at};
+    use crate::testutil::run_at;
+    use tapsentry_testkit::FlowRecordBuilder;
 
     /// A record of `up` bytes sent by `c` to `s:sp` ending at `at`.
     fn upload(c: &str, s: &str, sp: u16, up: u64, down: u64, at: i64) -> FlowRecord {
-        let mut r = flow(c, 40_000 + (at % 20_000) as u16, s, sp, 6, at);
-        r.to_server.bytes = up;
-        r.to_client.bytes = down;
-        r
+        FlowRecordBuilder::tcp(c, 40_000 + (at % 20_000) as u16, s, sp)
+            .at(at)
+            .bytes(up, down)
+            .build()
     }
 
     /// A workstation browsing: ~20 kB up per minute to varying sites, for

@@ -351,15 +351,15 @@ impl Detector for ExternalLoginDetector {
 mod tests {
     use super::*;
     use crate::testutil::{export, flow, run_at, transfer};
+    use tapsentry_testkit::FlowRecordBuilder;
     use tapsentry_types::FlowState;
 
+    /// An SSH login from `src` to `dst` lasting `secs`; refused unless `ok`.
     fn ssh(src: &str, sport: u16, dst: &str, at: i64, secs: u64, ok: bool) -> FlowRecord {
-        let mut f = flow(src, sport, dst, 22, 6, at);
-        f.last_seen = f.first_seen.plus_secs(secs);
-        if !ok {
-            f.state = FlowState::Rejected;
-        }
-        f
+        let b = FlowRecordBuilder::tcp(src, sport, dst, 22)
+            .at(at)
+            .lasting(secs);
+        if ok { b } else { b.state(FlowState::Rejected) }.build()
     }
 
     #[test]

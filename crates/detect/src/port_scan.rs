@@ -1350,7 +1350,7 @@ mod tests {
     use super::*;
     use crate::HomeNet;
     use tapsentry_intel::IntelSnapshot;
-    use tapsentry_types::{DirCounts, EndReason, FlowKey, RecordKind};
+    use tapsentry_testkit::FlowRecordBuilder;
 
     const P2P: &str = "10.0.0.50";
 
@@ -1366,45 +1366,23 @@ mod tests {
     }
 
     fn rec(client: &str, server: &str, proto: u8, port: u16, how: How, t: i64) -> FlowRecord {
-        let (client, server): (IpAddr, IpAddr) = (client.parse().unwrap(), server.parse().unwrap());
-        let (key, _) = FlowKey::canonical(client, 40000, server, port, proto, 0);
-        let ts = Timestamp::from_micros((1_700_000_000 + t) * 1_000_000);
         let (state, cf, sf, back) = match how {
             How::Silent => (FlowState::Attempt, 0x02, 0, 0),
             How::Answered => (FlowState::ClosedRst, 0x06, 0x12, 1),
             How::TwoWay => (FlowState::ClosedFin, 0x1b, 0x1b, 5),
         };
         let tcp = proto == 6;
-        FlowRecord {
-            key,
-            client,
-            client_port: 40000,
-            server,
-            server_port: port,
-            proto,
-            vlan: 0,
-            first_seen: ts,
-            last_seen: ts.plus_secs(1),
-            to_server: DirCounts {
-                packets: if how == How::TwoWay { 5 } else { 1 },
-                bytes: 400,
-            },
-            to_client: DirCounts {
-                packets: back,
-                bytes: 300 * back,
-            },
-            reported_to_server: DirCounts::default(),
-            reported_to_client: DirCounts::default(),
-            client_flags: TcpFlags(if tcp { cf } else { 0 }),
-            server_flags: TcpFlags(if tcp { sf } else { 0 }),
-            state: if !tcp && how != How::Silent {
+        let b = FlowRecordBuilder::new(client, 40000, server, port, proto)
+            .at(t)
+            .packets(if how == How::TwoWay { 5 } else { 1 }, back)
+            .bytes(400, 300 * back)
+            .state(if !tcp && how != How::Silent {
                 FlowState::Established
             } else {
                 state
-            },
-            responder_answered: how != How::Silent,
-            kind: RecordKind::End(EndReason::Timeout),
-        }
+            })
+            .answered(how != How::Silent);
+        if tcp { b.flags(cf, sf) } else { b }.build()
     }
 
     struct H {

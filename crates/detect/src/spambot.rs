@@ -289,9 +289,12 @@ impl Detector for SpambotDetector {
 mod tests {
     use super::*;
     use crate::testutil::{export, flow, run_at, transfer};
+    use tapsentry_testkit::FlowRecordBuilder;
 
     fn smtp(host: &str, server: &str, at: i64) -> FlowRecord {
-        flow(host, 40000, server, 25, 6, at)
+        FlowRecordBuilder::tcp(host, 40000, server, 25)
+            .at(at)
+            .build()
     }
 
     #[test]

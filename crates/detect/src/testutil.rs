@@ -1,50 +1,24 @@
-//! Test helpers: flow records and a context at a chosen capture time.
+//! Test helpers: a detector run at a chosen capture time, state export
+//! and import, and the short form of the testkit's flow record builder.
 #![allow(clippy::unwrap_used)]
 
 use std::net::IpAddr;
 
 use tapsentry_intel::IntelSnapshot;
-use tapsentry_types::{
-    Alert, DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, TcpFlags, Timestamp,
-};
+use tapsentry_testkit::FlowRecordBuilder;
+use tapsentry_types::{Alert, FlowRecord, Timestamp};
 
 use crate::{DetectCx, Detector, HomeNet};
 
-/// Capture start of every test: 2023-11-14T22:13:20Z.
-pub const START: i64 = 1_700_000_000;
+/// Capture start of every test: 2023-11-14T22:13:20Z, the testkit
+/// builder's start.
+pub const START: i64 = tapsentry_testkit::START_SECS;
 
-/// An established flow from `c:cp` to `s:sp` seen at `at` seconds after
-/// [`START`], a few packets each way.
+/// The testkit's default record (an established exchange, a few packets
+/// each way) from `c:cp` to `s:sp`, seen at `at` seconds after [`START`]:
+/// the short form for tests that need nothing else.
 pub fn flow(c: &str, cp: u16, s: &str, sp: u16, proto: u8, at: i64) -> FlowRecord {
-    let (client, server): (IpAddr, IpAddr) = (c.parse().unwrap(), s.parse().unwrap());
-    let (key, _) = FlowKey::canonical(client, cp, server, sp, proto, 0);
-    let ts = Timestamp::from_micros((START + at) * 1_000_000);
-    FlowRecord {
-        key,
-        client,
-        client_port: cp,
-        server,
-        server_port: sp,
-        proto,
-        vlan: 0,
-        first_seen: ts,
-        last_seen: ts.plus_secs(1),
-        to_server: DirCounts {
-            packets: 10,
-            bytes: 1_500,
-        },
-        to_client: DirCounts {
-            packets: 8,
-            bytes: 4_000,
-        },
-        reported_to_server: DirCounts::default(),
-        reported_to_client: DirCounts::default(),
-        client_flags: TcpFlags(if proto == 6 { 0x1b } else { 0 }),
-        server_flags: TcpFlags(if proto == 6 { 0x1b } else { 0 }),
-        state: FlowState::ClosedFin,
-        responder_answered: true,
-        kind: RecordKind::End(EndReason::Timeout),
-    }
+    FlowRecordBuilder::new(c, cp, s, sp, proto).at(at).build()
 }
 
 /// Everything `d` exports, in export order.

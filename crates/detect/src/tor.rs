@@ -170,37 +170,19 @@ mod tests {
     use super::*;
     use crate::HomeNet;
     use tapsentry_intel::{IntelSnapshot, TorExitList};
-    use tapsentry_types::{DirCounts, FlowKey, RecordKind, TcpFlags, Timestamp};
+    use tapsentry_testkit::FlowRecordBuilder;
+    use tapsentry_types::{DirCounts, Timestamp};
 
     fn rec(client: &str, server: &str, state: FlowState, answered: bool) -> FlowRecord {
-        let (c, s) = (client.parse().unwrap(), server.parse().unwrap());
-        let (key, _) = FlowKey::canonical(c, 50000, s, 443, 6, 0);
-        FlowRecord {
-            key,
-            client: c,
-            client_port: 50000,
-            server: s,
-            server_port: 443,
-            proto: 6,
-            vlan: 0,
-            first_seen: Timestamp::from_micros(5_000_000),
-            last_seen: Timestamp::from_micros(9_000_000),
-            to_server: DirCounts {
-                packets: 10,
-                bytes: 2000,
-            },
-            to_client: DirCounts {
-                packets: 8,
-                bytes: 9000,
-            },
-            reported_to_server: DirCounts::default(),
-            reported_to_client: DirCounts::default(),
-            client_flags: TcpFlags(0x1b),
-            server_flags: TcpFlags(0x1b),
-            state,
-            responder_answered: answered,
-            kind: RecordKind::End(tapsentry_types::EndReason::Timeout),
-        }
+        FlowRecordBuilder::tcp(client, 50000, server, 443)
+            .seen(
+                Timestamp::from_micros(5_000_000),
+                Timestamp::from_micros(9_000_000),
+            )
+            .bytes(2000, 9000)
+            .state(state)
+            .answered(answered)
+            .build()
     }
 
     fn run(host: &str, r: &FlowRecord, list: &str) -> Vec<Alert> {

@@ -232,10 +232,9 @@ mod tests {
         let flows = servers
             .iter()
             .map(|s| {
-                let mut f = crate::testutil::flow("10.0.0.1", 40000, s, 25, 6, 0);
-                f.client = host;
-                f.first_seen = start.plus_secs(at);
-                f.last_seen = start.plus_secs(at + 1);
+                let f = tapsentry_testkit::FlowRecordBuilder::tcp(host, 40000, *s, 25)
+                    .seen(start.plus_secs(at), start.plus_secs(at + 1))
+                    .build();
                 (host, f)
             })
             .collect();

@@ -8,9 +8,8 @@ use proptest::prelude::*;
 use tapsentry_detect::port_scan::PortScanStats;
 use tapsentry_detect::{route_flow, DetectCx, Detector, HomeNet, PortScanConfig, PortScanDetector};
 use tapsentry_intel::IntelSnapshot;
-use tapsentry_types::{
-    Alert, DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, TcpFlags, Timestamp,
-};
+use tapsentry_testkit::FlowRecordBuilder;
+use tapsentry_types::{Alert, DirCounts, FlowState, TcpFlags};
 
 const SYN: u8 = 0x02;
 const SYN_ACK_DATA: u8 = 0x1b; // SYN ACK PSH FIN: a normal session
@@ -20,101 +19,67 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A first-report flow record from `client` to `server:port` at `t` seconds.
-#[derive(Clone, Copy)]
-struct R {
-    client: IpAddr,
-    server: IpAddr,
-    port: u16,
-    proto: u8,
-    state: FlowState,
-    answered: bool,
-    flags: u8,
-    packets: u64,
-    t: i64,
-}
+/// First-report flow records from `client` to `server:port` at `t`
+/// seconds, as a scan's probes look: one 60-byte packet from the client,
+/// one back unless the state is an attempt; a TCP client sent a normal
+/// session's flags when answered and not rejected, else a bare SYN. The
+/// server's flags are left empty: the detector judges the client's.
+mod rec {
+    use super::{SYN, SYN_ACK_DATA};
+    use tapsentry_testkit::FlowRecordBuilder;
+    use tapsentry_types::FlowState;
 
-impl R {
-    fn tcp(client: &str, server: &str, port: u16, state: FlowState, t: i64) -> R {
-        let answered = state != FlowState::Attempt;
-        R {
-            client: ip(client),
-            server: ip(server),
-            port,
-            proto: 6,
+    fn probe(b: FlowRecordBuilder, state: FlowState, t: i64) -> FlowRecordBuilder {
+        let back = u64::from(state != FlowState::Attempt);
+        b.at(t)
+            .packets(1, back)
+            .bytes(60, 60 * back)
+            .state(state)
+            .answered(back == 1)
+    }
+
+    pub fn tcp(
+        client: &str,
+        server: &str,
+        port: u16,
+        state: FlowState,
+        t: i64,
+    ) -> FlowRecordBuilder {
+        let flags = if state == FlowState::Attempt || state == FlowState::Rejected {
+            SYN
+        } else {
+            SYN_ACK_DATA
+        };
+        probe(
+            FlowRecordBuilder::tcp(client, 40000, server, port),
             state,
-            answered,
-            flags: if answered && state != FlowState::Rejected {
-                SYN_ACK_DATA
-            } else {
-                SYN
-            },
-            packets: 1,
             t,
-        }
+        )
+        .flags(flags, 0)
     }
 
-    fn udp(client: &str, server: &str, port: u16, state: FlowState, t: i64) -> R {
-        R {
-            proto: 17,
-            flags: 0,
-            ..R::tcp(client, server, port, state, t)
-        }
+    pub fn udp(
+        client: &str,
+        server: &str,
+        port: u16,
+        state: FlowState,
+        t: i64,
+    ) -> FlowRecordBuilder {
+        probe(
+            FlowRecordBuilder::udp(client, 40000, server, port),
+            state,
+            t,
+        )
     }
 
-    fn ping(client: &str, server: &str, answered: bool, t: i64) -> R {
+    /// An echo request (ICMP type 8 in the client port).
+    pub fn ping(client: &str, server: &str, answered: bool, t: i64) -> FlowRecordBuilder {
         let state = if answered {
             FlowState::Established
         } else {
             FlowState::Attempt
         };
-        R {
-            proto: 1,
-            port: 0,
-            flags: 0,
-            ..R::tcp(client, server, 0, state, t)
-        }
-    }
-
-    fn flags(mut self, f: u8) -> R {
-        self.flags = f;
-        self
-    }
-
-    fn build(self) -> FlowRecord {
-        let (cport, sport) = if self.proto == 1 {
-            (8, 0)
-        } else {
-            (40000, self.port)
-        };
-        let (key, _) = FlowKey::canonical(self.client, cport, self.server, sport, self.proto, 0);
-        let t = Timestamp::from_micros(1_700_000_000_000_000 + self.t * 1_000_000);
-        FlowRecord {
-            key,
-            client: self.client,
-            client_port: cport,
-            server: self.server,
-            server_port: sport,
-            proto: self.proto,
-            vlan: 0,
-            first_seen: t,
-            last_seen: t.plus_secs(1),
-            to_server: DirCounts {
-                packets: self.packets,
-                bytes: 60 * self.packets,
-            },
-            to_client: DirCounts {
-                packets: u64::from(self.answered),
-                bytes: 60 * u64::from(self.answered),
-            },
-            reported_to_server: DirCounts::default(),
-            reported_to_client: DirCounts::default(),
-            client_flags: TcpFlags(self.flags),
-            server_flags: TcpFlags(0),
-            state: self.state,
-            responder_answered: self.answered,
-            kind: RecordKind::End(EndReason::Timeout),
-        }
+        probe(FlowRecordBuilder::new(client, 8, server, 0, 1), state, t)
     }
 }
 
@@ -141,7 +106,7 @@ impl Harness {
 
     /// Delivers the record to every host the worker would route it for,
     /// then ticks at its time. Returns the alerts it raised.
-    fn feed(&mut self, r: R) -> usize {
+    fn feed(&mut self, r: FlowRecordBuilder) -> usize {
         let rec = r.build();
         let before = self.alerts.len();
         let mut cx = DetectCx::new(&self.home, &self.intel, &mut self.alerts);
@@ -176,12 +141,13 @@ fn fast_syn_vertical_scan_alerts_within_ten_probes() {
     let mut probes_to_alert = None;
     for (i, port) in (1..=200u16).enumerate() {
         let st = rejected_or(port == 2 || port == 80);
-        let r = R::tcp(SCANNER_OUT, "10.0.0.7", port, st, i as i64 / 100).flags(
+        let r = rec::tcp(SCANNER_OUT, "10.0.0.7", port, st, i as i64 / 100).flags(
             if port == 2 || port == 80 {
                 0x06 // SYN scanner's RST to an open port: no ACK
             } else {
                 SYN
             },
+            0,
         );
         if h.feed(r) > 0 && probes_to_alert.is_none() {
             probes_to_alert = Some(i + 1);
@@ -211,7 +177,7 @@ fn a_browsing_host_that_scans_one_server_is_vertical() {
     let mut h = Harness::default();
     for i in 0..200u16 {
         let site = format!("198.51.100.{}", i % 250 + 1);
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             "10.0.0.50",
             &site,
             443,
@@ -221,7 +187,7 @@ fn a_browsing_host_that_scans_one_server_is_vertical() {
     }
     for port in 1..=40u16 {
         let st = rejected_or(port == 22);
-        h.feed(R::tcp("10.0.0.50", "10.0.0.60", port, st, 300));
+        h.feed(rec::tcp("10.0.0.50", "10.0.0.60", port, st, 300));
     }
     let a = h.one();
     assert_eq!(a.alert.signature, "port_scan.vertical");
@@ -234,7 +200,7 @@ fn a_browsing_host_that_scans_one_server_is_vertical() {
 fn inbound_scan_with_nothing_open_is_medium() {
     let mut h = Harness::default();
     for port in 1..=10u16 {
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             SCANNER_OUT,
             "10.0.0.7",
             port,
@@ -254,7 +220,7 @@ fn horizontal_scan_of_thirty_hosts_on_445() {
         } else {
             FlowState::Attempt
         };
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             "10.0.0.66",
             &format!("10.0.1.{i}"),
             445,
@@ -278,7 +244,7 @@ fn slow_scan_one_probe_a_minute_still_alerts() {
     let mut h = Harness::default();
     let mut at = None;
     for i in 0..40u16 {
-        if h.feed(R::tcp(
+        if h.feed(rec::tcp(
             SCANNER_OUT,
             "10.0.0.8",
             1000 + i,
@@ -297,7 +263,7 @@ fn slow_scan_one_probe_a_minute_still_alerts() {
 fn udp_scan_refused_by_icmp_unreachable() {
     let mut h = Harness::default();
     for port in [53u16, 67, 69, 123, 137, 161, 500, 514, 1900, 5353] {
-        h.feed(R::udp(
+        h.feed(rec::udp(
             "10.0.0.20",
             "198.51.100.9",
             port,
@@ -325,7 +291,7 @@ fn fin_null_xmas_classification() {
             } else {
                 FlowState::Rejected
             };
-            h.feed(R::tcp(SCANNER_OUT, "10.0.0.9", port, st, 0).flags(flags));
+            h.feed(rec::tcp(SCANNER_OUT, "10.0.0.9", port, st, 0).flags(flags, 0));
         }
         let a = h.one();
         assert_eq!(a.evidence["scan_type"], name, "flags {flags:#x}");
@@ -339,9 +305,9 @@ fn connect_scan_is_told_from_syn_scan() {
     for port in 1..=12u16 {
         let r = if port == 3 {
             // Handshake completed and reset at once by the scanner.
-            R::tcp("10.0.0.30", "10.0.0.31", port, FlowState::ClosedRst, 0).flags(0x16)
+            rec::tcp("10.0.0.30", "10.0.0.31", port, FlowState::ClosedRst, 0).flags(0x16, 0)
         } else {
-            R::tcp("10.0.0.30", "10.0.0.31", port, FlowState::Rejected, 0)
+            rec::tcp("10.0.0.30", "10.0.0.31", port, FlowState::Rejected, 0)
         };
         h.feed(r);
     }
@@ -352,7 +318,7 @@ fn connect_scan_is_told_from_syn_scan() {
 fn icmp_sweep() {
     let mut h = Harness::default();
     for i in 1..=40u16 {
-        h.feed(R::ping(
+        h.feed(rec::ping(
             SCANNER_OUT,
             &format!("10.0.2.{i}"),
             i % 8 == 0,
@@ -372,7 +338,7 @@ fn one_way_tap_uses_counts() {
     let mut h = Harness::default();
     let mut at = None;
     for port in 1..=30u16 {
-        if h.feed(R::tcp(
+        if h.feed(rec::tcp(
             "10.0.0.40",
             "10.0.5.5",
             port,
@@ -393,7 +359,7 @@ fn one_way_tap_uses_counts() {
 
     let mut h = Harness::default();
     for i in 1..=25u16 {
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             SCANNER_OUT,
             &format!("10.0.6.{i}"),
             22,
@@ -412,7 +378,7 @@ fn one_way_slow_scan_uses_the_long_window() {
     let mut h = Harness::default();
     // One probe every 90 s: never 20 within 600 s, but 25 within the hour.
     for port in 1..=25u16 {
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             "10.0.0.41",
             "10.0.5.6",
             port,
@@ -432,11 +398,11 @@ fn one_way_browsing_is_quiet() {
     for i in 0..200u16 {
         let server = format!("198.51.{}.{}", i / 200, i % 200 + 1);
         h.feed(
-            R::tcp("10.0.0.42", &server, 443, FlowState::Attempt, i64::from(i)).flags(SYN_ACK_DATA),
+            rec::tcp("10.0.0.42", &server, 443, FlowState::Attempt, i64::from(i))
+                .flags(SYN_ACK_DATA, 0),
         );
-        let mut quic = R::udp("10.0.0.42", &server, 443, FlowState::Attempt, i64::from(i));
-        quic.packets = 30;
-        h.feed(quic);
+        let quic = rec::udp("10.0.0.42", &server, 443, FlowState::Attempt, i64::from(i));
+        h.feed(quic.packets(30, 0).bytes(60 * 30, 0));
     }
     h.quiet();
 }
@@ -446,7 +412,7 @@ fn quiet_busy_public_server() {
     let mut h = Harness::default();
     for i in 0..300u32 {
         let client = format!("198.51.{}.{}", i / 250, i % 250 + 1);
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             &client,
             "10.0.0.80",
             443,
@@ -462,7 +428,7 @@ fn quiet_resolver_talking_to_many_servers() {
     let mut h = Harness::default();
     for i in 0..500u32 {
         let server = format!("192.0.{}.{}", i / 250, i % 250 + 1);
-        h.feed(R::udp(
+        h.feed(rec::udp(
             "10.0.0.53",
             &server,
             53,
@@ -478,7 +444,7 @@ fn quiet_monitoring_pings() {
     let mut h = Harness::default();
     for minute in 0..60i64 {
         for i in 1..=30u16 {
-            h.feed(R::ping(
+            h.feed(rec::ping(
                 "10.0.0.9",
                 &format!("10.0.3.{i}"),
                 true,
@@ -502,7 +468,7 @@ fn quiet_p2p_host_mostly_answered() {
         } else {
             FlowState::ClosedFin
         };
-        h.feed(R::tcp("10.0.0.44", &peer, 6881, st, i64::from(i)));
+        h.feed(rec::tcp("10.0.0.44", &peer, 6881, st, i64::from(i)));
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -513,7 +479,7 @@ fn quiet_p2p_host_mostly_answered() {
             FlowState::Established
         };
         let port = 1024 + (seed % 60000) as u16;
-        h.feed(R::udp(
+        h.feed(rec::udp(
             "10.0.0.45",
             &format!("203.0.{}.{}", i / 200, i % 200 + 1),
             port,
@@ -531,14 +497,14 @@ fn quiet_allow_listed_scanner() {
         ..PortScanConfig::default()
     });
     for port in 1..=100u16 {
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             SCANNER_OUT,
             "10.0.0.7",
             port,
             FlowState::Rejected,
             0,
         ));
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             "10.0.0.99",
             "10.0.0.7",
             port,
@@ -554,18 +520,19 @@ fn mid_stream_pickups_and_backscatter_are_not_probes() {
     let mut h = Harness::default();
     for port in 1..=40u16 {
         // Picked up mid-stream: the client's first packet carried ACK.
-        h.feed(R::tcp(SCANNER_OUT, "10.0.0.7", port, FlowState::Rejected, 0).flags(0x11));
+        h.feed(rec::tcp(SCANNER_OUT, "10.0.0.7", port, FlowState::Rejected, 0).flags(0x11, 0));
         // Backscatter: the flow starts with a SYN-ACK, the "client" sent nothing.
-        let mut r = R::tcp(
+        let r = rec::tcp(
             "10.0.0.8",
             &format!("198.51.100.{port}"),
             80,
             FlowState::Attempt,
             0,
         )
-        .flags(0)
+        .flags(0, 0)
+        .packets(0, 0)
+        .bytes(0, 0)
         .build();
-        r.to_server = DirCounts::default();
         let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
         h.det.on_flow(ip("10.0.0.8"), &r, &mut cx);
     }
@@ -577,11 +544,15 @@ fn mid_stream_pickups_and_backscatter_are_not_probes() {
 fn later_records_of_a_flow_are_not_counted_again() {
     let mut h = Harness::default();
     for port in 1..=20u16 {
-        let mut rec = R::tcp(SCANNER_OUT, "10.0.0.7", port, FlowState::Rejected, 0).build();
-        rec.reported_to_server = DirCounts {
-            packets: 1,
-            bytes: 60,
-        };
+        let rec = rec::tcp(SCANNER_OUT, "10.0.0.7", port, FlowState::Rejected, 0)
+            .reported(
+                DirCounts {
+                    packets: 1,
+                    bytes: 60,
+                },
+                DirCounts::default(),
+            )
+            .build();
         let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
         h.det.on_flow(ip("10.0.0.7"), &rec, &mut cx);
     }
@@ -593,7 +564,7 @@ fn one_failure_fewer_than_needed_is_quiet() {
     // Default: four failures cross ln(99) but min_distinct wants five pairs.
     let mut h = Harness::default();
     for port in 1..=4u16 {
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             SCANNER_OUT,
             "10.0.0.7",
             port,
@@ -603,7 +574,7 @@ fn one_failure_fewer_than_needed_is_quiet() {
     }
     h.quiet();
     assert_eq!(
-        h.feed(R::tcp(SCANNER_OUT, "10.0.0.7", 5, FlowState::Rejected, 0)),
+        h.feed(rec::tcp(SCANNER_OUT, "10.0.0.7", 5, FlowState::Rejected, 0)),
         1
     );
 
@@ -614,7 +585,7 @@ fn one_failure_fewer_than_needed_is_quiet() {
         ..PortScanConfig::default()
     });
     for port in 1..=3u16 {
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             SCANNER_OUT,
             "10.0.0.7",
             port,
@@ -624,14 +595,20 @@ fn one_failure_fewer_than_needed_is_quiet() {
     }
     h.quiet();
     assert_eq!(
-        h.feed(R::tcp(SCANNER_OUT, "10.0.0.7", 4, FlowState::Rejected, 0)),
+        h.feed(rec::tcp(SCANNER_OUT, "10.0.0.7", 4, FlowState::Rejected, 0)),
         1
     );
 
     // One-way counts: 19 ports is one short of vertical_ports.
     let mut h = Harness::default();
     for port in 1..=19u16 {
-        h.feed(R::tcp("10.0.0.40", "10.0.5.5", port, FlowState::Attempt, 0));
+        h.feed(rec::tcp(
+            "10.0.0.40",
+            "10.0.5.5",
+            port,
+            FlowState::Attempt,
+            0,
+        ));
     }
     h.quiet();
 }
@@ -643,7 +620,7 @@ fn raises_once_per_classification() {
     // then one mixed, never repeated.
     for t in 1..=5u16 {
         for port in 1..=30u16 {
-            h.feed(R::tcp(
+            h.feed(rec::tcp(
                 SCANNER_OUT,
                 &format!("10.0.7.{t}"),
                 port,
@@ -683,7 +660,7 @@ fn config_problems_and_safe_construction() {
     let mut h = Harness::new(bad);
     assert!(h.det.threshold().is_finite() && h.det.threshold() > 0.0);
     for port in 1..=10u16 {
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             SCANNER_OUT,
             "10.0.0.7",
             port,
@@ -713,7 +690,7 @@ fn bounded_scanners_and_pairs() {
     });
     for s in 1..=10u16 {
         for port in 1..=20u16 {
-            h.feed(R::tcp(
+            h.feed(rec::tcp(
                 &format!("10.0.9.{s}"),
                 "10.0.0.7",
                 port,
@@ -733,7 +710,7 @@ fn bounded_scanners_and_pairs() {
 fn idle_scanners_are_forgotten() {
     let mut h = Harness::default();
     for port in 1..=3u16 {
-        h.feed(R::tcp(
+        h.feed(rec::tcp(
             SCANNER_OUT,
             "10.0.0.7",
             port,
@@ -742,7 +719,7 @@ fn idle_scanners_are_forgotten() {
         ));
     }
     assert!(h.det.log_likelihood(ip(SCANNER_OUT)).is_some());
-    h.feed(R::tcp(
+    h.feed(rec::tcp(
         "10.0.0.1",
         "10.0.0.2",
         80,
@@ -777,10 +754,10 @@ proptest! {
             let server = format!("10.0.{}.{s}", if s % 2 == 0 { 4 } else { 10 });
             let st = states[usize::from(st)];
             let r = match proto {
-                0 => R::tcp(&client, &server, port, st, t),
-                1 => R::udp(&client, &server, port, st, t),
-                2 => R::ping(&client, &server, st != FlowState::Attempt, t),
-                _ => R::tcp(&client, &server, port, st, t).flags(port as u8),
+                0 => rec::tcp(&client, &server, port, st, t),
+                1 => rec::udp(&client, &server, port, st, t),
+                2 => rec::ping(&client, &server, st != FlowState::Attempt, t),
+                _ => rec::tcp(&client, &server, port, st, t).flags(port as u8, 0),
             };
             h.feed(r);
             let stats = h.det.stats();
@@ -803,24 +780,17 @@ fn an_ack_ping_sweep_answered_by_resets_is_a_sweep() {
     let mut h = Harness::default();
     for i in 1..=30u8 {
         // One bare ACK to port 80; live hosts answer with a lone RST.
-        let mut r = R::tcp(
+        let r = rec::tcp(
             "10.0.0.50",
             &format!("10.0.1.{i}"),
             80,
             FlowState::ClosedRst,
             0,
         )
-        .flags(0x10)
+        .flags(0x10, TcpFlags::RST)
+        .packets(1, 1)
+        .bytes(40, 40)
         .build();
-        r.to_server = DirCounts {
-            packets: 1,
-            bytes: 40,
-        };
-        r.to_client = DirCounts {
-            packets: 1,
-            bytes: 40,
-        };
-        r.server_flags = TcpFlags(TcpFlags::RST);
         let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
         h.det.on_flow(r.client, &r, &mut cx);
     }
@@ -836,37 +806,14 @@ fn bare_acks_of_live_sessions_are_not_probes() {
     for i in 1..=60u8 {
         // Sessions picked up mid-stream: a pure ACK answered by data, a
         // pure ACK followed by more from the client, an ACK carrying data.
-        let mut answered = R::tcp(
-            "10.0.0.60",
-            &format!("10.0.2.{i}"),
-            443,
-            FlowState::Established,
-            0,
-        )
-        .flags(0x10)
-        .build();
-        answered.to_server = DirCounts {
-            packets: 1,
-            bytes: 52,
+        let ack = |server: String| {
+            rec::tcp("10.0.0.60", &server, 443, FlowState::Established, 0).flags(0x10, 0x18)
         };
-        answered.to_client = DirCounts {
-            packets: 3,
-            bytes: 4_000,
-        };
-        answered.server_flags = TcpFlags(0x18);
-        let mut more = answered;
-        more.server = ip(&format!("10.0.3.{i}"));
-        more.to_server.packets = 2;
-        more.to_server.bytes = 104;
-        more.to_client = DirCounts::default();
-        let mut data = more;
-        data.server = ip(&format!("10.0.4.{i}"));
-        data.to_server = DirCounts {
-            packets: 1,
-            bytes: 600,
-        };
+        let answered = ack(format!("10.0.2.{i}")).packets(1, 3).bytes(52, 4_000);
+        let more = ack(format!("10.0.3.{i}")).packets(2, 0).bytes(104, 0);
+        let data = ack(format!("10.0.4.{i}")).packets(1, 0).bytes(600, 0);
         let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
-        for r in [answered, more, data] {
+        for r in [answered, more, data].map(FlowRecordBuilder::build) {
             h.det.on_flow(r.client, &r, &mut cx);
         }
     }
