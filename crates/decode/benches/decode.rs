@@ -7,6 +7,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use tapsentry_decode::{decode, dns};
+use tapsentry_testkit::DnsMessage;
 use tapsentry_types::{Frame, LinkType, Timestamp};
 
 const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -67,18 +68,15 @@ fn frames() -> Vec<(&'static str, LinkType, Vec<u8>)> {
 }
 
 fn dns_query() -> Vec<u8> {
-    let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    m.extend_from_slice(b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
-    m
+    DnsMessage::query(0x1234, "www.example.com", 1).encode()
 }
 
+/// Mixed case, so the summary's lower-casing is part of the cost.
 fn dns_response() -> Vec<u8> {
-    let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
-    m.extend_from_slice(b"\x03www\x07Example\x03COM\x00\x00\x01\x00\x01");
-    m.extend_from_slice(&[
-        0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 93, 184, 216, 34,
-    ]);
-    m
+    DnsMessage::query(0x1234, "www.Example.COM", 1)
+        .response(0)
+        .answer(1, 3600, &[93, 184, 216, 34])
+        .encode()
 }
 
 fn bench_decode(c: &mut Criterion) {

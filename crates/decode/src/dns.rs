@@ -273,33 +273,24 @@ fn read_name(msg: &[u8], start: usize) -> Result<(DnsName, usize), DnsError> {
 mod tests {
     use super::*;
 
-    fn header(id: u16, flags: u16, qd: u16, an: u16) -> Vec<u8> {
-        let mut v = Vec::new();
-        for x in [id, flags, qd, an, 0, 0] {
-            v.extend_from_slice(&x.to_be_bytes());
-        }
-        v
-    }
+    use tapsentry_testkit::DnsMessage;
 
+    /// A query whose question name is `name` in wire form, as is.
     fn query(name: &[u8], qtype: u16) -> Vec<u8> {
-        let mut m = header(0xbeef, 0x0100, 1, 0);
-        m.extend_from_slice(name);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&1u16.to_be_bytes());
-        m
+        DnsMessage::query_wire(0xbeef, name, qtype).encode()
     }
 
     /// A response to `www.Example.COM A` with one answer whose name is a
     /// pointer to the question (the usual shape on the wire).
     fn response() -> Vec<u8> {
-        let mut m = header(0x1a2b, 0x8183, 1, 1); // QR RD RA, NXDOMAIN
-        m.extend_from_slice(b"\x03www\x07Example\x03COM\x00");
-        m.extend_from_slice(&[0, 1, 0, 1]);
-        m.extend_from_slice(&[
-            0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 93, 184, 216, 34,
-        ]);
-        m
+        DnsMessage::query(0x1a2b, "www.Example.COM", 1)
+            .response(3) // QR RD RA, NXDOMAIN
+            .answer(1, 3600, &[93, 184, 216, 34])
+            .encode()
     }
+
+    /// A header: id 1, no flags, one question, and nothing after it.
+    const BARE_HEADER: [u8; 12] = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
 
     #[test]
     fn query_fields() {
@@ -366,7 +357,7 @@ mod tests {
     fn backward_pointers_are_followed_within_budget() {
         // Names laid out before position p, each pointing to the previous,
         // so read_name is exercised beyond the question.
-        let mut m = header(1, 0, 1, 0);
+        let mut m = BARE_HEADER.to_vec();
         let a = m.len();
         m.extend_from_slice(b"\x03com\x00");
         let b = m.len();
@@ -380,7 +371,7 @@ mod tests {
         assert_eq!(end, c + 6);
 
         // A chain of 17 pointers, each one position-decreasing.
-        let mut m = header(1, 0, 1, 0);
+        let mut m = BARE_HEADER.to_vec();
         m.extend_from_slice(b"\x01a\x00");
         let mut prev = HEADER_LEN;
         for _ in 0..17 {

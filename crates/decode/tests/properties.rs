@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
 use tapsentry_decode::{decode, dns, DecodeError};
+use tapsentry_testkit::DnsMessage;
 use tapsentry_types::{Fragment, Frame, LinkType, TcpFlags, Timestamp};
 
 const LINKS: [LinkType; 11] = [
@@ -275,15 +276,7 @@ proptest! {
         id in any::<u16>(),
         qtype in any::<u16>(),
     ) {
-        let mut msg = id.to_be_bytes().to_vec();
-        msg.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-        for l in &labels {
-            msg.push(l.len() as u8);
-            msg.extend_from_slice(l.as_bytes());
-        }
-        msg.push(0);
-        msg.extend_from_slice(&qtype.to_be_bytes());
-        msg.extend_from_slice(&[0, 1]);
+        let msg = DnsMessage::query(id, &labels.join("."), qtype).encode();
         let s = dns::parse_message(&msg).unwrap();
         let want = labels.join(".").to_ascii_lowercase();
         prop_assert_eq!(s.qname.as_bytes(), want.as_bytes());
