@@ -3,6 +3,7 @@
 //! Simple Packet Blocks and the obsolete Packet Block.
 
 use tapsentry_capture::LinkType;
+use tapsentry_testkit::raw_pcap::PcapFormat;
 
 use crate::common::*;
 
@@ -229,19 +230,13 @@ fn epb_caplen_beyond_the_limit_is_refused_without_allocating() {
 
 #[test]
 fn modified_and_nanosecond_legacy_magic() {
-    // Little-endian nanosecond pcap, written by hand: one record.
-    let mut b = Vec::new();
-    b.extend_from_slice(&[0x4d, 0x3c, 0xb2, 0xa1]);
-    b.extend_from_slice(&2u16.to_le_bytes());
-    b.extend_from_slice(&4u16.to_le_bytes());
-    b.extend_from_slice(&[0; 8]);
-    b.extend_from_slice(&65535u32.to_le_bytes());
-    b.extend_from_slice(&101u32.to_le_bytes());
-    b.extend_from_slice(&(T0 as u32).to_le_bytes());
-    b.extend_from_slice(&999_999_999u32.to_le_bytes());
-    b.extend_from_slice(&3u32.to_le_bytes());
-    b.extend_from_slice(&40u32.to_le_bytes());
+    // Little-endian nanosecond pcap: one record, its fraction one
+    // nanosecond short of the next second.
+    let format = PcapFormat::micros(LinkType::RAW).nanos();
+    let mut b = format.file_header().to_vec();
+    b.extend_from_slice(&format.record_header(T0 as u32, 999_999_999, 3, 40));
     b.extend_from_slice(b"abc");
+    assert_eq!(b[..4], [0x4d, 0x3c, 0xb2, 0xa1]);
     let f = write_temp(&b);
     let r = read_paths(&[f.path().to_path_buf()]);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
