@@ -1,7 +1,9 @@
-//! Classic pcap headers as bytes, for what [`PcapWriter`](crate::PcapWriter)
-//! (libpcap's dumper) cannot write or cannot write fast enough: nanosecond
-//! or big-endian files, records with chosen lengths and fractions, and the
-//! bench generators that write millions of records through a `BufWriter`.
+//! Capture files as bytes, for what [`PcapWriter`](crate::PcapWriter)
+//! (libpcap's dumper) cannot write or cannot write fast enough: classic
+//! pcap in nanoseconds or big-endian with records of chosen lengths and
+//! fractions ([`PcapFormat`]), pcapng with several sections, resolutions
+//! and block kinds ([`Pcapng`]), and the bench generators that write
+//! millions of records through a `BufWriter`.
 //!
 //! ```
 //! use tapsentry_testkit::raw_pcap::PcapFormat;
@@ -131,6 +133,160 @@ impl PcapFormat {
     }
 }
 
+/// A pcapng file built block by block, in the byte order of the current
+/// section: section headers, interfaces with their time resolution and
+/// offset options, enhanced, simple and obsolete packet blocks, and
+/// blocks of unknown type.
+///
+/// ```
+/// use tapsentry_testkit::raw_pcap::Pcapng;
+///
+/// let mut ng = Pcapng::new();
+/// ng.shb(false)
+///     .idb(1, Some(9), None) // Ethernet, nanoseconds
+///     .epb(0, 1_700_000_000_123_456_789, b"frame", 60);
+/// assert_eq!(ng.bytes[..4], [0x0a, 0x0d, 0x0d, 0x0a]);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Pcapng {
+    /// The file so far; tests may append damaged blocks by hand.
+    pub bytes: Vec<u8>,
+    be: bool,
+}
+
+impl Pcapng {
+    /// An empty file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn u16(&mut self, v: u16) {
+        let b = if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.bytes.extend_from_slice(&b);
+    }
+
+    fn u32(&mut self, v: u32) {
+        let b = if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.bytes.extend_from_slice(&b);
+    }
+
+    /// A block: type, total length, the body padded to 32 bits, the total
+    /// length again.
+    fn block(&mut self, block_type: u32, body: &[u8]) {
+        let padded = body.len().div_ceil(4) * 4;
+        let total = (12 + padded) as u32;
+        self.u32(block_type);
+        self.u32(total);
+        self.bytes.extend_from_slice(body);
+        self.bytes.resize(self.bytes.len() + padded - body.len(), 0);
+        self.u32(total);
+    }
+
+    fn body(&self, f: impl FnOnce(&mut Pcapng)) -> Vec<u8> {
+        let mut b = Pcapng {
+            bytes: Vec::new(),
+            be: self.be,
+        };
+        f(&mut b);
+        b.bytes
+    }
+
+    /// A section header block (version 1.0, length unknown) opening a
+    /// section in big-endian (`be`) or little-endian byte order.
+    pub fn shb(&mut self, be: bool) -> &mut Self {
+        self.be = be;
+        let body = self.body(|b| {
+            b.u32(0x1a2b_3c4d);
+            b.u16(1);
+            b.u16(0);
+            b.bytes.extend_from_slice(&[0xff; 8]);
+        });
+        self.block(0x0a0d_0d0a, &body);
+        self
+    }
+
+    /// An interface description block of link type `link`, snap length
+    /// 262144, with optional if_tsresol and if_tsoffset options.
+    pub fn idb(&mut self, link: u16, tsresol: Option<u8>, tsoffset: Option<i64>) -> &mut Self {
+        let be = self.be;
+        let body = self.body(|b| {
+            b.u16(link);
+            b.u16(0);
+            b.u32(262_144);
+            if let Some(r) = tsresol {
+                b.u16(9);
+                b.u16(1);
+                b.bytes.extend_from_slice(&[r, 0, 0, 0]);
+            }
+            if let Some(o) = tsoffset {
+                b.u16(14);
+                b.u16(8);
+                b.bytes
+                    .extend_from_slice(&if be { o.to_be_bytes() } else { o.to_le_bytes() });
+            }
+            b.u16(0);
+            b.u16(0);
+        });
+        self.block(1, &body);
+        self
+    }
+
+    /// An enhanced packet block on interface `if_id` at `ts` units of that
+    /// interface's resolution, `data` captured of `orig` bytes.
+    pub fn epb(&mut self, if_id: u32, ts: u64, data: &[u8], orig: u32) -> &mut Self {
+        let body = self.body(|b| {
+            b.u32(if_id);
+            b.u32((ts >> 32) as u32);
+            b.u32(ts as u32);
+            b.u32(data.len() as u32);
+            b.u32(orig);
+            b.bytes.extend_from_slice(data);
+            b.bytes.resize(b.bytes.len().div_ceil(4) * 4, 0);
+        });
+        self.block(6, &body);
+        self
+    }
+
+    /// A simple packet block (interface 0, no timestamp) of `orig` bytes.
+    pub fn spb(&mut self, data: &[u8], orig: u32) -> &mut Self {
+        let body = self.body(|b| {
+            b.u32(orig);
+            b.bytes.extend_from_slice(data);
+        });
+        self.block(3, &body);
+        self
+    }
+
+    /// The obsolete packet block (type 2).
+    pub fn pb(&mut self, if_id: u16, ts: u64, data: &[u8], orig: u32) -> &mut Self {
+        let body = self.body(|b| {
+            b.u16(if_id);
+            b.u16(0);
+            b.u32((ts >> 32) as u32);
+            b.u32(ts as u32);
+            b.u32(data.len() as u32);
+            b.u32(orig);
+            b.bytes.extend_from_slice(data);
+        });
+        self.block(2, &body);
+        self
+    }
+
+    /// A block type nobody knows, which readers skip.
+    pub fn unknown(&mut self) -> &mut Self {
+        self.block(0x0bad_0001, &[1, 2, 3, 4, 5]);
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +320,23 @@ mod tests {
         assert_eq!(file.len(), 24 + 16 + 2 + 16);
         assert_eq!(file[24..40], f.record_header(2, 3, 2, 2));
         assert_eq!(file[40..42], *b"ab");
+    }
+
+    #[test]
+    fn pcapng_blocks_are_framed_and_padded() {
+        let mut ng = Pcapng::new();
+        ng.shb(true).spb(b"abcde", 5);
+        // Section header: type, length 28, BOM in the section's order.
+        assert_eq!(
+            ng.bytes[..12],
+            [0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 28, 0x1a, 0x2b, 0x3c, 0x4d]
+        );
+        assert_eq!(ng.bytes[24..28], [0, 0, 0, 28]);
+        // Simple packet block: 4-byte length + 5 bytes padded to 8, framed.
+        let spb = &ng.bytes[28..];
+        assert_eq!(spb.len(), 24);
+        assert_eq!(spb[..8], [0, 0, 0, 3, 0, 0, 0, 24]);
+        assert_eq!(spb[12..20], *b"abcde\0\0\0");
+        assert_eq!(spb[20..], [0, 0, 0, 24]);
     }
 }

@@ -1,143 +1,12 @@
-//! Hand-built pcapng files for what the corpus lacks: big-endian sections,
-//! several sections, power-of-two and nanosecond resolutions, if_tsoffset,
-//! Simple Packet Blocks and the obsolete Packet Block.
+//! Capture files built byte by byte (testkit's `raw_pcap`) for what the
+//! corpus lacks: pcapng with big-endian sections, several sections,
+//! power-of-two and nanosecond resolutions, if_tsoffset, Simple Packet
+//! Blocks and the obsolete Packet Block; a nanosecond classic pcap.
 
 use tapsentry_capture::LinkType;
-use tapsentry_testkit::raw_pcap::PcapFormat;
+use tapsentry_testkit::raw_pcap::{PcapFormat, Pcapng};
 
 use crate::common::*;
-
-pub struct Ng {
-    pub bytes: Vec<u8>,
-    be: bool,
-}
-
-impl Ng {
-    pub fn new() -> Self {
-        Ng {
-            bytes: Vec::new(),
-            be: false,
-        }
-    }
-
-    fn u16(&mut self, v: u16) {
-        let b = if self.be {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.bytes.extend_from_slice(&b);
-    }
-
-    fn u32(&mut self, v: u32) {
-        let b = if self.be {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.bytes.extend_from_slice(&b);
-    }
-
-    fn block(&mut self, block_type: u32, body: &[u8]) {
-        let padded = body.len().div_ceil(4) * 4;
-        let total = (12 + padded) as u32;
-        self.u32(block_type);
-        self.u32(total);
-        self.bytes.extend_from_slice(body);
-        self.bytes.resize(self.bytes.len() + padded - body.len(), 0);
-        self.u32(total);
-    }
-
-    fn body(&self, f: impl FnOnce(&mut Ng)) -> Vec<u8> {
-        let mut b = Ng {
-            bytes: Vec::new(),
-            be: self.be,
-        };
-        f(&mut b);
-        b.bytes
-    }
-
-    pub fn shb(&mut self, be: bool) -> &mut Self {
-        self.be = be;
-        let body = self.body(|b| {
-            b.u32(0x1a2b_3c4d);
-            b.u16(1);
-            b.u16(0);
-            b.bytes.extend_from_slice(&[0xff; 8]);
-        });
-        self.block(0x0a0d_0d0a, &body);
-        self
-    }
-
-    /// An interface with optional if_tsresol and if_tsoffset options.
-    pub fn idb(&mut self, link: u16, tsresol: Option<u8>, tsoffset: Option<i64>) -> &mut Self {
-        let be = self.be;
-        let body = self.body(|b| {
-            b.u16(link);
-            b.u16(0);
-            b.u32(262_144);
-            if let Some(r) = tsresol {
-                b.u16(9);
-                b.u16(1);
-                b.bytes.extend_from_slice(&[r, 0, 0, 0]);
-            }
-            if let Some(o) = tsoffset {
-                b.u16(14);
-                b.u16(8);
-                b.bytes
-                    .extend_from_slice(&if be { o.to_be_bytes() } else { o.to_le_bytes() });
-            }
-            b.u16(0);
-            b.u16(0);
-        });
-        self.block(1, &body);
-        self
-    }
-
-    pub fn epb(&mut self, if_id: u32, ts: u64, data: &[u8], orig: u32) -> &mut Self {
-        let body = self.body(|b| {
-            b.u32(if_id);
-            b.u32((ts >> 32) as u32);
-            b.u32(ts as u32);
-            b.u32(data.len() as u32);
-            b.u32(orig);
-            b.bytes.extend_from_slice(data);
-            b.bytes.resize(b.bytes.len().div_ceil(4) * 4, 0);
-        });
-        self.block(6, &body);
-        self
-    }
-
-    pub fn spb(&mut self, data: &[u8], orig: u32) -> &mut Self {
-        let body = self.body(|b| {
-            b.u32(orig);
-            b.bytes.extend_from_slice(data);
-        });
-        self.block(3, &body);
-        self
-    }
-
-    /// The obsolete Packet Block (type 2).
-    pub fn pb(&mut self, if_id: u16, ts: u64, data: &[u8], orig: u32) -> &mut Self {
-        let body = self.body(|b| {
-            b.u16(if_id);
-            b.u16(0);
-            b.u32((ts >> 32) as u32);
-            b.u32(ts as u32);
-            b.u32(data.len() as u32);
-            b.u32(orig);
-            b.bytes.extend_from_slice(data);
-        });
-        self.block(2, &body);
-        self
-    }
-
-    /// A block type nobody knows, to be skipped.
-    pub fn unknown(&mut self) -> &mut Self {
-        self.block(0x0bad_0001, &[1, 2, 3, 4, 5]);
-        self
-    }
-}
 
 pub fn write_temp(bytes: &[u8]) -> tempfile::NamedTempFile {
     use std::io::Write;
@@ -151,7 +20,7 @@ const T0: u64 = 1_700_000_000;
 
 #[test]
 fn sections_resolutions_and_packet_block_kinds() {
-    let mut ng = Ng::new();
+    let mut ng = Pcapng::new();
     ng.shb(false)
         .idb(1, None, None) // default microseconds
         .idb(101, Some(9), None) // nanoseconds
@@ -192,7 +61,7 @@ fn sections_resolutions_and_packet_block_kinds() {
 
 #[test]
 fn epb_on_unsupported_interface_is_skipped_once_per_interface() {
-    let mut ng = Ng::new();
+    let mut ng = Pcapng::new();
     ng.shb(false)
         .idb(1, None, None)
         .idb(147, None, None)
@@ -212,7 +81,7 @@ fn epb_on_unsupported_interface_is_skipped_once_per_interface() {
 #[test]
 fn epb_caplen_beyond_the_limit_is_refused_without_allocating() {
     // A block claiming 300 MB must be refused from its header alone.
-    let mut ng = Ng::new();
+    let mut ng = Pcapng::new();
     ng.shb(false).idb(1, None, None).epb(0, 1, b"ok", 2);
     ng.bytes.extend_from_slice(&6u32.to_le_bytes());
     ng.bytes.extend_from_slice(&300_000_000u32.to_le_bytes());
