@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 use tapsentry_detect::port_scan::PortScanStats;
-use tapsentry_detect::{route_flow, DetectCx, Detector, HomeNet, PortScanConfig, PortScanDetector};
+use tapsentry_detect::{
+    registry, route_flow, DetectCx, Detector, HomeNet, PortScanConfig, PortScanDetector, View,
+};
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{
     Alert, DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, TcpFlags, Timestamp,
@@ -144,12 +146,22 @@ impl Harness {
     fn feed(&mut self, r: R) -> usize {
         let rec = r.build();
         let before = self.alerts.len();
-        let mut cx = DetectCx::new(&self.home, &self.intel, &mut self.alerts);
         for host in route_flow(&rec, &self.home).into_iter().flatten() {
-            self.det.on_flow(host, &rec, &mut cx);
+            self.deliver(host, &rec);
         }
+        let mut cx = DetectCx::new(&self.home, &self.intel, &mut self.alerts);
         self.det.on_tick(rec.last_seen, &mut cx);
         self.alerts.len() - before
+    }
+
+    /// Hands the record to the detector as routed for `host`, when the
+    /// worker would: only if port_scan's registered perspective admits it.
+    fn deliver(&mut self, host: IpAddr, rec: &FlowRecord) {
+        let perspective = registry::entry("port_scan").unwrap().perspective;
+        if perspective.admits(View::of(host, rec, &self.home)) {
+            let mut cx = DetectCx::new(&self.home, &self.intel, &mut self.alerts);
+            self.det.on_flow(host, rec, &mut cx);
+        }
     }
 
     fn one(&self) -> &Alert {
@@ -566,8 +578,7 @@ fn mid_stream_pickups_and_backscatter_are_not_probes() {
         .flags(0)
         .build();
         r.to_server = DirCounts::default();
-        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
-        h.det.on_flow(ip("10.0.0.8"), &r, &mut cx);
+        h.deliver(ip("10.0.0.8"), &r);
     }
     h.quiet();
     assert_eq!(h.det.stats().tracked_scanners, 0);
@@ -582,8 +593,8 @@ fn later_records_of_a_flow_are_not_counted_again() {
             packets: 1,
             bytes: 60,
         };
-        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
-        h.det.on_flow(ip("10.0.0.7"), &rec, &mut cx);
+        h.deliver(ip("10.0.0.7"), &rec);
+        h.deliver(ip(SCANNER_OUT), &rec);
     }
     h.quiet();
 }
@@ -658,7 +669,9 @@ fn raises_once_per_classification() {
 
 #[test]
 fn config_problems_and_safe_construction() {
-    assert!(PortScanConfig::default().problems().is_empty());
+    assert!(PortScanConfig::default()
+        .problems("detect.port_scan")
+        .is_empty());
     let bad = PortScanConfig {
         alpha: f64::NAN,
         beta: 1.5,
@@ -669,7 +682,11 @@ fn config_problems_and_safe_construction() {
         allow: vec!["not-a-net".into()],
         ..PortScanConfig::default()
     };
-    let keys: Vec<_> = bad.problems().into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<_> = bad
+        .problems("detect.port_scan")
+        .into_iter()
+        .map(|p| p.path)
+        .collect();
     for k in [
         "detect.port_scan.alpha",
         "detect.port_scan.beta",
@@ -678,7 +695,7 @@ fn config_problems_and_safe_construction() {
         "detect.port_scan.window_secs",
         "detect.port_scan.allow",
     ] {
-        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        assert!(keys.iter().any(|p| p == k), "{k} missing from {keys:?}");
     }
     let mut h = Harness::new(bad);
     assert!(h.det.threshold().is_finite() && h.det.threshold() > 0.0);
@@ -821,8 +838,7 @@ fn an_ack_ping_sweep_answered_by_resets_is_a_sweep() {
             bytes: 40,
         };
         r.server_flags = TcpFlags(TcpFlags::RST);
-        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
-        h.det.on_flow(r.client, &r, &mut cx);
+        h.deliver(r.client, &r);
     }
     let a = h.one();
     assert_eq!(a.alert.signature, "port_scan.horizontal");
@@ -865,9 +881,8 @@ fn bare_acks_of_live_sessions_are_not_probes() {
             packets: 1,
             bytes: 600,
         };
-        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
         for r in [answered, more, data] {
-            h.det.on_flow(r.client, &r, &mut cx);
+            h.deliver(r.client, &r);
         }
     }
     h.quiet();
