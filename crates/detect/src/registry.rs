@@ -318,6 +318,76 @@ mod tests {
         assert_eq!(p[0].path, "detect.state_interval_secs");
     }
 
+    #[test]
+    fn every_section_bounds_its_values() {
+        let cfg = DetectConfig {
+            dns_tunnel: DnsTunnelConfig {
+                window_secs: 0,
+                min_unique_names: 0,
+                min_mean_subdomain_len: -1.0,
+                min_entropy: f64::NAN,
+                allow: vec![" . ".into()],
+                max_tracked: 0,
+                ..DnsTunnelConfig::default()
+            },
+            external_login: ExternalLoginConfig {
+                ports: vec![22, 0],
+                brute_force_sessions: 1,
+                many_sources: 0,
+                window_secs: 0,
+                max_tracked: 0,
+                ..ExternalLoginConfig::default()
+            },
+            unusual_protocol: UnusualProtocolConfig {
+                max_pairs: 0,
+                learning_secs: 0,
+                ..UnusualProtocolConfig::default()
+            },
+            spambot: SpambotConfig {
+                smtp_ports: Vec::new(),
+                min_connections: 0,
+                max_hosts: 0,
+                learning_secs: 0,
+                ..SpambotConfig::default()
+            },
+            exfiltration: ExfiltrationConfig {
+                max_hosts: 0,
+                peak_half_life_secs: 0,
+                ..ExfiltrationConfig::default()
+            },
+            data_collection: DataCollectionConfig {
+                max_hosts: 0,
+                alpha: f64::INFINITY,
+                ..DataCollectionConfig::default()
+            },
+            ..DetectConfig::default()
+        };
+        let got: Vec<String> = cfg.problems("detect").into_iter().map(|p| p.path).collect();
+        let want = [
+            "detect.exfiltration.peak_half_life_secs",
+            "detect.exfiltration.max_hosts",
+            "detect.dns_tunnel.window_secs",
+            "detect.dns_tunnel.min_unique_names",
+            "detect.dns_tunnel.min_mean_subdomain_len",
+            "detect.dns_tunnel.min_entropy",
+            "detect.dns_tunnel.allow",
+            "detect.dns_tunnel.max_tracked",
+            "detect.data_collection.alpha",
+            "detect.data_collection.max_hosts",
+            "detect.spambot.smtp_ports",
+            "detect.spambot.min_connections",
+            "detect.spambot.max_hosts",
+            "detect.unusual_protocol.max_pairs",
+            "detect.external_login.ports",
+            "detect.external_login.brute_force_sessions",
+            "detect.external_login.many_sources",
+            "detect.external_login.window_secs",
+            "detect.external_login.max_tracked",
+        ];
+        // A zero learning period is allowed: no learning at all.
+        assert_eq!(got, want);
+    }
+
     /// The views a record is routed for, and which of them `p` admits.
     fn admitted(p: Perspective, rec: &FlowRecord, home: &HomeNet) -> Vec<String> {
         route_flow(rec, home)
