@@ -24,7 +24,8 @@
 //! The Tor list holds 2,000 addresses (none of them the office's peers), so
 //! the Tor detector does its lookups rather than return at an empty list.
 //! Elements are flow records as routed (a record about two inside hosts
-//! counts twice, as it is judged twice) plus DNS events. `all_detectors` is
+//! counts twice) plus DNS events; each detector gets the records its
+//! registered perspective admits, as in the worker. `all_detectors` is
 //! the whole `Worker` with the default configuration, for comparison.
 //!
 //! `cargo bench --bench detectors`
@@ -40,9 +41,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use tapsentry_detect::{
-    Batch, DataCollectionDetector, DetectConfig, DetectCx, Detector, DnsTunnelDetector,
-    ExfiltrationDetector, ExternalLoginDetector, HomeNet, PortScanDetector, SpambotDetector,
-    TorDetector, UnusualProtocolDetector, Worker,
+    Batch, DetectConfig, DetectCx, Detector, HomeNet, Perspective, View, Worker, DETECTORS,
 };
 use tapsentry_intel::{IntelSnapshot, TorExitList};
 use tapsentry_testkit::office::{Attack, Office, OfficeSpec, ScanKind};
@@ -52,36 +51,6 @@ mod common;
 
 /// Untimed warm-up: learning (1800 s by default) plus half an hour.
 const WARM_UP_SECS: u64 = 3600;
-
-type Build = fn(&DetectConfig) -> Box<dyn Detector>;
-
-/// Every detector of `crates/detect`, by the name it reports.
-fn detectors() -> Vec<(&'static str, Build)> {
-    vec![
-        ("exfiltration", |c| {
-            Box::new(ExfiltrationDetector::new(c.exfiltration.clone()))
-        }),
-        ("data_collection", |c| {
-            Box::new(DataCollectionDetector::new(c.data_collection.clone()))
-        }),
-        ("dns_tunnel", |c| {
-            Box::new(DnsTunnelDetector::new(c.dns_tunnel.clone()))
-        }),
-        ("port_scan", |c| {
-            Box::new(PortScanDetector::new(c.port_scan.clone()))
-        }),
-        ("tor", |c| Box::new(TorDetector::new(c.tor.clone()))),
-        ("unusual_protocol", |c| {
-            Box::new(UnusualProtocolDetector::new(c.unusual_protocol.clone()))
-        }),
-        ("external_login", |c| {
-            Box::new(ExternalLoginDetector::new(c.external_login.clone()))
-        }),
-        ("spambot", |c| {
-            Box::new(SpambotDetector::new(c.spambot.clone()))
-        }),
-    ]
-}
 
 /// The standard office with the background noise of a public network:
 /// two slow outside scanners, one over TCP and one over UDP, probing known
@@ -134,6 +103,7 @@ fn tor_list(n: u32) -> TorExitList {
 /// events, then flow records, then one tick.
 fn feed(
     d: &mut dyn Detector,
+    perspective: Perspective,
     batches: &[Batch],
     home: &HomeNet,
     intel: &IntelSnapshot,
@@ -144,8 +114,11 @@ fn feed(
         for ev in &b.dns {
             d.on_dns(ev, &mut cx);
         }
+        // As `Worker::process` does: only the records the detector judges.
         for (host, rec) in &b.flows {
-            d.on_flow(*host, rec, &mut cx);
+            if perspective.admits(View::of(*host, rec, home)) {
+                d.on_flow(*host, rec, &mut cx);
+            }
         }
         d.on_tick(b.now, &mut cx);
     }
@@ -209,25 +182,39 @@ fn bench_detectors(c: &mut Criterion) {
     // One iteration replays two hours of office: tens of milliseconds.
     g.sample_size(10);
     g.throughput(Throughput::Elements(elements));
-    for (name, build) in detectors() {
+    for entry in DETECTORS {
+        let (name, perspective) = (entry.name, entry.perspective);
         let warmed = || {
-            let mut d = build(&cfg);
-            assert_eq!(d.name(), name, "detector table and names agree");
+            let mut d = entry.build(&cfg);
             let mut alerts = Vec::new();
-            feed(d.as_mut(), warm, &home, &intel, &mut alerts);
+            feed(d.as_mut(), perspective, warm, &home, &intel, &mut alerts);
             alerts.clear();
             (d, alerts)
         };
         // Alerts of one pass, for the fixture line (not timed).
         let (mut d, mut alerts) = warmed();
-        feed(d.as_mut(), measured, &home, &intel, &mut alerts);
+        feed(
+            d.as_mut(),
+            perspective,
+            measured,
+            &home,
+            &intel,
+            &mut alerts,
+        );
         eprintln!("  {name}: {} alerts in the measured part", alerts.len());
 
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter_batched(
                 warmed,
                 |(mut d, mut alerts)| {
-                    feed(d.as_mut(), black_box(measured), &home, &intel, &mut alerts);
+                    feed(
+                        d.as_mut(),
+                        perspective,
+                        black_box(measured),
+                        &home,
+                        &intel,
+                        &mut alerts,
+                    );
                     (d, alerts)
                 },
                 BatchSize::PerIteration,

@@ -70,6 +70,34 @@ fn volume_detector_values_are_checked() {
     }
 }
 
+/// The detectors that checked nothing before the registry: a zero-length
+/// window (dns_tunnel, external_login) or a zero cap (unusual_protocol,
+/// which has no window) is reported, every one in one run. `tor` has no
+/// value to bound (only `enabled`); a wrong type there is still named.
+#[test]
+fn formerly_unchecked_detectors_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[detect.dns_tunnel]\nwindow_secs = 0\n[detect.external_login]\nwindow_secs = 0\n\
+         [detect.unusual_protocol]\nmax_pairs = 0\n[detect.tor]\nenabled = \"yes\"\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for needle in [
+        "key 'detect.dns_tunnel.window_secs': must be at least 1",
+        "key 'detect.external_login.window_secs': must be at least 1",
+        "key 'detect.unusual_protocol.max_pairs': must be at least 1",
+        "key 'detect.tor.enabled'",
+    ] {
+        assert!(err.contains(needle), "missing {needle}: {err}");
+    }
+    assert_eq!(err.lines().count(), 4, "{err}");
+}
+
 #[test]
 fn broken_tor_list_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{proto_name, Category, FlowRecord, Mitre};
+use tapsentry_types::{proto_name, Category, FlowRecord, Mitre, Problem, SectionProblems};
 
 use crate::common::{Finding, HostTable};
 use crate::state::{entry_value, parse_entry};
@@ -28,7 +28,7 @@ use crate::volume::{
 use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.data_collection]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataCollectionConfig {
     /// Run this detector. Default true.
@@ -80,9 +80,12 @@ impl Default for DataCollectionConfig {
 }
 
 impl DataCollectionConfig {
-    /// Problems with the values, as (key, message).
-    pub fn problems(&self) -> Vec<(String, String)> {
-        self.params().problems("data_collection")
+    /// Every problem with the values, each under `section`.
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        self.params().problems(&mut p);
+        p.at_least("max_hosts", self.max_hosts, 1);
+        p.into_vec()
     }
 
     fn params(&self) -> VolumeParams {
@@ -187,13 +190,15 @@ impl Detector for DataCollectionDetector {
         Ok(())
     }
 
+    /// Registered [`crate::Perspective::InsideHost`]: `host` is inside,
+    /// either end; only flows with an inside peer are internal transfers.
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
         let peer = if host == rec.client {
             rec.server
         } else {
             rec.client
         };
-        if peer == host || !cx.home.contains(host) || !cx.home.contains(peer) {
+        if peer == host || !cx.home.contains(peer) {
             return;
         }
         let (received, sent) = if host == rec.client {
@@ -251,7 +256,7 @@ impl Detector for DataCollectionDetector {
         );
         let finding = Finding {
             ts: now,
-            category: Category::DataCollection,
+            category: Category::DATA_COLLECTION,
             signature: "data_collection.internal_transfer",
             severity: j.severity(),
             description,

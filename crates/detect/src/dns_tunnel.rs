@@ -14,15 +14,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{Category, DnsEvent, FlowRecord, Mitre, Timestamp};
+use tapsentry_types::{Category, DnsEvent, FlowRecord, Mitre, Problem, SectionProblems, Timestamp};
 
 use crate::common::{Finding, HostTable};
 use crate::{DetectCx, Detector};
 
 /// The `[detect.dns_tunnel]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsTunnelConfig {
     /// Run this detector. Default true.
@@ -77,6 +77,32 @@ impl Default for DnsTunnelConfig {
             .to_vec(),
             max_tracked: 50_000,
         }
+    }
+}
+
+impl DnsTunnelConfig {
+    /// Every problem with the values, each under `section`. (`min_bytes`
+    /// may be 0: the length and entropy conditions then decide alone.)
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        p.at_least("window_secs", self.window_secs, 1);
+        p.at_least("min_unique_names", self.min_unique_names, 1);
+        // A DNS name is at most 253 bytes.
+        p.within(
+            "min_mean_subdomain_len",
+            self.min_mean_subdomain_len,
+            0.0,
+            253.0,
+        );
+        // Entropy of bytes: at most 8 bits each.
+        p.within("min_entropy", self.min_entropy, 0.0, 8.0);
+        for a in &self.allow {
+            if a.trim().trim_matches('.').is_empty() {
+                p.push("allow", format!("'{a}' is not a domain"));
+            }
+        }
+        p.at_least("max_tracked", self.max_tracked, 1);
+        p.into_vec()
     }
 }
 
@@ -216,9 +242,11 @@ impl Detector for DnsTunnelDetector {
         "dns_tunnel"
     }
 
+    /// Registered [`crate::Perspective::InsideServer`]: `host` is the
+    /// record's server, inside; it is a resolver when it answers DNS for
+    /// another inside host.
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
-        if host == rec.server
-            && rec.server_port == 53
+        if rec.server_port == 53
             && matches!(rec.proto, 6 | 17)
             && rec.responder_answered
             && rec.client != host
@@ -345,7 +373,7 @@ impl Detector for DnsTunnelDetector {
         let outside = (!cx.home.contains(ev.server)).then_some(ev.server);
         let alert = Finding {
             ts: ev.ts,
-            category: Category::Exfiltration,
+            category: Category::EXFILTRATION,
             signature: "exfiltration.dns_tunnel",
             severity,
             description,

@@ -29,7 +29,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{proto_name, Category, FlowRecord, Mitre, Timestamp};
+use tapsentry_types::{
+    proto_name, Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp,
+};
 
 use crate::common::{Finding, HostTable};
 use crate::home::parse_net;
@@ -41,7 +43,7 @@ use crate::volume::{
 use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.exfiltration]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExfiltrationConfig {
     /// Run this detector. Default true.
@@ -125,41 +127,27 @@ impl Default for ExfiltrationConfig {
 }
 
 impl ExfiltrationConfig {
-    /// Problems with the values, as (key, message).
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut p = self.params().problems("exfiltration");
+    /// Every problem with the values, each under `section`.
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        self.params().problems(&mut p);
         for e in &self.allow {
             if parse_net(e).is_none() {
-                p.push((
-                    "detect.exfiltration.allow".into(),
-                    format!("'{e}' is not an address or CIDR network"),
-                ));
+                p.push("allow", format!("'{e}' is not an address or CIDR network"));
             }
         }
-        if self.slow_horizon_secs == 0 {
-            p.push((
-                "detect.exfiltration.slow_horizon_secs".into(),
-                "must be at least 1".into(),
-            ));
-        }
+        p.at_least("slow_horizon_secs", self.slow_horizon_secs, 1);
         for (k, v) in [
             ("slow_factor", self.slow_factor),
             ("min_asymmetry", self.min_asymmetry),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                p.push((
-                    format!("detect.exfiltration.{k}"),
-                    "must be 0 or more".into(),
-                ));
+                p.push(k, "must be 0 or more");
             }
         }
-        if self.max_destinations == 0 {
-            p.push((
-                "detect.exfiltration.max_destinations".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        p
+        p.at_least("max_destinations", self.max_destinations, 1);
+        p.at_least("max_hosts", self.max_hosts, 1);
+        p.into_vec()
     }
 
     fn params(&self) -> VolumeParams {
@@ -356,16 +344,15 @@ impl Detector for ExfiltrationDetector {
         Ok(())
     }
 
+    /// Registered [`crate::Perspective::InsideHost`]: `host` is inside,
+    /// either end; only flows with an outside peer carry data out.
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
         let peer = if host == rec.client {
             rec.server
         } else {
             rec.client
         };
-        if !cx.home.contains(host)
-            || cx.home.contains(peer)
-            || self.allow.iter().any(|n| n.contains(&peer))
-        {
+        if cx.home.contains(peer) || self.allow.iter().any(|n| n.contains(&peer)) {
             return;
         }
         let (sent, received) = if host == rec.client {
@@ -561,7 +548,7 @@ impl Detector for ExfiltrationDetector {
         let (dest, port, proto) = (d.dest, d.port, d.proto);
         let finding = Finding {
             ts: now,
-            category: Category::Exfiltration,
+            category: Category::EXFILTRATION,
             signature: "exfiltration.slow",
             severity,
             description,
@@ -622,7 +609,7 @@ fn burst_finding(
     );
     Finding {
         ts: now,
-        category: Category::Exfiltration,
+        category: Category::EXFILTRATION,
         signature: "exfiltration.volume",
         severity: j.severity(),
         description,

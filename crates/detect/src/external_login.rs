@@ -8,14 +8,14 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{Category, FlowRecord, Mitre, Timestamp};
+use tapsentry_types::{Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp};
 
 use crate::common::{accepted, record_community_id, Finding, HostTable};
 use crate::state::{entry_value, parse_entry};
 use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.external_login]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExternalLoginConfig {
     /// Run this detector. Default true.
@@ -52,6 +52,21 @@ impl Default for ExternalLoginConfig {
             window_secs: 600,
             max_tracked: 100_000,
         }
+    }
+}
+
+impl ExternalLoginConfig {
+    /// Every problem with the values, each under `section`.
+    /// (`learning_secs` and `interactive_secs` may be 0.)
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        p.ports("ports", &self.ports);
+        // One session is not a brute force, one source not many.
+        p.at_least("brute_force_sessions", self.brute_force_sessions, 2);
+        p.at_least("many_sources", self.many_sources, 2);
+        p.at_least("window_secs", self.window_secs, 1);
+        p.at_least("max_tracked", self.max_tracked, 1);
+        p.into_vec()
     }
 }
 
@@ -121,7 +136,7 @@ fn login_finding(
 ) -> Finding {
     Finding {
         ts,
-        category: Category::ExternalLogin,
+        category: Category::EXTERNAL_LOGIN,
         signature,
         severity,
         description,
@@ -183,12 +198,10 @@ impl Detector for ExternalLoginDetector {
         Ok(())
     }
 
-    fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
-        if rec.proto != 6
-            || host != rec.server
-            || !self.cfg.ports.contains(&rec.server_port)
-            || !cx.home.contains(rec.server)
-        {
+    /// Registered [`crate::Perspective::InsideServer`]: `host` is the
+    /// record's server, inside.
+    fn on_flow(&mut self, _host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        if rec.proto != 6 || !self.cfg.ports.contains(&rec.server_port) {
             return;
         }
         let outside = !cx.home.contains(rec.client);

@@ -8,6 +8,15 @@
 //! ([`route_flow`], [`shard_for`]), so per-host state needs no lock and every
 //! host's records arrive in the same order whatever N is.
 //!
+//! Every detector is one line of the [`registry`]: its name (and
+//! `[detect.NAME]` section), config and detector types, alert [category]
+//! and the [`Perspective`] it judges records from; the worker hands a
+//! detector only the records its perspective admits. Adding a detector is
+//! that line, its module, its section in `sensor.toml.example` and its
+//! section in `docs/detections.md` ("Adding a detector" there).
+//!
+//! [category]: tapsentry_types::Category
+//!
 //! ```
 //! use std::net::IpAddr;
 //! use std::sync::Arc;
@@ -30,6 +39,7 @@ mod exfiltration;
 mod external_login;
 mod home;
 pub mod port_scan;
+pub mod registry;
 mod response;
 mod spambot;
 mod state;
@@ -42,7 +52,6 @@ mod worker;
 
 use std::net::IpAddr;
 
-use serde::Deserialize;
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
@@ -53,6 +62,9 @@ pub use exfiltration::{ExfiltrationConfig, ExfiltrationDetector};
 pub use external_login::{ExternalLoginConfig, ExternalLoginDetector};
 pub use home::{HomeNet, HomeNetError};
 pub use port_scan::{PortScanConfig, PortScanDetector};
+pub use registry::{
+    categories, DetectConfig, DetectorEntry, Perspective, StateIntervalSecs, View, DETECTORS,
+};
 pub use response::block_response;
 pub use spambot::{SpambotConfig, SpambotDetector};
 pub use state::StateError;
@@ -114,6 +126,25 @@ impl<'a> DetectCx<'a> {
     pub fn raise(&mut self, alert: Alert) {
         self.alerts.push(alert);
     }
+
+    /// Alerts in the buffer so far.
+    #[cfg(debug_assertions)]
+    fn raised(&self) -> usize {
+        self.alerts.len()
+    }
+
+    /// Debug builds: every alert raised since `since` carries the category
+    /// `entry` registers (the registry and the module name it apart).
+    #[cfg(debug_assertions)]
+    fn check_categories(&self, since: usize, entry: &registry::DetectorEntry) {
+        for a in self.alerts.iter().skip(since) {
+            debug_assert_eq!(
+                a.alert.category, entry.category,
+                "{} raised {} under another category than it registered",
+                entry.name, a.alert.signature
+            );
+        }
+    }
 }
 
 /// One detection. Every hook but [`Detector::on_flow`] defaults to nothing.
@@ -121,11 +152,12 @@ pub trait Detector: Send {
     /// A short stable name (also the config section under `[detect]`).
     fn name(&self) -> &'static str;
 
-    /// A flow record routed to this shard because it concerns `host`.
-    /// A flow between two inside hosts is seen once from each side; the
-    /// first record of a flow opened from outside is seen from the inside
-    /// server and from the outside client ([`route_flow`]), so a detector
-    /// judging inside hosts must ignore a `host` that is not inside.
+    /// A flow record routed to this shard because it concerns `host`,
+    /// seen from a side this detector judges: the worker calls it only for
+    /// the records its registered [`Perspective`] admits
+    /// ([`registry::DETECTORS`]), so a detector does not filter on `host`
+    /// itself (a flow between two inside hosts, routed to both, reaches an
+    /// [`Perspective::InsideClient`] detector once, from its client).
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>);
 
     /// A DNS message whose client belongs to this shard.
@@ -152,47 +184,5 @@ pub trait Detector: Send {
     /// detector's memory caps; an `Err` skips the entry, nothing else.
     fn import_state(&mut self, _host: IpAddr, _entry: serde_json::Value) -> Result<(), StateError> {
         Ok(())
-    }
-}
-
-/// The `[detect]` configuration section: where learned baselines are kept,
-/// and one sub-section per detector.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectConfig {
-    /// File the learned baselines are saved to (periodically and at exit)
-    /// and loaded from at start; empty for none. Default "".
-    pub state_file: std::path::PathBuf,
-    /// Capture-time seconds between periodic saves of `state_file`.
-    /// Default 300.
-    pub state_interval_secs: StateIntervalSecs,
-    /// Traffic to or from listed Tor exit nodes.
-    pub tor: TorConfig,
-    /// Outbound SMTP from hosts with no mail history.
-    pub spambot: SpambotConfig,
-    /// New IP protocols between an inside client and a server.
-    pub unusual_protocol: UnusualProtocolConfig,
-    /// Logins to remote-access services from outside.
-    pub external_login: ExternalLoginConfig,
-    /// Data carried in DNS query names.
-    pub dns_tunnel: DnsTunnelConfig,
-    /// Port scans and sweeps.
-    pub port_scan: PortScanConfig,
-    /// Outbound volume far above a host's own baseline, in a burst or
-    /// trickled to one destination.
-    pub exfiltration: ExfiltrationConfig,
-    /// Internal volume pulled towards one host far above its baseline.
-    pub data_collection: DataCollectionConfig,
-}
-
-/// `detect.state_interval_secs`: a number of seconds whose default is 300
-/// (a newtype so [`DetectConfig`] keeps its derived `Default`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct StateIntervalSecs(pub u64);
-
-impl Default for StateIntervalSecs {
-    fn default() -> Self {
-        StateIntervalSecs(300)
     }
 }

@@ -66,16 +66,14 @@
 //!
 //! # Who is seen where
 //!
-//! The scanner is always `rec.client`; each record is judged once: from the
-//! client's shard when the client is inside or neither side is, otherwise
-//! (an outside client) from the inside server's shard.
-//!
-//! **Blind spot:** an outside scanner's contacts are routed to the shards of
-//! the inside hosts it touches, so with N workers its evidence is split N
-//! ways and each shard sees about 1/N of a horizontal scan: thresholds are
-//! reached later (about N times more hosts for the count fallback; the walk
-//! needs its ~5 failures within one shard). A vertical scan of one inside
-//! host lives entirely in one shard and is not affected.
+//! The scanner is always `rec.client`, and each flow is judged once, on its
+//! first record, from the scanner's side: the detector is registered with
+//! [`crate::Perspective::ClientFirstRecord`], and [`crate::route_flow`]
+//! routes every first record to its client's shard, inside or outside (a
+//! flow opened from outside also to the inside server's, which this
+//! detector does not judge). So all the probes of one scanner meet in one
+//! shard, whichever workers own its targets, and the verdict does not
+//! depend on the worker count. Later records of a flow are not probes.
 //!
 //! Multicast and broadcast destinations are no probes: nobody answers from
 //! them (mDNS, SSDP and LLMNR would count as failures).
@@ -102,10 +100,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::home::parse_net;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tapsentry_types::{
-    proto_name, Alert, AlertBody, Category, FlowRecord, FlowState, Mitre, TcpFlags, Timestamp,
+    proto_name, Alert, AlertBody, Category, FlowRecord, FlowState, Mitre, Problem, SectionProblems,
+    TcpFlags, Timestamp,
 };
 
 use crate::{block_response, DetectCx, Detector};
@@ -159,7 +158,7 @@ const P2P_TOP_PREFIX_SHARE: f64 = 0.25;
 const EXAMPLES: usize = 10;
 
 /// `[detect.port_scan]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PortScanConfig {
     /// Run this detector. Default true.
@@ -239,100 +238,84 @@ fn in_unit(x: f64) -> bool {
 }
 
 impl PortScanConfig {
-    /// Every problem with the settings, as (key, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut p = Vec::new();
+    /// Every problem with the settings, each under `section`.
+    /// (`p2p_min_peers` may be 0: it turns the P2P exemption off.)
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
         for (k, v) in [
-            ("detect.port_scan.alpha", self.alpha),
-            ("detect.port_scan.beta", self.beta),
-            ("detect.port_scan.theta0", self.theta0),
-            ("detect.port_scan.theta1", self.theta1),
+            ("alpha", self.alpha),
+            ("beta", self.beta),
+            ("theta0", self.theta0),
+            ("theta1", self.theta1),
         ] {
             if !in_unit(v) {
-                p.push((k, format!("{v} must be strictly between 0 and 1")));
+                p.push(k, format!("{v} must be strictly between 0 and 1"));
             }
         }
         if in_unit(self.alpha) && in_unit(self.beta) && self.beta <= self.alpha {
-            p.push((
-                "detect.port_scan.beta",
+            p.push("beta",
                 format!(
                     "{} must be above alpha ({}): the detection probability must beat the false-positive rate",
                     self.beta, self.alpha
-                ),
-            ));
+                ));
         }
         if in_unit(self.theta0) && in_unit(self.theta1) && self.theta1 >= self.theta0 {
-            p.push((
-                "detect.port_scan.theta1",
+            p.push(
+                "theta1",
                 format!(
                     "{} must be below theta0 ({}): scanners succeed less often than benign hosts",
                     self.theta1, self.theta0
                 ),
-            ));
+            );
         }
         for (k, v) in [
-            ("detect.port_scan.min_distinct", self.min_distinct),
-            ("detect.port_scan.vertical_ports", self.vertical_ports),
-            ("detect.port_scan.horizontal_hosts", self.horizontal_hosts),
-            (
-                "detect.port_scan.max_tracked_scanners",
-                self.max_tracked_scanners,
-            ),
-            (
-                "detect.port_scan.max_pairs_per_scanner",
-                self.max_pairs_per_scanner,
-            ),
-            (
-                "detect.port_scan.p2p_unconfirmed_targets",
-                self.p2p_unconfirmed_targets,
-            ),
+            ("min_distinct", self.min_distinct),
+            ("vertical_ports", self.vertical_ports),
+            ("horizontal_hosts", self.horizontal_hosts),
+            ("max_tracked_scanners", self.max_tracked_scanners),
+            ("max_pairs_per_scanner", self.max_pairs_per_scanner),
+            ("p2p_unconfirmed_targets", self.p2p_unconfirmed_targets),
         ] {
             if v == 0 {
-                p.push((k, "must be at least 1".to_string()));
+                p.push(k, "must be at least 1".to_string());
             }
         }
         if self.p2p_unconfirmed_targets > self.max_pairs_per_scanner {
-            p.push((
-                "detect.port_scan.p2p_unconfirmed_targets",
+            p.push(
+                "p2p_unconfirmed_targets",
                 format!(
                     "{} is above max_pairs_per_scanner ({}): a held verdict could never be raised",
                     self.p2p_unconfirmed_targets, self.max_pairs_per_scanner
                 ),
-            ));
+            );
         }
         if self.max_pairs_per_scanner > MAX_PAIRS_TOTAL {
-            p.push((
-                "detect.port_scan.max_pairs_per_scanner",
+            p.push(
+                "max_pairs_per_scanner",
                 format!(
                     "{} is above the per-worker total of {MAX_PAIRS_TOTAL} pairs",
                     self.max_pairs_per_scanner
                 ),
-            ));
+            );
         }
         if self.window_secs == 0 {
-            p.push((
-                "detect.port_scan.window_secs",
-                "must be at least 1 second".to_string(),
-            ));
+            p.push("window_secs", "must be at least 1 second".to_string());
         }
         if self.slow_window_secs < self.window_secs {
-            p.push((
-                "detect.port_scan.slow_window_secs",
+            p.push(
+                "slow_window_secs",
                 format!(
                     "{} must be at least window_secs ({})",
                     self.slow_window_secs, self.window_secs
                 ),
-            ));
+            );
         }
         for a in &self.allow {
             if parse_net(a).is_none() {
-                p.push((
-                    "detect.port_scan.allow",
-                    format!("'{a}' is not an address or CIDR network"),
-                ));
+                p.push("allow", format!("'{a}' is not an address or CIDR network"));
             }
         }
-        p
+        p.into_vec()
     }
 }
 
@@ -1029,18 +1012,15 @@ impl Detector for PortScanDetector {
         "port_scan"
     }
 
-    fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
-        if !self.cfg.enabled || !rec.is_first_report() {
+    /// Registered [`crate::Perspective::ClientFirstRecord`]: each flow's
+    /// first record, once, from its client (the scanner), inside or out.
+    fn on_flow(&mut self, _host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        if !self.cfg.enabled {
             return;
         }
         let scanner = rec.client;
-        // Judge each record once, from the scanner's side: `route_flow`
-        // gives every first record to the client's shard, inside or out.
         let client_inside = cx.home.contains(scanner);
-        if host != scanner
-            || rec.client == rec.server
-            || self.allow.iter().any(|n| n.contains(&scanner))
-        {
+        if rec.client == rec.server || self.allow.iter().any(|n| n.contains(&scanner)) {
             return;
         }
         let Some(probe) = Probe::of(rec) else {
@@ -1320,7 +1300,7 @@ fn build_alert(
         dest_port: v.dest_port,
         proto: v.proto.map(|p| proto_name(p).into_owned()),
         alert: AlertBody {
-            category: Category::PortScan,
+            category: Category::PORT_SCAN,
             signature: v.class.signature(),
             severity,
             description,
@@ -1676,18 +1656,20 @@ mod tests {
             ..PortScanConfig::default()
         };
         assert!(cfg
-            .problems()
+            .problems("detect.port_scan")
             .iter()
-            .any(|(k, _)| *k == "detect.port_scan.p2p_unconfirmed_targets"));
+            .any(|p| p.path == "detect.port_scan.p2p_unconfirmed_targets"));
         let cfg = PortScanConfig {
             p2p_unconfirmed_targets: 5000,
             ..PortScanConfig::default()
         };
         assert!(cfg
-            .problems()
+            .problems("detect.port_scan")
             .iter()
-            .any(|(k, _)| *k == "detect.port_scan.p2p_unconfirmed_targets"));
-        assert!(PortScanConfig::default().problems().is_empty());
+            .any(|p| p.path == "detect.port_scan.p2p_unconfirmed_targets"));
+        assert!(PortScanConfig::default()
+            .problems("detect.port_scan")
+            .is_empty());
         // Invalid values are made safe rather than trusted.
         let d = PortScanDetector::new(PortScanConfig {
             p2p_unconfirmed_targets: 0,

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{Category, FlowRecord, Mitre, Response, Timestamp};
+use tapsentry_types::{Category, FlowRecord, Mitre, Problem, Response, SectionProblems, Timestamp};
 
 use crate::common::{Finding, HostTable};
 use crate::home::parse_net;
@@ -14,7 +14,7 @@ use crate::state::{entry_value, parse_entry};
 use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.spambot]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpambotConfig {
     /// Run this detector. Default true.
@@ -57,24 +57,25 @@ impl Default for SpambotConfig {
 }
 
 impl SpambotConfig {
-    /// Problems with the values, as (key, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut p = Vec::new();
+    /// Every problem with the values, each under `section`.
+    /// (`learning_secs` may be 0: no learning, only `mail_servers` are
+    /// mail hosts.)
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        p.ports("smtp_ports", &self.smtp_ports);
         for e in &self.mail_servers {
             if parse_net(e).is_none() {
-                p.push((
-                    "detect.spambot.mail_servers",
+                p.push(
+                    "mail_servers",
                     format!("'{e}' is not an address or CIDR network"),
-                ));
+                );
             }
         }
-        if self.min_servers == 0 {
-            p.push(("detect.spambot.min_servers", "must be at least 1".into()));
-        }
-        if self.window_secs == 0 {
-            p.push(("detect.spambot.window_secs", "must be at least 1".into()));
-        }
-        p
+        p.at_least("min_servers", self.min_servers, 1);
+        p.at_least("min_connections", self.min_connections, 1);
+        p.at_least("window_secs", self.window_secs, 1);
+        p.at_least("max_hosts", self.max_hosts, 1);
+        p.into_vec()
     }
 }
 
@@ -162,12 +163,11 @@ impl Detector for SpambotDetector {
         Ok(())
     }
 
-    fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+    /// Registered [`crate::Perspective::InsideClientFirstRecord`]: `host`
+    /// is the client, inside, and this is the flow's first record.
+    fn on_flow(&mut self, _host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
         if rec.proto != 6
-            || !rec.is_first_report()
-            || host != rec.client
             || !self.cfg.smtp_ports.contains(&rec.server_port)
-            || !cx.home.contains(rec.client)
             || cx.home.contains(rec.server)
         {
             return;
@@ -260,7 +260,7 @@ impl Detector for SpambotDetector {
         );
         let mut alert = Finding {
             ts: rec.first_seen,
-            category: Category::Spambot,
+            category: Category::SPAMBOT,
             signature: "spambot.outbound_smtp",
             severity,
             description,
@@ -458,7 +458,7 @@ mod tests {
                 mail_servers: vec!["bad".into()],
                 ..SpambotConfig::default()
             }
-            .problems()
+            .problems("detect.spambot")
             .len(),
             1
         );

@@ -1,16 +1,16 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tapsentry_types::{
-    community_id_v1, proto_name, Alert, AlertBody, Category, FlowRecord, FlowState, Mitre,
+    community_id_v1, proto_name, Alert, AlertBody, Category, FlowRecord, FlowState, Mitre, Problem,
 };
 
 use crate::{block_response, DetectCx, Detector};
 
 /// The `[detect.tor]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TorConfig {
     /// Alert on flows with a listed Tor exit on either side. Default true.
@@ -21,6 +21,15 @@ pub struct TorConfig {
 impl Default for TorConfig {
     fn default() -> Self {
         TorConfig { enabled: true }
+    }
+}
+
+impl TorConfig {
+    /// Every problem with the values, each under `section`: none, as the
+    /// section holds only `enabled` (the list is `intel.tor_exit_list`,
+    /// checked by the sensor when it loads it).
+    pub fn problems(&self, _section: &str) -> Vec<Problem> {
+        Vec::new()
     }
 }
 
@@ -64,8 +73,11 @@ impl Detector for TorDetector {
         "tor"
     }
 
+    /// Registered [`crate::Perspective::EveryHostFirstRecord`]: the first
+    /// record from each host it is routed for. Each host is judged by its
+    /// counterpart: a host talking to a listed exit (and not one itself).
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
-        if !rec.is_first_report() || cx.intel.tor.is_empty() {
+        if cx.intel.tor.is_empty() {
             return;
         }
         let (exit, inbound) = if host == rec.client && cx.intel.tor.contains(rec.server) {
@@ -143,7 +155,7 @@ impl Detector for TorDetector {
             dest_port,
             proto: Some(proto_name(rec.proto).into_owned()),
             alert: AlertBody {
-                category: Category::Tor,
+                category: Category::TOR,
                 signature,
                 severity,
                 description,
@@ -280,12 +292,16 @@ mod tests {
         let r = rec("10.0.0.5", "203.0.113.50", FlowState::Established, true);
         assert!(run("10.0.0.5", &r, "203.0.113.51").is_empty());
         assert!(run("10.0.0.5", &r, "").is_empty());
+        // Later records never reach it: one alert per flow.
         let mut later = r;
         later.reported_to_server = DirCounts {
             packets: 3,
             bytes: 100,
         };
-        assert!(run("10.0.0.5", &later, "203.0.113.50").is_empty());
+        let home = HomeNet::parse(&["10.0.0.0/8".into()]).unwrap();
+        let tor = crate::registry::entry("tor").unwrap().perspective;
+        assert!(tor.admits(crate::View::of(r.client, &r, &home)));
+        assert!(!tor.admits(crate::View::of(later.client, &later, &home)));
         // Seen from the exit's own side (both inside by misconfiguration): no duplicate.
         assert!(run("203.0.113.50", &r, "203.0.113.50").is_empty());
     }

@@ -7,14 +7,14 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{Category, FlowRecord, Mitre, Timestamp};
+use tapsentry_types::{Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp};
 
 use crate::common::{record_community_id, Finding, HostTable};
 use crate::state::{entry_value, parse_entry};
 use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.unusual_protocol]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UnusualProtocolConfig {
     /// Run this detector. Default true.
@@ -34,6 +34,17 @@ impl Default for UnusualProtocolConfig {
             learning_secs: 1800,
             max_pairs: 100_000,
         }
+    }
+}
+
+impl UnusualProtocolConfig {
+    /// Every problem with the values, each under `section`.
+    /// (`learning_secs` may be 0: no learning, every new triple alerts.)
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        // No pair remembered: every flow of an odd protocol would alert.
+        p.at_least("max_pairs", self.max_pairs, 1);
+        p.into_vec()
     }
 }
 
@@ -139,11 +150,10 @@ impl Detector for UnusualProtocolDetector {
         Ok(())
     }
 
-    fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
-        if matches!(rec.proto, 1 | 6 | 17 | 58)
-            || host != rec.client
-            || !cx.home.contains(rec.client)
-        {
+    /// Registered [`crate::Perspective::InsideClient`]: `host` is the
+    /// record's client, inside.
+    fn on_flow(&mut self, _host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        if matches!(rec.proto, 1 | 6 | 17 | 58) {
             return;
         }
         // Multicast and broadcast "servers" (OSPF hellos, VRRP, PIM) are
@@ -171,7 +181,7 @@ impl Detector for UnusualProtocolDetector {
         evidence.insert("learning_secs", json!(self.cfg.learning_secs));
         let finding = Finding {
             ts: rec.first_seen,
-            category: Category::UnusualProtocol,
+            category: Category::UNUSUAL_PROTOCOL,
             signature: if inside_server {
                 "unusual_protocol.internal"
             } else {
@@ -234,9 +244,13 @@ mod tests {
         assert_eq!(a[0].dest_ip.unwrap().to_string(), "10.0.0.9");
         assert_eq!(a[0].proto.as_deref(), Some("253"));
         assert!(run_at(&mut d, "10.0.0.7", &odd, 4100).is_empty());
-        // Seen from the server's shard: not its finding.
-        let mut d2 = UnusualProtocolDetector::new(UnusualProtocolConfig::default());
-        assert!(run_at(&mut d2, "10.0.0.9", &odd, 4000).is_empty());
+        // Seen from the server's shard: not its finding, never delivered.
+        let home = crate::HomeNet::parse(&["10.0.0.0/8".into()]).unwrap();
+        let p = crate::registry::entry("unusual_protocol")
+            .unwrap()
+            .perspective;
+        assert!(p.admits(crate::View::of(odd.client, &odd, &home)));
+        assert!(!p.admits(crate::View::of(odd.server, &odd, &home)));
     }
 
     #[test]

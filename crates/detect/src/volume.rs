@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{proto_name, Timestamp};
+use tapsentry_types::{proto_name, SectionProblems, Timestamp};
 
 use crate::common::LogEwma;
 
@@ -41,29 +41,25 @@ pub(crate) struct VolumeParams {
 }
 
 impl VolumeParams {
-    /// Problems with the values, as (key, message), for `[detect.<section>]`.
-    pub(crate) fn problems(&self, section: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let key = |k: &str| format!("detect.{section}.{k}");
-        if self.window_secs == 0 {
-            out.push((key("window_secs"), "must be at least 1".into()));
-        }
+    /// Problems with the shared knobs, added to the section's list.
+    pub(crate) fn problems(&self, p: &mut SectionProblems<'_>) {
+        p.at_least("window_secs", self.window_secs, 1);
         if !(self.z_threshold.is_finite() && self.z_threshold > 0.0) {
-            out.push((key("z_threshold"), "must be a positive number".into()));
+            p.push("z_threshold", "must be a positive number");
         }
         if !(self.min_sd.is_finite() && self.min_sd > 0.0) {
-            out.push((key("min_sd"), "must be a positive number".into()));
+            p.push("min_sd", "must be a positive number");
         }
         if !(self.max_sd.is_finite() && self.max_sd >= self.min_sd) {
-            out.push((key("max_sd"), "must be a number at least min_sd".into()));
+            p.push("max_sd", "must be a number at least min_sd");
         }
         if !(self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= 1.0) {
-            out.push((key("alpha"), "must be in (0, 1]".into()));
+            p.push("alpha", "must be in (0, 1]");
         }
         if !(self.peak_factor.is_finite() && self.peak_factor >= 0.0) {
-            out.push((key("peak_factor"), "must be 0 or more".into()));
+            p.push("peak_factor", "must be 0 or more");
         }
-        out
+        p.at_least("peak_half_life_secs", self.peak_half_life_secs, 1);
     }
 
     fn window_us(&self) -> i64 {

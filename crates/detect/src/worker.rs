@@ -4,11 +4,8 @@ use std::sync::Arc;
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
-use crate::{
-    DataCollectionDetector, DetectConfig, DetectCx, Detector, DnsTunnelDetector,
-    ExfiltrationDetector, ExternalLoginDetector, HomeNet, PortScanDetector, SpambotDetector,
-    StateError, TorDetector, UnusualProtocolDetector,
-};
+use crate::registry::{DetectorEntry, View, DETECTORS};
+use crate::{DetectConfig, DetectCx, Detector, HomeNet, StateError};
 
 /// The shard (worker index) that owns `ip`, out of `shards`.
 ///
@@ -37,8 +34,8 @@ pub fn shard_for(ip: IpAddr, shards: usize) -> usize {
 /// The first record of a flow opened from outside is also routed to the
 /// outside client's shard: an outside scanner's probes of many inside hosts
 /// must meet in one place, or each worker would see only its share of the
-/// targets and the verdict would depend on the worker count. Detectors that
-/// judge inside hosts ignore a `host` that is not inside.
+/// targets and the verdict would depend on the worker count. Each detector
+/// sees only the routed records its [`crate::Perspective`] admits.
 pub fn route_flow(rec: &FlowRecord, home: &HomeNet) -> [Option<IpAddr>; 2] {
     let client_in = home.contains(rec.client);
     let server_in = home.contains(rec.server);
@@ -82,60 +79,45 @@ impl Batch {
 
 /// One detector worker: the detectors of one shard and the context they share.
 pub struct Worker {
-    detectors: Vec<Box<dyn Detector>>,
+    detectors: Vec<Running>,
     home: Arc<HomeNet>,
     intel: Arc<IntelSnapshot>,
     /// (detector, seconds learned by earlier runs), from the state file.
     prior_learning: Vec<(&'static str, u64)>,
+    /// The view of each flow record of the batch being processed (reused).
+    views: Vec<View>,
+}
+
+/// A detector and the registry entry it was built from.
+struct Running {
+    entry: &'static DetectorEntry,
+    detector: Box<dyn Detector>,
 }
 
 impl Worker {
-    /// A worker running every detector enabled in `cfg`.
+    /// A worker running every registered detector enabled in `cfg`, in
+    /// registry order.
     pub fn new(cfg: &DetectConfig, home: Arc<HomeNet>, intel: Arc<IntelSnapshot>) -> Worker {
-        let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
-        if cfg.tor.enabled {
-            detectors.push(Box::new(TorDetector::new(cfg.tor.clone())));
-        }
-        if cfg.spambot.enabled {
-            detectors.push(Box::new(SpambotDetector::new(cfg.spambot.clone())));
-        }
-        if cfg.unusual_protocol.enabled {
-            detectors.push(Box::new(UnusualProtocolDetector::new(
-                cfg.unusual_protocol.clone(),
-            )));
-        }
-        if cfg.port_scan.enabled {
-            detectors.push(Box::new(PortScanDetector::new(cfg.port_scan.clone())));
-        }
-        if cfg.dns_tunnel.enabled {
-            detectors.push(Box::new(DnsTunnelDetector::new(cfg.dns_tunnel.clone())));
-        }
-        if cfg.exfiltration.enabled {
-            detectors.push(Box::new(ExfiltrationDetector::new(
-                cfg.exfiltration.clone(),
-            )));
-        }
-        if cfg.data_collection.enabled {
-            detectors.push(Box::new(DataCollectionDetector::new(
-                cfg.data_collection.clone(),
-            )));
-        }
-        if cfg.external_login.enabled {
-            detectors.push(Box::new(ExternalLoginDetector::new(
-                cfg.external_login.clone(),
-            )));
-        }
+        let detectors = DETECTORS
+            .iter()
+            .filter(|e| e.enabled(cfg))
+            .map(|entry| Running {
+                entry,
+                detector: entry.build(cfg),
+            })
+            .collect();
         Worker {
             detectors,
             home,
             intel,
             prior_learning: Vec::new(),
+            views: Vec::new(),
         }
     }
 
     /// Names of the detectors this worker runs.
     pub fn detector_names(&self) -> Vec<&'static str> {
-        self.detectors.iter().map(|d| d.name()).collect()
+        self.detectors.iter().map(|r| r.entry.name).collect()
     }
 
     /// Replaces the intel snapshot (after a SIGHUP reload).
@@ -147,16 +129,20 @@ impl Worker {
     pub fn persisted_detectors(&self) -> Vec<&'static str> {
         self.detectors
             .iter()
-            .filter(|d| d.persists_state())
-            .map(|d| d.name())
+            .filter(|r| r.detector.persists_state())
+            .map(|r| r.entry.name)
             .collect()
     }
 
     /// Every learned baseline of this shard: (detector, host, entry).
     pub fn export_state(&self, out: &mut dyn FnMut(&'static str, IpAddr, serde_json::Value)) {
-        for d in self.detectors.iter().filter(|d| d.persists_state()) {
-            let name = d.name();
-            d.export_state(&mut |host, v| out(name, host, v));
+        for r in self
+            .detectors
+            .iter()
+            .filter(|r| r.detector.persists_state())
+        {
+            let name = r.entry.name;
+            r.detector.export_state(&mut |host, v| out(name, host, v));
         }
     }
 
@@ -171,9 +157,9 @@ impl Worker {
         match self
             .detectors
             .iter_mut()
-            .find(|d| d.persists_state() && d.name() == detector)
+            .find(|r| r.detector.persists_state() && r.entry.name == detector)
         {
-            Some(d) => d.import_state(host, entry),
+            Some(r) => r.detector.import_state(host, entry),
             None => Err(StateError::UnknownDetector(detector.to_string())),
         }
     }
@@ -181,31 +167,49 @@ impl Worker {
     /// Records that `detector` already learned for `secs` seconds in earlier
     /// runs: its learning period resumes rather than restarts.
     pub fn set_prior_learning(&mut self, detector: &str, secs: u64) {
-        if let Some(d) = self.detectors.iter().find(|d| d.name() == detector) {
-            let name = d.name();
+        if let Some(r) = self.detectors.iter().find(|r| r.entry.name == detector) {
+            let name = r.entry.name;
             self.prior_learning.retain(|(n, _)| *n != name);
             self.prior_learning.push((name, secs));
         }
     }
 
-    /// Runs every detector over the batch: DNS events first, then flow
-    /// records, then one tick. Alerts are appended to `out`.
+    /// Runs every detector over the batch: DNS events first, then the flow
+    /// records its perspective admits, then one tick. Alerts are appended
+    /// to `out`.
     pub fn process(&mut self, batch: &Batch, out: &mut Vec<Alert>) {
+        // One view per record, shared by every detector: the per-detector
+        // test is then a mask on a byte.
+        self.views.clear();
+        self.views.extend(
+            batch
+                .flows
+                .iter()
+                .map(|(host, rec)| View::of(*host, rec, &self.home)),
+        );
         let mut cx = DetectCx::new(&self.home, &self.intel, out).at(batch.now, batch.capture_start);
-        for d in self.detectors.iter_mut() {
-            let name = d.name();
+        for r in self.detectors.iter_mut() {
+            let name = r.entry.name;
+            let perspective = r.entry.perspective;
+            let d = &mut r.detector;
             cx.prior_learning_secs = self
                 .prior_learning
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map_or(0, |(_, s)| *s);
+            #[cfg(debug_assertions)]
+            let raised_before = cx.raised();
             for ev in &batch.dns {
                 d.on_dns(ev, &mut cx);
             }
-            for (host, rec) in &batch.flows {
-                d.on_flow(*host, rec, &mut cx);
+            for ((host, rec), view) in batch.flows.iter().zip(&self.views) {
+                if perspective.admits(*view) {
+                    d.on_flow(*host, rec, &mut cx);
+                }
             }
             d.on_tick(batch.now, &mut cx);
+            #[cfg(debug_assertions)]
+            cx.check_categories(raised_before, r.entry);
         }
     }
 }

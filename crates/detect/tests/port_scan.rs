@@ -6,10 +6,12 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 use tapsentry_detect::port_scan::PortScanStats;
-use tapsentry_detect::{route_flow, DetectCx, Detector, HomeNet, PortScanConfig, PortScanDetector};
+use tapsentry_detect::{
+    registry, route_flow, DetectCx, Detector, HomeNet, PortScanConfig, PortScanDetector, View,
+};
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_testkit::FlowRecordBuilder;
-use tapsentry_types::{Alert, DirCounts, FlowState, TcpFlags};
+use tapsentry_types::{Alert, DirCounts, FlowRecord, FlowState, TcpFlags};
 
 const SYN: u8 = 0x02;
 const SYN_ACK_DATA: u8 = 0x1b; // SYN ACK PSH FIN: a normal session
@@ -109,12 +111,22 @@ impl Harness {
     fn feed(&mut self, r: FlowRecordBuilder) -> usize {
         let rec = r.build();
         let before = self.alerts.len();
-        let mut cx = DetectCx::new(&self.home, &self.intel, &mut self.alerts);
         for host in route_flow(&rec, &self.home).into_iter().flatten() {
-            self.det.on_flow(host, &rec, &mut cx);
+            self.deliver(host, &rec);
         }
+        let mut cx = DetectCx::new(&self.home, &self.intel, &mut self.alerts);
         self.det.on_tick(rec.last_seen, &mut cx);
         self.alerts.len() - before
+    }
+
+    /// Hands the record to the detector as routed for `host`, when the
+    /// worker would: only if port_scan's registered perspective admits it.
+    fn deliver(&mut self, host: IpAddr, rec: &FlowRecord) {
+        let perspective = registry::entry("port_scan").unwrap().perspective;
+        if perspective.admits(View::of(host, rec, &self.home)) {
+            let mut cx = DetectCx::new(&self.home, &self.intel, &mut self.alerts);
+            self.det.on_flow(host, rec, &mut cx);
+        }
     }
 
     fn one(&self) -> &Alert {
@@ -533,8 +545,7 @@ fn mid_stream_pickups_and_backscatter_are_not_probes() {
         .packets(0, 0)
         .bytes(0, 0)
         .build();
-        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
-        h.det.on_flow(ip("10.0.0.8"), &r, &mut cx);
+        h.deliver(ip("10.0.0.8"), &r);
     }
     h.quiet();
     assert_eq!(h.det.stats().tracked_scanners, 0);
@@ -553,8 +564,8 @@ fn later_records_of_a_flow_are_not_counted_again() {
                 DirCounts::default(),
             )
             .build();
-        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
-        h.det.on_flow(ip("10.0.0.7"), &rec, &mut cx);
+        h.deliver(ip("10.0.0.7"), &rec);
+        h.deliver(ip(SCANNER_OUT), &rec);
     }
     h.quiet();
 }
@@ -635,7 +646,9 @@ fn raises_once_per_classification() {
 
 #[test]
 fn config_problems_and_safe_construction() {
-    assert!(PortScanConfig::default().problems().is_empty());
+    assert!(PortScanConfig::default()
+        .problems("detect.port_scan")
+        .is_empty());
     let bad = PortScanConfig {
         alpha: f64::NAN,
         beta: 1.5,
@@ -646,7 +659,11 @@ fn config_problems_and_safe_construction() {
         allow: vec!["not-a-net".into()],
         ..PortScanConfig::default()
     };
-    let keys: Vec<_> = bad.problems().into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<_> = bad
+        .problems("detect.port_scan")
+        .into_iter()
+        .map(|p| p.path)
+        .collect();
     for k in [
         "detect.port_scan.alpha",
         "detect.port_scan.beta",
@@ -655,7 +672,7 @@ fn config_problems_and_safe_construction() {
         "detect.port_scan.window_secs",
         "detect.port_scan.allow",
     ] {
-        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        assert!(keys.iter().any(|p| p == k), "{k} missing from {keys:?}");
     }
     let mut h = Harness::new(bad);
     assert!(h.det.threshold().is_finite() && h.det.threshold() > 0.0);
@@ -791,8 +808,8 @@ fn an_ack_ping_sweep_answered_by_resets_is_a_sweep() {
         .packets(1, 1)
         .bytes(40, 40)
         .build();
-        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
-        h.det.on_flow(r.client, &r, &mut cx);
+
+        h.deliver(r.client, &r);
     }
     let a = h.one();
     assert_eq!(a.alert.signature, "port_scan.horizontal");
@@ -812,9 +829,8 @@ fn bare_acks_of_live_sessions_are_not_probes() {
         let answered = ack(format!("10.0.2.{i}")).packets(1, 3).bytes(52, 4_000);
         let more = ack(format!("10.0.3.{i}")).packets(2, 0).bytes(104, 0);
         let data = ack(format!("10.0.4.{i}")).packets(1, 0).bytes(600, 0);
-        let mut cx = DetectCx::new(&h.home, &h.intel, &mut h.alerts);
         for r in [answered, more, data].map(FlowRecordBuilder::build) {
-            h.det.on_flow(r.client, &r, &mut cx);
+            h.deliver(r.client, &r);
         }
     }
     h.quiet();

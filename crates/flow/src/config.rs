@@ -1,4 +1,5 @@
 use serde::Deserialize;
+use tapsentry_types::{Problem, SectionProblems};
 
 /// Idle timeouts in seconds of capture time, by protocol and state. Defaults
 /// follow Suricata's flow timeouts.
@@ -69,35 +70,36 @@ impl Default for FlowConfig {
 }
 
 impl FlowConfig {
-    /// Every problem with the values, as `(key, message)` pairs.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut p = Vec::new();
+    /// Every problem with the values, each under `section` (where the
+    /// sensor's file puts this table: `flow`).
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
         if self.max_flows == 0 {
-            p.push(("flow.max_flows", "must be at least 1".to_string()));
+            p.push("max_flows", "must be at least 1");
         }
         if self.max_flows > 100_000_000 {
-            p.push((
-                "flow.max_flows",
+            p.push(
+                "max_flows",
                 format!("{} is above the supported 100000000", self.max_flows),
-            ));
+            );
         }
         if self.max_fragments == 0 {
-            p.push(("flow.max_fragments", "must be at least 1".to_string()));
+            p.push("max_fragments", "must be at least 1");
         }
         let t = &self.timeouts;
         for (k, v) in [
-            ("flow.timeouts.tcp_new", t.tcp_new),
-            ("flow.timeouts.tcp_established", t.tcp_established),
-            ("flow.timeouts.tcp_closed", t.tcp_closed),
-            ("flow.timeouts.udp_new", t.udp_new),
-            ("flow.timeouts.udp_established", t.udp_established),
-            ("flow.timeouts.other_new", t.other_new),
-            ("flow.timeouts.other_established", t.other_established),
+            ("timeouts.tcp_new", t.tcp_new),
+            ("timeouts.tcp_established", t.tcp_established),
+            ("timeouts.tcp_closed", t.tcp_closed),
+            ("timeouts.udp_new", t.udp_new),
+            ("timeouts.udp_established", t.udp_established),
+            ("timeouts.other_new", t.other_new),
+            ("timeouts.other_established", t.other_established),
         ] {
             if v == 0 {
-                p.push((k, "must be at least 1 second".to_string()));
+                p.push(k, "must be at least 1 second");
             }
         }
-        p
+        p.into_vec()
     }
 }

@@ -354,7 +354,7 @@ mod tests {
             dest_port: Some(443),
             proto: Some("TCP".into()),
             alert: AlertBody {
-                category: Category::Tor,
+                category: Category::TOR,
                 signature: sig,
                 severity: 2,
                 description: "10.0.0.1 connected to Tor exit 1.2.3.4 (3 flows).".into(),

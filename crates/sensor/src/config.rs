@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tapsentry_detect::{DetectConfig, HomeNet};
 use tapsentry_flow::FlowConfig;
+use tapsentry_types::{Problem, SectionProblems};
 
 /// The embedded default configuration: the example file, byte for byte.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../sensor.toml.example");
@@ -250,7 +251,7 @@ impl SensorConfig {
             let de = toml::Value::Table(table.clone());
             match serde_path_to_error::deserialize::<_, SensorConfig>(de) {
                 Ok(cfg) => {
-                    problems.extend(cfg.problems());
+                    problems.extend(cfg.problems().iter().map(ToString::to_string));
                     return if problems.is_empty() {
                         Ok(cfg)
                     } else {
@@ -290,72 +291,85 @@ impl SensorConfig {
         Err(fail(problems))
     }
 
-    /// Problems with values that parse but make no sense.
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if let Err(e) = HomeNet::parse(&self.network.home_net) {
-            p.push(format!("key 'network.home_net': {e}"));
-        }
-        if self.network.home_net.is_empty() {
-            p.push("key 'network.home_net': must list at least one network".into());
-        }
-        for (k, msg) in self
-            .flow
-            .problems()
-            .into_iter()
-            .chain(self.detect.spambot.problems())
-            .chain(self.detect.port_scan.problems())
-        {
-            p.push(format!("key '{k}': {msg}"));
-        }
-        for (k, msg) in self
-            .detect
-            .exfiltration
-            .problems()
-            .into_iter()
-            .chain(self.detect.data_collection.problems())
-        {
-            p.push(format!("key '{k}': {msg}"));
-        }
-        if self.detect.state_interval_secs.0 == 0 {
-            p.push("key 'detect.state_interval_secs': must be at least 1".into());
-        }
-        let pl = &self.pipeline;
-        if !(1..=64).contains(&pl.workers) {
-            p.push(format!(
-                "key 'pipeline.workers': {} is not between 1 and 64",
-                pl.workers
-            ));
-        }
-        if pl.worker_queue == 0 {
-            p.push("key 'pipeline.worker_queue': must be at least 1".into());
-        }
-        if pl.writer_queue == 0 {
-            p.push("key 'pipeline.writer_queue': must be at least 1".into());
-        }
-        if pl.sweep_interval_secs == 0 || pl.sweep_interval_secs > 60 {
-            p.push("key 'pipeline.sweep_interval_secs': must be between 1 and 60".into());
-        }
-        if self.output.alert_log.trim().is_empty() {
-            p.push("key 'output.alert_log': must not be empty (use \"-\" for stdout)".into());
-        }
-        if self.output.stats_interval_secs == 0 {
-            p.push("key 'output.stats_interval_secs': must be at least 1".into());
-        }
-        if self.output.suppression_max_entries == 0 {
-            p.push("key 'output.suppression_max_entries': must be at least 1".into());
-        }
-        let c = &self.capture;
-        if c.snaplen < 64 {
-            p.push(format!("key 'capture.snaplen': {} is below 64 bytes, too short for IP and transport headers", c.snaplen));
-        }
-        if c.read_timeout_ms == 0 || c.read_timeout_ms > 10_000 {
-            p.push("key 'capture.read_timeout_ms': must be between 1 and 10000".into());
-        }
-        if c.buffer_size_mb == 0 || c.buffer_size_mb > 4096 {
-            p.push("key 'capture.buffer_size_mb': must be between 1 and 4096".into());
-        }
+    /// Problems with values that parse but make no sense: every section's,
+    /// each naming its full key path (the detectors' through the registry).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = self.network.problems("network");
+        p.extend(self.flow.problems("flow"));
+        p.extend(self.detect.problems("detect"));
+        p.extend(self.pipeline.problems("pipeline"));
+        p.extend(self.output.problems("output"));
+        p.extend(self.capture.problems("capture"));
         p
+    }
+}
+
+impl NetworkConfig {
+    /// Every problem with the values, each under `section`.
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        if let Err(e) = HomeNet::parse(&self.home_net) {
+            p.push("home_net", e.to_string());
+        }
+        if self.home_net.is_empty() {
+            p.push("home_net", "must list at least one network");
+        }
+        p.into_vec()
+    }
+}
+
+impl PipelineConfig {
+    /// Every problem with the values, each under `section`.
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        if !(1..=64).contains(&self.workers) {
+            p.push(
+                "workers",
+                format!("{} is not between 1 and 64", self.workers),
+            );
+        }
+        p.at_least("worker_queue", self.worker_queue, 1);
+        p.at_least("writer_queue", self.writer_queue, 1);
+        if self.sweep_interval_secs == 0 || self.sweep_interval_secs > 60 {
+            p.push("sweep_interval_secs", "must be between 1 and 60");
+        }
+        p.into_vec()
+    }
+}
+
+impl OutputConfig {
+    /// Every problem with the values, each under `section`.
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        if self.alert_log.trim().is_empty() {
+            p.push("alert_log", "must not be empty (use \"-\" for stdout)");
+        }
+        p.at_least("stats_interval_secs", self.stats_interval_secs, 1);
+        p.at_least("suppression_max_entries", self.suppression_max_entries, 1);
+        p.into_vec()
+    }
+}
+
+impl CaptureConfig {
+    /// Every problem with the values, each under `section`.
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        if self.snaplen < 64 {
+            p.push(
+                "snaplen",
+                format!(
+                    "{} is below 64 bytes, too short for IP and transport headers",
+                    self.snaplen
+                ),
+            );
+        }
+        if self.read_timeout_ms == 0 || self.read_timeout_ms > 10_000 {
+            p.push("read_timeout_ms", "must be between 1 and 10000");
+        }
+        if self.buffer_size_mb == 0 || self.buffer_size_mb > 4096 {
+            p.push("buffer_size_mb", "must be between 1 and 4096");
+        }
+        p.into_vec()
     }
 }
 
@@ -447,6 +461,88 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.problems.len(), 2, "{e}");
+    }
+
+    /// Every registered detector has its `[detect.NAME]` section in the
+    /// example (which is also the embedded default), with every key of its
+    /// config type, each at its default.
+    #[test]
+    fn example_has_every_detector_section_with_every_key_at_its_default() {
+        let example: toml::Table = DEFAULT_CONFIG_TOML.parse().unwrap();
+        let detect = example
+            .get("detect")
+            .and_then(toml::Value::as_table)
+            .unwrap();
+        for e in tapsentry_detect::DETECTORS {
+            let Some(section) = detect.get(e.name).and_then(toml::Value::as_table) else {
+                panic!("sensor.toml.example lacks [detect.{}]", e.name);
+            };
+            let got = serde_json::to_value(section).unwrap();
+            let want = e.default_section();
+            let want = want.as_object().unwrap();
+            for (key, value) in want {
+                match got.get(key) {
+                    None => panic!(
+                        "[detect.{}] in sensor.toml.example lacks `{key}` (default {value})",
+                        e.name
+                    ),
+                    Some(v) => assert_eq!(
+                        v, value,
+                        "[detect.{}] `{key}` in sensor.toml.example is not the default",
+                        e.name
+                    ),
+                }
+            }
+            assert_eq!(got.as_object().unwrap().len(), want.len(), "{}", e.name);
+        }
+    }
+
+    /// Every registered detector has its section in docs/detections.md: a
+    /// `## NAME` heading (optionally followed by a space and more words).
+    #[test]
+    fn detections_doc_has_a_section_per_detector() {
+        let doc = include_str!("../../../docs/detections.md");
+        for e in tapsentry_detect::DETECTORS {
+            let heading = format!("## {}", e.name);
+            assert!(
+                doc.lines()
+                    .any(|l| l == heading || l.starts_with(&format!("{heading} "))),
+                "docs/detections.md lacks a section headed `{heading}`"
+            );
+        }
+    }
+
+    /// The problems of every detector section are reported at once, each
+    /// under its full path; the previously unchecked sections included.
+    #[test]
+    fn detector_values_are_checked_under_their_full_paths() {
+        let text = "[detect.dns_tunnel]\nwindow_secs = 0\nmin_entropy = 9.5\nallow = [\".\"]\n\
+                    [detect.external_login]\nwindow_secs = 0\nports = []\nbrute_force_sessions = 1\n\
+                    [detect.unusual_protocol]\nmax_pairs = 0\n\
+                    [detect.spambot]\nsmtp_ports = [0]\nmax_hosts = 0\n\
+                    [detect.data_collection]\nmax_hosts = 0\npeak_half_life_secs = 0\n\
+                    [detect.exfiltration]\nmax_hosts = 0\n\
+                    [detect.port_scan]\nwindow_secs = 0\n";
+        let e = SensorConfig::parse(text, "t.toml").unwrap_err();
+        let all = e.to_string();
+        for key in [
+            "detect.dns_tunnel.window_secs",
+            "detect.dns_tunnel.min_entropy",
+            "detect.dns_tunnel.allow",
+            "detect.external_login.window_secs",
+            "detect.external_login.ports",
+            "detect.external_login.brute_force_sessions",
+            "detect.unusual_protocol.max_pairs",
+            "detect.spambot.smtp_ports",
+            "detect.spambot.max_hosts",
+            "detect.data_collection.max_hosts",
+            "detect.data_collection.peak_half_life_secs",
+            "detect.exfiltration.max_hosts",
+            "detect.port_scan.window_secs",
+        ] {
+            assert!(all.contains(&format!("key '{key}': ")), "{key}: {all}");
+        }
+        assert_eq!(e.problems.len(), 13, "{all}");
     }
 
     #[test]

@@ -47,8 +47,8 @@ use tapsentry_intel::IntelSnapshot;
 use tapsentry_output::{JsonlSink, Suppressor};
 use tapsentry_telemetry::{DropReason, Drops, LatencyHist, LatencySummary, ReasonCounts};
 use tapsentry_types::{
-    community_id_v1, proto_name, Alert, Category, DnsEvent, FlowRecord, Fragment, PacketMeta,
-    RecordKind, Timestamp,
+    community_id_v1, proto_name, Alert, DnsEvent, FlowRecord, Fragment, PacketMeta, RecordKind,
+    Timestamp,
 };
 
 use crate::config::{configured, SensorConfig};
@@ -1339,7 +1339,7 @@ fn stats_record(shared: &SharedStats, flows: &FlowCounters) -> serde_json::Value
     let cap = lock(&shared.capture).clone();
     let w = lock(&shared.writer).clone();
     let mut by_category = serde_json::Map::new();
-    for c in Category::ALL {
+    for c in tapsentry_detect::categories() {
         by_category.insert(
             c.as_str().into(),
             json!(w.by_category.get(c.as_str()).copied().unwrap_or(0)),

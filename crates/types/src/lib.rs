@@ -4,7 +4,8 @@
 //! per-packet summary the decoder produces ([`PacketMeta`]), the canonical
 //! bidirectional flow key ([`FlowKey`]), the flow records the flow table hands
 //! to detectors ([`FlowRecord`]), DNS query summaries ([`DnsEvent`]) and the
-//! alert record of the outside contract ([`Alert`]).
+//! alert record of the outside contract ([`Alert`]), and the [`Problem`] every
+//! configuration section reports a value that makes no sense with.
 //!
 //! ```
 //! use std::net::{IpAddr, Ipv4Addr};
@@ -25,12 +26,14 @@ mod alert;
 mod community_id;
 mod dns;
 mod flow;
+mod problem;
 mod time_fmt;
 
 pub use alert::{Alert, AlertBody, Category, GeoInfo, Mitre, Response};
 pub use community_id::{community_id_of_key, community_id_v1};
 pub use dns::{DnsEvent, DnsName, DNS_NAME_MAX};
 pub use flow::{DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, Side, TcpFlags};
+pub use problem::{Problem, SectionProblems};
 pub use time_fmt::Timestamp;
 
 use std::net::IpAddr;
