@@ -3,7 +3,7 @@
 //! `output.stats_interval_secs`.
 //!
 //! Stages count in plain locals on their hot paths and copy them into
-//! [`SharedStats`] a batch (or a few thousand packets) at a time; the stats
+//! `SharedStats` a batch (or a few thousand packets) at a time; the stats
 //! thread and the end of the run read the shared copy into a
 //! [`StatsRecord`], whose field names are the stats log's keys.
 

@@ -4,7 +4,7 @@
 //!
 //! A worker also exports its baselines when an epoch carries a save
 //! request, and picks up a new intel snapshot (SIGHUP) before its next
-//! batch. Workers are built in one place, [`build_workers`], with the
+//! batch. Workers are built in one place, `build_workers`, with the
 //! baselines of the state file loaded into them.
 
 use std::path::Path;
