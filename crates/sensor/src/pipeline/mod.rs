@@ -68,7 +68,7 @@ pub use stats::StatsRecord;
 
 use crate::config::{configured, SensorConfig};
 use crate::state::{self, StatePart};
-use epoch::{EpochCollector, EpochIssuer};
+use epoch::EpochCollector;
 use ingest::{IngestBatch, IngestMsg, IngestStage, IngestStep, SweepTicks, INGEST_QUEUE};
 use reader::{FrameStep, Reader};
 use stats::{lock, SharedStats, StatsStage};
@@ -218,14 +218,7 @@ impl Pipeline {
         let writer = spawn("alert-out", move || writer.run(&writer_rx))?;
         let sweep = Sweep {
             table: Arc::clone(&table),
-            router: Router {
-                home,
-                workers: worker_txs,
-                flow_log,
-                issuer: EpochIssuer::new(workers),
-                live,
-                shared: Arc::clone(&shared),
-            },
+            router: Router::new(home, worker_txs, flow_log, live, Arc::clone(&shared)),
             saves: state_out
                 .is_some()
                 .then(|| SaveClock::new(cfg.detect.state_interval_secs.0)),

@@ -49,17 +49,37 @@ pub(crate) struct Step {
 
 /// Hands the records and DNS events of a sweep to the workers, as epochs.
 pub(crate) struct Router {
-    pub home: Arc<HomeNet>,
+    home: Arc<HomeNet>,
     /// One queue per worker, in worker (shard) order.
-    pub workers: Vec<Sender<WorkerMsg>>,
+    workers: Vec<Sender<WorkerMsg>>,
     /// The writer, when a flow log is configured.
-    pub flow_log: Option<Sender<WriterMsg>>,
-    pub issuer: EpochIssuer,
-    pub live: bool,
-    pub shared: Arc<SharedStats>,
+    flow_log: Option<Sender<WriterMsg>>,
+    /// Opens epochs of `workers.len()` batches.
+    issuer: EpochIssuer,
+    live: bool,
+    shared: Arc<SharedStats>,
 }
 
 impl Router {
+    /// A router to `workers` (one queue per worker, in shard order): the
+    /// epochs it opens have exactly one batch per queue.
+    pub fn new(
+        home: Arc<HomeNet>,
+        workers: Vec<Sender<WorkerMsg>>,
+        flow_log: Option<Sender<WriterMsg>>,
+        live: bool,
+        shared: Arc<SharedStats>,
+    ) -> Router {
+        Router {
+            issuer: EpochIssuer::new(workers.len()),
+            home,
+            workers,
+            flow_log,
+            live,
+            shared,
+        }
+    }
+
     /// Hands out one sweep: in epochs of at most [`RECORDS_PER_EPOCH`]
     /// records; DNS goes with the first, the save with the last.
     pub fn dispatch(
@@ -254,7 +274,6 @@ impl Sweep {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::pipeline::epoch::EpochIssuer;
     use crossbeam_channel::bounded;
     use std::net::IpAddr;
     use tapsentry_flow::FlowConfig;
@@ -307,14 +326,13 @@ mod tests {
         let (log_tx, log_rx) = bounded::<WriterMsg>(4);
         let sweep = Sweep {
             table: Arc::clone(&table),
-            router: Router {
-                home: Arc::new(HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap()),
-                workers: vec![w0_tx, w1_tx],
-                flow_log: Some(log_tx),
-                issuer: EpochIssuer::new(2),
-                live: false,
+            router: Router::new(
+                Arc::new(HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap()),
+                vec![w0_tx, w1_tx],
+                Some(log_tx),
+                false,
                 shared,
-            },
+            ),
             saves: Some(SaveClock::new(60)),
         };
         let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
@@ -374,14 +392,7 @@ mod tests {
     fn large_sweeps_go_out_in_epochs_dns_first_save_last() {
         let home = Arc::new(HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap());
         let (w_tx, w_rx) = bounded::<WorkerMsg>(8);
-        let mut router = Router {
-            home,
-            workers: vec![w_tx],
-            flow_log: None,
-            issuer: EpochIssuer::new(1),
-            live: false,
-            shared: Arc::new(SharedStats::new()),
-        };
+        let mut router = Router::new(home, vec![w_tx], None, false, Arc::new(SharedStats::new()));
         let table = FlowTable::new(FlowConfig::default());
         let n = RECORDS_PER_EPOCH + 10;
         {
