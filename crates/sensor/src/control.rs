@@ -1,4 +1,5 @@
-//! Intel loading and the signal thread.
+//! Intel loading, the [`Control`] block the signal thread shares with the
+//! running pipeline, and the signal thread.
 //!
 //! Signals become actions on one thread: SIGINT/SIGTERM set the stop flag
 //! (the capture thread sees it within one read timeout); SIGHUP reloads the
@@ -6,7 +7,8 @@
 //! snapshot and says why) and asks every log writer to reopen its file.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
@@ -15,7 +17,65 @@ use signal_hook::iterator::{Handle, Signals};
 use tapsentry_intel::{GeoIp, IntelSnapshot, TorExitList};
 
 use crate::config::{configured, IntelConfig};
-use crate::pipeline::Control;
+
+/// The intel snapshot every worker reads, swapped whole on SIGHUP.
+pub struct IntelHandle {
+    current: RwLock<Arc<IntelSnapshot>>,
+    generation: AtomicU64,
+}
+
+impl IntelHandle {
+    /// A handle holding `snap`.
+    pub fn new(snap: IntelSnapshot) -> IntelHandle {
+        IntelHandle {
+            current: RwLock::new(Arc::new(snap)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<IntelSnapshot> {
+        self.current
+            .read()
+            .map(|g| Arc::clone(&g))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Replaces the snapshot; workers pick it up before their next batch.
+    pub fn replace(&self, snap: IntelSnapshot) {
+        let mut g = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *g = Arc::new(snap);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Bumped on every [`replace`](Self::replace): a worker compares it
+    /// with the one it last saw before each batch.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// What the signal thread can ask of a running pipeline.
+#[derive(Clone)]
+pub struct Control {
+    /// Set on SIGINT/SIGTERM: stop capture, flush everything, exit.
+    pub stop: Arc<AtomicBool>,
+    /// Bumped on SIGHUP: the writer and stats threads reopen their files.
+    pub reopen: Arc<AtomicU64>,
+    /// The intel snapshot, replaced on SIGHUP.
+    pub intel: Arc<IntelHandle>,
+}
+
+impl Control {
+    /// A control block around an initial intel snapshot.
+    pub fn new(intel: IntelSnapshot) -> Control {
+        Control {
+            stop: Arc::new(AtomicBool::new(false)),
+            reopen: Arc::new(AtomicU64::new(0)),
+            intel: Arc::new(IntelHandle::new(intel)),
+        }
+    }
+}
 
 /// Loads the Tor list and GeoIP databases named in `[intel]`.
 ///

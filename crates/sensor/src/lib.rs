@@ -1,7 +1,7 @@
 //! tapsentry: a network security sensor for a SPAN or tap port.
 //!
 //! This crate wires the others together: configuration ([`config`]), the
-//! threaded pipeline ([`pipeline`]), intel loading and signal handling
+//! threaded pipeline ([`pipeline`], one module per stage), intel loading and signal handling
 //! ([`control`]), the baseline state file ([`state`]). The binary
 //! (`main.rs`) only parses the command line, opens inputs and outputs, and
 //! maps failures to the contract's exit codes.

@@ -277,20 +277,27 @@ fn run_live(common: Common, interface: Option<String>) -> Result<(), Failure> {
 
 fn summarise(r: &tapsentry::pipeline::RunReport) {
     let s = &r.stats;
+    let packets = s.capture.packets;
     let secs = r.elapsed.as_secs_f64().max(1e-9);
-    let bytes = s["capture"]["wire_bytes"].as_u64().unwrap_or(0);
-    let decode_errors = s["capture"]["decode_errors_total"].as_u64().unwrap_or(0);
+    let decode_errors = s.capture.decode_errors_total;
+    // By reason, in name order (as the summary has always listed them).
+    let by_reason = if decode_errors > 0 {
+        let sorted: std::collections::BTreeMap<_, _> = s.capture.decode_errors.nonzero().collect();
+        serde_json::to_string(&sorted).unwrap_or_default()
+    } else {
+        String::new()
+    };
     eprintln!(
         "tapsentry: {} packets ({:.1} MB) in {:.2} s ({:.0} packets/s); {} flows; {} alerts written, {} suppressed; {} packets not decoded {}",
-        r.packets,
-        bytes as f64 / 1e6,
+        packets,
+        s.capture.wire_bytes as f64 / 1e6,
         secs,
-        r.packets as f64 / secs,
-        s["flows"]["created"].as_u64().unwrap_or(0),
-        r.alerts_written,
-        s["alerts"]["suppressed"].as_u64().unwrap_or(0),
+        packets as f64 / secs,
+        s.flows.created,
+        s.alerts.written,
+        s.alerts.suppressed,
         decode_errors,
-        if decode_errors > 0 { s["capture"]["decode_errors"].to_string() } else { String::new() },
+        by_reason,
     );
 }
 

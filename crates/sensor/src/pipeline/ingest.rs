@@ -1,0 +1,497 @@
+//! The ingest stage (thread `flow-in`): counts each frame on its flow, in
+//! capture order, and cuts the stream into sweep ticks on capture-time
+//! boundaries.
+//!
+//! It sees the frames in exactly the order the reader read them, so the
+//! ticks and what each carries are those of a single thread. It counts a
+//! batch through one flow-table session: the shards stay locked for the
+//! batch, and each group of [`PROBE_GROUP`] frames is looked up back to back
+//! before it is counted, so that the table's cache misses overlap.
+//!
+//! In replay a tick waits for the sweeper's ack, so flow expiry never races
+//! with ingest; live, a tick is skipped when the sweeper is busy.
+
+use std::mem;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tapsentry_flow::{FlowTable, IngestSession, PROBE_GROUP};
+use tapsentry_telemetry::{DropReason, LatencyHist};
+use tapsentry_types::{DnsEvent, PacketMeta, Timestamp};
+
+use super::stats::{lock, SharedStats};
+use super::sweep::SweepMsg;
+use crate::config::PipelineConfig;
+
+/// Frames per batch from the reader to the ingest thread: large enough that
+/// the channel hand-off (a few hundred ns) is noise per packet, small enough
+/// (about 80 KB of summaries) to stay in cache between the two cores.
+pub const INGEST_BATCH: usize = 512;
+
+/// Batches in flight between reader and ingest (about 10 MB at most, 65,536
+/// frames): lets the reader decode on while the ingest thread waits for a
+/// replay's sweep, which on a 200,000-flow table takes longer than 32
+/// batches last. 32, 64 and 128 measured 2.30, 2.10 and 1.94 s on the 5M
+/// replay in one hyperfine run (docs/performance.md).
+pub const INGEST_QUEUE: usize = 128;
+
+/// One frame as the reader hands it to the ingest thread: its capture time
+/// and, when it decoded, the packet summary (the payload is dropped: the DNS
+/// summary was taken from it on the reader side).
+#[derive(Clone, Copy)]
+pub(crate) struct Ingest {
+    pub ts: Timestamp,
+    pub meta: Option<PacketMeta<'static>>,
+    /// The next event of the batch's `dns` list came from this frame.
+    pub dns: bool,
+    /// Decode time of a sampled frame (1 in 64), in ns; the ingest thread
+    /// adds its own part (an eighth of its group's lookups, then the count)
+    /// and records the sum as the packet's processing time.
+    pub decode_ns: Option<u32>,
+}
+
+/// Frames in capture order plus the DNS summaries taken from them: what
+/// the reader hands the ingest thread, recycled back empty.
+#[doc(hidden)]
+pub struct IngestBatch {
+    pub(crate) frames: Vec<Ingest>,
+    pub(crate) dns: Vec<DnsEvent>,
+}
+
+impl IngestBatch {
+    /// An empty batch with room for a full one.
+    pub fn empty() -> Self {
+        IngestBatch {
+            frames: Vec::with_capacity(INGEST_BATCH),
+            dns: Vec::with_capacity(64),
+        }
+    }
+
+    /// Frames in the batch.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// True when no frame is in the batch.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Frames that decoded (and will be counted on a flow).
+    pub fn decoded(&self) -> usize {
+        self.frames.iter().filter(|f| f.meta.is_some()).count()
+    }
+
+    /// The DNS summaries taken from the batch's frames, in frame order.
+    pub fn dns(&self) -> &[DnsEvent] {
+        &self.dns
+    }
+}
+
+/// What the reader sends the ingest thread.
+pub(crate) enum IngestMsg {
+    Frames(IngestBatch),
+    /// Live and quiet: the wall clock (never behind the last packet) is
+    /// capture time until the next packet.
+    Idle(Timestamp),
+}
+
+/// Where the ingest step hands a sweep tick.
+#[doc(hidden)]
+pub trait Ticks {
+    /// Asks for a sweep at capture time `now` with the DNS events gathered
+    /// since the last one (taken out of `dns`, which is left empty or holds
+    /// the events a busy sweeper could not take). The session's shards are
+    /// released first: the sweeper needs them. False when the sweeper is
+    /// gone.
+    fn tick(
+        &mut self,
+        now: Timestamp,
+        session: &mut IngestSession<'_>,
+        dns: &mut Vec<DnsEvent>,
+    ) -> bool;
+}
+
+/// Ticks to the `flow-sweep` thread. Replay: wait for the sweep to finish.
+/// Live: skip if the sweeper is busy (the next tick covers it).
+pub(crate) struct SweepTicks {
+    pub live: bool,
+    pub tx: Sender<SweepMsg>,
+    pub acks: Receiver<Vec<DnsEvent>>,
+    /// The DNS buffer the sweeper last handed back, swapped in at each tick
+    /// so no tick allocates.
+    pub spare: Vec<DnsEvent>,
+}
+
+impl Ticks for SweepTicks {
+    fn tick(
+        &mut self,
+        now: Timestamp,
+        session: &mut IngestSession<'_>,
+        dns: &mut Vec<DnsEvent>,
+    ) -> bool {
+        session.release();
+        if self.live {
+            match self.tx.try_send(SweepMsg::Tick {
+                now,
+                dns: mem::take(dns),
+            }) {
+                Ok(()) => {
+                    mem::swap(dns, &mut self.spare);
+                    true
+                }
+                Err(TrySendError::Full(SweepMsg::Tick { dns: back, .. })) => {
+                    *dns = back;
+                    true
+                }
+                Err(_) => false,
+            }
+        } else {
+            let out = mem::replace(dns, mem::take(&mut self.spare));
+            if self.tx.send(SweepMsg::Tick { now, dns: out }).is_err() {
+                return false;
+            }
+            match self.acks.recv() {
+                Ok(v) => {
+                    self.spare = v;
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    }
+}
+
+/// Capture-time tick boundaries are aligned to the interval, so the sweep
+/// points depend only on packet timestamps.
+fn next_boundary(ts: Timestamp, interval_s: u32) -> Timestamp {
+    let step = i64::from(interval_s.max(1)) * 1_000_000;
+    Timestamp::from_micros((ts.micros().div_euclid(step) + 1).saturating_mul(step))
+}
+
+/// The ingest thread's work on one batch, with its state between batches:
+/// the pending DNS events, the next tick and the per-packet latency
+/// samples. `tests/alloc.rs` drives it directly.
+#[doc(hidden)]
+pub struct IngestStep {
+    sweep_interval_secs: u32,
+    max_pending_dns: usize,
+    live: bool,
+    dns: Vec<DnsEvent>,
+    next_tick: Option<Timestamp>,
+    last_ts: Timestamp,
+    packet_time: LatencyHist,
+    dns_dropped: u64,
+}
+
+impl IngestStep {
+    /// A step with the pipeline's sweep interval and DNS buffer bound.
+    pub fn new(cfg: &PipelineConfig, live: bool) -> IngestStep {
+        IngestStep {
+            sweep_interval_secs: cfg.sweep_interval_secs,
+            max_pending_dns: cfg.max_pending_dns,
+            live,
+            dns: Vec::with_capacity(1024),
+            next_tick: None,
+            last_ts: Timestamp::ZERO,
+            packet_time: LatencyHist::new(),
+            dns_dropped: 0,
+        }
+    }
+
+    /// Counts every frame of `batch` on its flow, takes its DNS events and
+    /// ticks when a capture-time boundary is crossed (or, in replay, when
+    /// evicted records or DNS events pile up). Leaves `batch` empty and the
+    /// session's shards released. False when the sweeper is gone.
+    #[inline]
+    pub fn on_batch<T: Ticks>(
+        &mut self,
+        batch: &mut IngestBatch,
+        table: &FlowTable,
+        session: &mut IngestSession<'_>,
+        ticks: &mut T,
+    ) -> bool {
+        let mut events = batch.dns.drain(..);
+        let mut going = true;
+        'groups: for group in batch.frames.chunks(PROBE_GROUP) {
+            // The group's lookups are work done for each of its frames: a
+            // sampled frame's processing time carries its share of them.
+            let probe_start = group
+                .iter()
+                .any(|f| f.decode_ns.is_some())
+                .then(Instant::now);
+            let probes = session.probe(group.iter().map(|f| f.meta.as_ref()));
+            let probe_share_ns = probe_start.map_or(0, |t| {
+                u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX) / group.len() as u64
+            });
+            for (item, probe) in group.iter().zip(probes) {
+                let t0 = item.decode_ns.map(|ns| (ns, Instant::now()));
+                if item.ts > self.last_ts {
+                    self.last_ts = item.ts;
+                }
+                if let (Some(m), Some(probe)) = (&item.meta, probe) {
+                    session.ingest_probed(m, &probe);
+                }
+                if item.dns {
+                    if let Some(event) = events.next() {
+                        if self.dns.len() < self.max_pending_dns {
+                            self.dns.push(event);
+                        } else {
+                            self.dns_dropped += 1;
+                        }
+                    }
+                }
+                if let Some((decode_ns, t0)) = t0 {
+                    let ingest_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.packet_time.record_ns(
+                        u64::from(decode_ns)
+                            .saturating_add(probe_share_ns)
+                            .saturating_add(ingest_ns),
+                    );
+                }
+                let due = match self.next_tick {
+                    None => {
+                        self.next_tick =
+                            Some(next_boundary(self.last_ts, self.sweep_interval_secs));
+                        false
+                    }
+                    Some(t) => self.last_ts >= t,
+                };
+                // Replay must not drop evicted-flow records or DNS events:
+                // sweep early when either piles up (live drops them, counted).
+                let backlog = table.needs_sweep() || self.dns.len() >= self.max_pending_dns;
+                if due || (!self.live && backlog) {
+                    if !ticks.tick(self.last_ts, session, &mut self.dns) {
+                        going = false;
+                        break 'groups;
+                    }
+                    self.next_tick = Some(next_boundary(self.last_ts, self.sweep_interval_secs));
+                }
+            }
+        }
+        // The sweeper may want the shards while this thread waits for frames.
+        session.release();
+        drop(events);
+        batch.frames.clear();
+        going
+    }
+
+    /// Live and quiet: ticks if `now` (the wall clock) passed the next
+    /// boundary. False when the sweeper is gone.
+    pub fn on_idle<T: Ticks>(
+        &mut self,
+        now: Timestamp,
+        session: &mut IngestSession<'_>,
+        ticks: &mut T,
+    ) -> bool {
+        if self.next_tick.is_some_and(|t| now >= t) {
+            if !ticks.tick(now, session, &mut self.dns) {
+                return false;
+            }
+            self.next_tick = Some(next_boundary(now, self.sweep_interval_secs));
+        }
+        true
+    }
+
+    /// The latest capture time counted.
+    pub fn last_ts(&self) -> Timestamp {
+        self.last_ts
+    }
+
+    /// DNS events waiting for the next tick.
+    pub fn pending_dns(&self) -> &[DnsEvent] {
+        &self.dns
+    }
+
+    /// Hands the latency samples and DNS drops gathered so far to `shared`.
+    fn publish(&mut self, shared: &SharedStats) {
+        lock(&shared.capture).packet_time.merge(&self.packet_time);
+        self.packet_time.reset();
+        if self.dns_dropped > 0 {
+            shared
+                .drops
+                .add(DropReason::DnsBufferFull, mem::take(&mut self.dns_dropped));
+        }
+    }
+}
+
+/// The ingest stage: its step, its input from the reader, the recycling
+/// queue back, and the sweeper it ticks.
+pub(crate) struct IngestStage {
+    pub step: IngestStep,
+    pub table: Arc<FlowTable>,
+    pub shared: Arc<SharedStats>,
+    pub ticks: SweepTicks,
+}
+
+impl IngestStage {
+    /// Runs until the reader hangs up (or the sweeper does), then asks the
+    /// sweeper for the final sweep, which drains the table.
+    pub fn run(self, input: &Receiver<IngestMsg>, recycle: &Sender<IngestBatch>) {
+        let IngestStage {
+            mut step,
+            table,
+            shared,
+            mut ticks,
+        } = self;
+        let mut since_publish = 0usize;
+        // Holds the table's shards locked while a batch is counted.
+        let mut session = table.session();
+        while let Ok(msg) = input.recv() {
+            let mut batch = match msg {
+                IngestMsg::Idle(now) => {
+                    if !step.on_idle(now, &mut session, &mut ticks) {
+                        break;
+                    }
+                    continue;
+                }
+                IngestMsg::Frames(batch) => batch,
+            };
+            let frames = batch.len();
+            let going = step.on_batch(&mut batch, &table, &mut session, &mut ticks);
+            if !going {
+                break;
+            }
+            since_publish += frames;
+            if since_publish >= 4096 {
+                since_publish = 0;
+                step.publish(&shared);
+            }
+            let _ = recycle.try_send(batch);
+        }
+        drop(session);
+        step.publish(&shared);
+        let _ = ticks.tx.send(SweepMsg::Final {
+            now: step.last_ts,
+            dns: step.dns,
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::bounded;
+    use std::net::IpAddr;
+    use tapsentry_flow::FlowConfig;
+    use tapsentry_types::{Fragment, TcpFlags};
+
+    fn meta(us: i64, sport: u16) -> PacketMeta<'static> {
+        PacketMeta {
+            ts: Timestamp::from_micros(us),
+            vlan: 0,
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([10, 0, 0, 2]),
+            proto: 17,
+            src_port: sport,
+            dst_port: 53,
+            ip_len: 60,
+            tcp_flags: TcpFlags(0),
+            fragment: Fragment::None,
+            icmp_error: None,
+            payload: &[],
+        }
+    }
+
+    fn frame(us: i64, sport: u16) -> Ingest {
+        Ingest {
+            ts: Timestamp::from_micros(us),
+            meta: Some(meta(us, sport)),
+            dns: false,
+            decode_ns: None,
+        }
+    }
+
+    /// Frames 0.5 s apart over 3.2 s of capture time, one of them not
+    /// decoded, through the real stage and channels: the sweeper (this
+    /// test) sees a tick at each whole second, acks it, and then the final
+    /// sweep; the table holds the flows.
+    #[test]
+    fn ingest_counts_frames_and_ticks_on_capture_time_boundaries() {
+        let base = 1_700_000_000_000_000i64;
+        let cfg = PipelineConfig::default();
+        let table = Arc::new(FlowTable::new(FlowConfig::default()));
+        let shared = Arc::new(SharedStats::new());
+        let (in_tx, in_rx) = bounded::<IngestMsg>(4);
+        let (recycle_tx, recycle_rx) = bounded::<IngestBatch>(4);
+        let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
+        let (ack_tx, ack_rx) = bounded::<Vec<DnsEvent>>(1);
+        let stage = IngestStage {
+            step: IngestStep::new(&cfg, false),
+            table: Arc::clone(&table),
+            shared: Arc::clone(&shared),
+            ticks: SweepTicks {
+                live: false,
+                tx: tick_tx,
+                acks: ack_rx,
+                spare: Vec::new(),
+            },
+        };
+        let h = std::thread::spawn(move || stage.run(&in_rx, &recycle_tx));
+
+        let mut batch = IngestBatch::empty();
+        for i in 0..7i64 {
+            batch
+                .frames
+                .push(frame(base + i * 500_000, 1000 + (i % 2) as u16));
+        }
+        batch.frames.push(Ingest {
+            meta: None,
+            ..frame(base + 3_200_000, 1)
+        });
+        in_tx.send(IngestMsg::Frames(batch)).unwrap();
+        drop(in_tx);
+
+        let mut ticks = Vec::new();
+        loop {
+            match tick_rx.recv().unwrap() {
+                SweepMsg::Tick { now, dns } => {
+                    ticks.push(now.micros() - base);
+                    ack_tx.send(dns).unwrap();
+                }
+                SweepMsg::Final { now, .. } => {
+                    assert_eq!(now.micros() - base, 3_200_000);
+                    break;
+                }
+            }
+        }
+        h.join().unwrap();
+        // Boundaries at 1, 2 and 3 s, each crossed by the frame at 1.0,
+        // 2.0 and 3.0 s (ticks carry the packet's time).
+        assert_eq!(ticks, [1_000_000, 2_000_000, 3_000_000]);
+        assert_eq!(
+            table.counters().created,
+            2,
+            "two flows; the undecoded frame counts on none"
+        );
+        let back = recycle_rx.try_recv().unwrap();
+        assert!(
+            back.is_empty() && back.dns().is_empty(),
+            "the batch comes back empty"
+        );
+    }
+
+    /// A tick with the sweeper gone stops the step.
+    #[test]
+    fn a_missing_sweeper_stops_ingest() {
+        let base = 1_700_000_000_000_000i64;
+        let table = FlowTable::new(FlowConfig::default());
+        let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
+        let (_ack_tx, ack_rx) = bounded::<Vec<DnsEvent>>(1);
+        drop(tick_rx);
+        let mut ticks = SweepTicks {
+            live: false,
+            tx: tick_tx,
+            acks: ack_rx,
+            spare: Vec::new(),
+        };
+        let mut step = IngestStep::new(&PipelineConfig::default(), false);
+        let mut session = table.session();
+        let mut batch = IngestBatch::empty();
+        batch.frames.push(frame(base, 1));
+        batch.frames.push(frame(base + 2_000_000, 1));
+        assert!(!step.on_batch(&mut batch, &table, &mut session, &mut ticks));
+    }
+}

@@ -1,0 +1,348 @@
+//! The running sensor: threads, queues and the order they stop in. Each
+//! stage is a module with a struct that owns its state; this module only
+//! connects them ([`Pipeline::run`]).
+//!
+//! ```text
+//!           frames        Frames(512)          Tick(now, dns)         Batch (per shard)       Alerts(epoch)
+//!  source ──> cap-rx ───────────────> flow-in ───────────────> flow-sweep ──────────────> det-0..N ────────────> alert-out ──> alert log
+//!  (file or   read, decode, bounded   flow-table  bounded(1)  sweep/drain the  bounded     detectors, one  bounded   sort per epoch,
+//!   libpcap)  fragments,    (128)     ingest,     replay      flow table,      (worker_    shard of hosts  (writer_  suppress, write,
+//!             DNS summaries           sweep ticks waits for   route records    queue)      each            queue)    flow log
+//!                                                 the ack              └──────────── Flows(ended) ────────────────────┘
+//!  side threads: signals (SIGINT/SIGTERM stop, SIGHUP reload + reopen), stats (stats log every interval),
+//!  state-out (baseline state file: workers export at one capture time, it writes)
+//! ```
+//!
+//! | thread | stage | owns | receives (queue, bound) | sends |
+//! | --- | --- | --- | --- | --- |
+//! | `cap-rx` | [`reader`] | the frame source, fragment tracker, capture counters | frames from the source; empty batches back from `flow-in` (`INGEST_QUEUE` + 2) | `IngestMsg` to `flow-in` (`INGEST_QUEUE` = 128) |
+//! | `flow-in` | [`ingest`] | the flow-table session, pending DNS events, tick clock | `IngestMsg` | `SweepMsg` to `flow-sweep` (1); replay waits for the ack (1) |
+//! | `flow-sweep` | [`sweep`] | the record buffer, epoch issuer, save clock | `SweepMsg` | `WorkerMsg` to each `det-i` (`pipeline.worker_queue`); ended flows to `alert-out` |
+//! | `det-0..N` | [`workers`] | the detectors of one shard of hosts | `WorkerMsg` | one `Reply` per epoch to `alert-out` (`pipeline.writer_queue`); state parts to `state-out` (2 × workers) |
+//! | `alert-out` | [`writer`] | the alert and flow logs, suppressor, [`epoch::EpochCollector`] | `WriterMsg` | files |
+//! | `stats` | [`stats`] | the stats log | a stop queue (1) | a [`StatsRecord`] every interval |
+//! | `state-out` | [`crate::state`] | the state file | `StatePart` | the file |
+//!
+//! Reading and decoding (`cap-rx`) and the flow-table ingest (`flow-in`) are
+//! two threads because together they were three quarters of a replay's
+//! samples on one core while the other core idled; the ingest thread sees
+//! the frames in read order, so everything after it is as if one thread did
+//! both.
+//!
+//! Time is capture time throughout. In replay the ingest thread hands each
+//! tick to the sweeper and waits for its ack before reading on, and the
+//! sweeper, workers and writer follow the [`epoch`] protocol (every worker
+//! gets every epoch, replies once, the writer releases whole epochs in
+//! order, sorted): one capture gives byte-identical alert logs at any speed
+//! and any worker count. Live, nothing after the ingest thread waits: full
+//! queues drop and the drop is counted by reason; `cap-rx` does wait for
+//! `flow-in`, so an ingest that falls behind shows as kernel drops.
+//!
+//! Stopping: each stage ends when its input disconnects, so the threads are
+//! joined upstream to downstream; the final sweep drains the flow table
+//! through the detectors before the workers stop.
+
+pub mod epoch;
+pub mod ingest;
+pub mod reader;
+pub mod stats;
+pub mod sweep;
+pub mod workers;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use crossbeam_channel::bounded;
+use tapsentry_capture::FrameSource;
+use tapsentry_detect::HomeNet;
+use tapsentry_flow::FlowTable;
+use tapsentry_output::{JsonlSink, Suppressor};
+use tapsentry_types::DnsEvent;
+
+pub use crate::control::{Control, IntelHandle};
+pub use stats::StatsRecord;
+
+use crate::config::{configured, SensorConfig};
+use crate::state::{self, StatePart};
+use epoch::EpochCollector;
+use ingest::{IngestBatch, IngestMsg, IngestStage, IngestStep, SweepTicks, INGEST_QUEUE};
+use reader::{FrameStep, Reader};
+use stats::{lock, SharedStats, StatsStage};
+use sweep::{Router, SaveClock, Sweep, SweepMsg};
+use workers::{build_workers, DetectorStage, WorkerMsg};
+use writer::{WriterMsg, WriterStage};
+
+/// How fast a replay reads its files. The result never depends on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// As fast as possible.
+    Max,
+    /// Paced by packet timestamps, `factor` times real time (1.0 = realtime).
+    Factor(f64),
+}
+
+/// Replay (deterministic, lossless) or live (never blocks capture).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// Files: backpressure waits, alerts are ordered per epoch.
+    Replay(Speed),
+    /// An interface: full queues drop and count.
+    Live,
+}
+
+/// The outcome of a run, for the summary and the exit status.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The final stats record (also written to the stats log).
+    pub stats: StatsRecord,
+    /// Capture problems that did not stop the run but make it exit 1
+    /// (a corrupt or unreadable file among several).
+    pub capture_errors: Vec<String>,
+    /// A fatal problem (e.g. the alert log became unwritable).
+    pub fatal: Option<String>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Everything a run needs, opened by the caller (so open errors are
+/// reported before any thread starts).
+pub struct Pipeline {
+    /// The validated configuration.
+    pub cfg: SensorConfig,
+    /// Replay or live.
+    pub mode: Mode,
+    /// The frame source, already open.
+    pub source: Box<dyn FrameSource>,
+    /// The alert log, already open.
+    pub alerts: JsonlSink,
+    /// The flow log, if configured, already open.
+    pub flows: Option<JsonlSink>,
+    /// The stats log, if configured, already open.
+    pub stats: Option<JsonlSink>,
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .with_context(|| format!("cannot start thread {name}"))
+}
+
+fn join<T>(h: JoinHandle<T>) -> Result<T> {
+    let name = h.thread().name().unwrap_or("?").to_string();
+    h.join().map_err(|_| anyhow!("thread {name} panicked"))
+}
+
+impl Pipeline {
+    /// Runs until the source ends (replay) or `control.stop` is set, then
+    /// flushes every live flow through the detectors and returns.
+    pub fn run(self, control: &Control) -> Result<RunReport> {
+        let Pipeline {
+            cfg,
+            mode,
+            source,
+            alerts,
+            flows,
+            stats,
+        } = self;
+        let workers = cfg.pipeline.workers.max(1);
+        let live = mode == Mode::Live;
+        let home = Arc::new(
+            HomeNet::parse(&cfg.network.home_net).map_err(|e| anyhow!("network.home_net: {e}"))?,
+        );
+        // Replay writes whole epochs in order; live writes as replies come.
+        let epochs = (!live)
+            .then(|| EpochCollector::new(workers))
+            .transpose()
+            .map_err(|e| anyhow!("pipeline.workers: {e}"))?;
+        let table = Arc::new(FlowTable::new(cfg.flow.clone()));
+        let shared = Arc::new(SharedStats::new());
+        // Baselines from the state file go into the workers before any
+        // packet; saves are gathered by their own thread, off the alert path.
+        let state_path = configured(&cfg.detect.state_file).map(Path::to_path_buf);
+        let built = build_workers(&cfg, workers, &home, &control.intel, state_path.as_deref());
+
+        // The queues, upstream to downstream (see the table above).
+        let (ingest_tx, ingest_rx) = bounded::<IngestMsg>(INGEST_QUEUE);
+        let (recycle_tx, recycle_rx) = bounded::<IngestBatch>(INGEST_QUEUE + 2);
+        let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
+        let (ack_tx, ack_rx) = bounded::<Vec<DnsEvent>>(1);
+        let (worker_txs, worker_rxs): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| bounded::<WorkerMsg>(cfg.pipeline.worker_queue))
+            .unzip();
+        let (writer_tx, writer_rx) = bounded::<WriterMsg>(cfg.pipeline.writer_queue);
+        let (state_tx, state_rx) = bounded::<StatePart>(workers.saturating_mul(2));
+        let (stats_stop_tx, stats_stop_rx) = bounded::<()>(1);
+
+        // The threads, downstream first.
+        let state_out = match built.saver {
+            Some(saver) => Some(spawn("state-out", move || {
+                state::state_loop(&state_rx, saver, workers)
+            })?),
+            None => None,
+        };
+        let state_tx = state_out.is_some().then_some(state_tx);
+        let mut worker_handles = Vec::with_capacity(workers);
+        for (i, (worker, rx)) in built.workers.into_iter().zip(worker_rxs).enumerate() {
+            let stage = DetectorStage {
+                worker,
+                out: writer_tx.clone(),
+                intel: Arc::clone(&control.intel),
+                shared: Arc::clone(&shared),
+                live,
+                state: state_tx.clone(),
+            };
+            worker_handles.push(spawn(&format!("det-{i}"), move || stage.run(&rx))?);
+        }
+        drop(state_tx);
+        let writer = WriterStage {
+            alerts,
+            flows,
+            suppressor: Suppressor::new(
+                cfg.output.suppression_window_secs,
+                cfg.output.suppression_max_entries,
+            ),
+            epochs,
+            reopen: Arc::clone(&control.reopen),
+            shared: Arc::clone(&shared),
+        };
+        let flow_log = writer.flows.is_some().then(|| writer_tx.clone());
+        drop(writer_tx);
+        let writer = spawn("alert-out", move || writer.run(&writer_rx))?;
+        let sweep = Sweep {
+            table: Arc::clone(&table),
+            router: Router::new(home, worker_txs, flow_log, live, Arc::clone(&shared)),
+            saves: state_out
+                .is_some()
+                .then(|| SaveClock::new(cfg.detect.state_interval_secs.0)),
+        };
+        let sweeper = spawn("flow-sweep", move || sweep.run(&tick_rx, &ack_tx))?;
+        let stats_thread = match stats {
+            Some(sink) => {
+                let stage = StatsStage {
+                    sink,
+                    every: Duration::from_secs(cfg.output.stats_interval_secs.max(1)),
+                    shared: Arc::clone(&shared),
+                    table: Arc::clone(&table),
+                    reopen: Arc::clone(&control.reopen),
+                };
+                Some(spawn("stats", move || stage.run(&stats_stop_rx))?)
+            }
+            None => None,
+        };
+        let ingest = IngestStage {
+            step: IngestStep::new(&cfg.pipeline, live),
+            table: Arc::clone(&table),
+            shared: Arc::clone(&shared),
+            ticks: SweepTicks {
+                live,
+                tx: tick_tx,
+                acks: ack_rx,
+                spare: Vec::with_capacity(1024),
+            },
+        };
+        let ingest = spawn("flow-in", move || ingest.run(&ingest_rx, &recycle_tx))?;
+        let reader = Reader {
+            source,
+            step: FrameStep::new(cfg.flow.max_fragments),
+            shared: Arc::clone(&shared),
+            stop: Arc::clone(&control.stop),
+            mode,
+        };
+        let capture = spawn("cap-rx", move || reader.run(&ingest_tx, &recycle_rx))?;
+
+        // Upstream to downstream: each stage ends when its input disconnects.
+        let capture_errors = join(capture)?;
+        join(ingest)?;
+        join(sweeper)?;
+        for h in worker_handles {
+            join(h)?;
+        }
+        // Workers sent their exit share of the state; the file is written.
+        if let Some(h) = state_out {
+            join(h)?;
+        }
+        // The writer returns its sink so the file closes only after the last line.
+        drop(join(writer)?);
+        drop(stats_stop_tx);
+        let mut stats_sink = stats_thread.map(join).transpose()?;
+        let stats = shared.record(&table.counters());
+        if let Some(sink) = stats_sink.as_mut() {
+            sink.write_record(&stats)
+                .with_context(|| format!("cannot write stats log {}", sink.path()))?;
+        }
+        let fatal = lock(&shared.writer).write_error.clone();
+        Ok(RunReport {
+            stats,
+            capture_errors,
+            fatal,
+            elapsed: shared.started.elapsed(),
+        })
+    }
+}
+
+/// Inputs the stages' unit tests share, made the way the pipeline makes
+/// them (decoded frames, flow-table records).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod test_util {
+    use std::net::IpAddr;
+
+    use tapsentry_decode::{decode, dns};
+    use tapsentry_flow::{FlowConfig, FlowTable};
+    use tapsentry_testkit::{tcp_v4, udp_v4, DnsMessage};
+    use tapsentry_types::{DnsEvent, FlowRecord, Frame, LinkType, Timestamp};
+
+    /// A DNS query for `a.example` A.
+    pub fn dns_query() -> Vec<u8> {
+        DnsMessage::query(0x1234, "a.example", 1).encode()
+    }
+
+    fn frame(data: &[u8], ts: Timestamp) -> Frame<'_> {
+        Frame {
+            ts,
+            wire_len: data.len() as u32,
+            link: LinkType::ETHERNET,
+            data,
+        }
+    }
+
+    /// The DNS summary of a query from `client`, as the reader takes it.
+    pub fn dns_event(client: [u8; 4]) -> DnsEvent {
+        let data = udp_v4(client, 5353, [10, 0, 0, 53], 53, &dns_query());
+        let m = decode(&frame(&data, Timestamp::from_micros(1_000))).unwrap();
+        dns::event(&m).unwrap().unwrap()
+    }
+
+    /// The record of an answered TCP flow (SYN, SYN-ACK), drained from a
+    /// flow table.
+    pub fn flow_record(
+        client: IpAddr,
+        cport: u16,
+        server: IpAddr,
+        sport: u16,
+        t: Timestamp,
+    ) -> FlowRecord {
+        let (IpAddr::V4(c), IpAddr::V4(s)) = (client, server) else {
+            panic!("IPv4 only")
+        };
+        let table = FlowTable::new(FlowConfig::default());
+        let mut session = table.session();
+        let syn = tcp_v4(c.octets(), cport, s.octets(), sport, 0x02, &[]);
+        let syn_ack = tcp_v4(s.octets(), sport, c.octets(), cport, 0x12, &[]);
+        session.ingest(&decode(&frame(&syn, t)).unwrap());
+        let t1 = Timestamp::from_micros(t.micros() + 1_000);
+        session.ingest(&decode(&frame(&syn_ack, t1)).unwrap());
+        drop(session);
+        let mut out = Vec::new();
+        table.drain(&mut out);
+        out.pop().unwrap()
+    }
+}

@@ -1,0 +1,413 @@
+//! The writer stage (thread `alert-out`): writes alerts to the alert log
+//! (suppressing repeats) and ended flows to the flow log.
+//!
+//! In replay it releases alerts through an [`EpochCollector`]: an epoch is
+//! written only when every worker replied, epochs in order, each sorted, so
+//! the log does not depend on the worker count or on which worker finished
+//! first. Live, each reply is written as it arrives (sorted within itself).
+//! The flow-log layout is [`FlowLogRecord`].
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde::Serialize;
+use tapsentry_output::{JsonlSink, Suppressor};
+use tapsentry_types::{
+    community_id_v1, proto_name, Alert, EndReason, FlowRecord, FlowState, RecordKind, Timestamp,
+};
+
+use super::epoch::{alert_order, EpochCollector, Released, Reply};
+use super::stats::{lock, SharedStats, WriterStats};
+
+/// What the workers and the sweeper send the writer.
+pub(crate) enum WriterMsg {
+    /// A worker's reply to one epoch.
+    Alerts(Reply),
+    /// Ended flows, for the flow log.
+    Flows(Vec<FlowRecord>),
+}
+
+/// The writer stage: its sinks, the suppressor, and (replay) the epoch
+/// collector.
+pub(crate) struct WriterStage {
+    pub alerts: JsonlSink,
+    pub flows: Option<JsonlSink>,
+    pub suppressor: Suppressor,
+    /// Replay: releases epochs whole and in order. Live: `None`.
+    pub epochs: Option<EpochCollector>,
+    pub reopen: Arc<AtomicU64>,
+    pub shared: Arc<SharedStats>,
+}
+
+impl WriterStage {
+    /// Writes until every sender has hung up; returns the alert log so it
+    /// closes only after the last line.
+    pub fn run(self, input: &Receiver<WriterMsg>) -> JsonlSink {
+        let WriterStage {
+            alerts,
+            flows,
+            suppressor,
+            mut epochs,
+            reopen,
+            shared,
+        } = self;
+        let mut w = Sinks {
+            alerts,
+            flows,
+            suppressor,
+            st: WriterStats::default(),
+        };
+        let mut seen_reopen = reopen.load(Ordering::Acquire);
+        loop {
+            let msg = input.recv_timeout(Duration::from_millis(200));
+            let r = reopen.load(Ordering::Acquire);
+            if r != seen_reopen {
+                seen_reopen = r;
+                w.reopen();
+            }
+            match msg {
+                Ok(WriterMsg::Alerts(reply)) => match epochs.as_mut() {
+                    Some(c) => {
+                        if let Err(refused) = c.accept(reply) {
+                            // A protocol bug; its alerts are still written.
+                            eprintln!("tapsentry: warning: {}", refused.error);
+                            let (mut alerts, emitted) = refused.reply.into_parts();
+                            alerts.sort_by(alert_order);
+                            w.write_alerts(alerts, emitted);
+                        }
+                        while let Some(r) = c.release() {
+                            w.write_released(r);
+                        }
+                    }
+                    None => {
+                        let (mut alerts, emitted) = reply.into_parts();
+                        alerts.sort_by(alert_order);
+                        w.write_alerts(alerts, emitted);
+                    }
+                },
+                Ok(WriterMsg::Flows(recs)) => w.write_flows(&recs),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            w.st.publish_to(&mut lock(&shared.writer));
+        }
+        // Epochs a worker never completed (it died): write what arrived, in order.
+        if let Some(c) = epochs {
+            for r in c.finish() {
+                w.write_released(r);
+            }
+        }
+        w.st.publish_to(&mut lock(&shared.writer));
+        w.alerts
+    }
+}
+
+/// The open logs and what was written to them.
+struct Sinks {
+    alerts: JsonlSink,
+    flows: Option<JsonlSink>,
+    suppressor: Suppressor,
+    st: WriterStats,
+}
+
+impl Sinks {
+    fn reopen(&mut self) {
+        for sink in std::iter::once(&mut self.alerts).chain(self.flows.as_mut()) {
+            if let Err(e) = sink.reopen() {
+                eprintln!("tapsentry: error: {e}");
+                self.st.write_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+
+    fn write_released(&mut self, r: Released) {
+        self.write_alerts(r.alerts, r.emitted);
+    }
+
+    /// Writes `alerts`, already in [`alert_order`].
+    fn write_alerts(&mut self, alerts: Vec<Alert>, emitted: Instant) {
+        let st = &mut self.st;
+        for a in alerts {
+            if !self.suppressor.admit(&a) {
+                st.suppressed += 1;
+                continue;
+            }
+            match self.alerts.write_record(&a) {
+                Ok(()) => {
+                    st.written += 1;
+                    *st.by_category.entry(a.alert.category.as_str()).or_default() += 1;
+                    st.alert_latency
+                        .record_ns(u64::try_from(emitted.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                }
+                Err(e) => {
+                    if st.write_error.is_none() {
+                        eprintln!("tapsentry: error: {e}");
+                        st.write_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_flows(&mut self, recs: &[FlowRecord]) {
+        let Some(sink) = self.flows.as_mut() else {
+            return;
+        };
+        for r in recs {
+            match sink.write_record(&FlowLogRecord::from(r)) {
+                Ok(()) => self.st.flow_records_logged += 1,
+                Err(e) => {
+                    if self.st.write_error.is_none() {
+                        eprintln!("tapsentry: error: {e}");
+                        self.st.write_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One ended flow in the flow log (field names follow Suricata's EVE flow
+/// records where they overlap).
+#[derive(Debug, Serialize)]
+pub struct FlowLogRecord {
+    /// The flow's last packet.
+    pub timestamp: Timestamp,
+    /// Always `"flow"`.
+    pub event_type: &'static str,
+    /// The client (the side that spoke first).
+    pub src_ip: IpAddr,
+    /// Client port (TCP, UDP, SCTP only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
+    /// The server.
+    pub dest_ip: IpAddr,
+    /// Server port (TCP, UDP, SCTP only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_port: Option<u16>,
+    /// `"TCP"`, `"UDP"`, … or the protocol number.
+    pub proto: String,
+    /// 802.1Q VLAN id (omitted when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vlan: u16,
+    /// Community ID v1.
+    pub community_id: String,
+    /// Counters, state and end reason.
+    pub flow: FlowLogBody,
+}
+
+/// The `flow` object of a flow-log record.
+#[derive(Debug, Serialize)]
+pub struct FlowLogBody {
+    /// First packet.
+    pub start: Timestamp,
+    /// Last packet.
+    pub end: Timestamp,
+    /// Packets client to server.
+    pub pkts_toserver: u64,
+    /// Packets server to client.
+    pub pkts_toclient: u64,
+    /// Bytes client to server.
+    pub bytes_toserver: u64,
+    /// Bytes server to client.
+    pub bytes_toclient: u64,
+    /// Connection state at the end.
+    pub state: FlowState,
+    /// Why the flow ended.
+    pub reason: EndReason,
+    /// Whether the server ever answered.
+    pub answered: bool,
+    /// TCP flags the client sent (omitted when none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tcp_flags_ts: String,
+    /// TCP flags the server sent (omitted when none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tcp_flags_tc: String,
+}
+
+fn is_zero(v: &u16) -> bool {
+    *v == 0
+}
+
+impl From<&FlowRecord> for FlowLogRecord {
+    fn from(r: &FlowRecord) -> Self {
+        let ports = matches!(r.proto, 6 | 17 | 132);
+        FlowLogRecord {
+            timestamp: r.last_seen,
+            event_type: "flow",
+            src_ip: r.client,
+            src_port: ports.then_some(r.client_port),
+            dest_ip: r.server,
+            dest_port: ports.then_some(r.server_port),
+            proto: proto_name(r.proto).into_owned(),
+            vlan: r.vlan,
+            community_id: community_id_v1(
+                r.client,
+                r.client_port,
+                r.server,
+                r.server_port,
+                r.proto,
+                0,
+            ),
+            flow: FlowLogBody {
+                start: r.first_seen,
+                end: r.last_seen,
+                pkts_toserver: r.to_server.packets,
+                pkts_toclient: r.to_client.packets,
+                bytes_toserver: r.to_server.bytes,
+                bytes_toclient: r.to_client.bytes,
+                state: r.state,
+                reason: match r.kind {
+                    RecordKind::End(reason) => reason,
+                    RecordKind::Interim => EndReason::Shutdown,
+                },
+                answered: r.responder_answered,
+                tcp_flags_ts: r.client_flags.letters(),
+                tcp_flags_tc: r.server_flags.letters(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::pipeline::epoch::tests::alert;
+    use crate::pipeline::epoch::EpochIssuer;
+    use crate::pipeline::test_util::flow_record;
+    use crossbeam_channel::bounded;
+    use serde_json::Value;
+    use tapsentry_types::Timestamp;
+
+    fn read(path: &std::path::Path) -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn stage(
+        dir: &std::path::Path,
+        epochs: Option<EpochCollector>,
+    ) -> (WriterStage, Arc<SharedStats>) {
+        let shared = Arc::new(SharedStats::new());
+        let sink =
+            |name: &str| JsonlSink::open_as(dir.join(name).to_str().unwrap(), "log").unwrap();
+        (
+            WriterStage {
+                alerts: sink("alerts.jsonl"),
+                flows: Some(sink("flows.jsonl")),
+                suppressor: Suppressor::new(0, 1000),
+                epochs,
+                reopen: Arc::new(AtomicU64::new(0)),
+                shared: Arc::clone(&shared),
+            },
+            shared,
+        )
+    }
+
+    /// Two workers, two epochs, replies arriving epoch 2 first and out of
+    /// worker order, through the real writer thread: the log holds epoch 1
+    /// then epoch 2, each sorted; and the ended flow is in the flow log.
+    #[test]
+    fn writer_orders_alerts_of_two_epochs_arriving_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (st, shared) = stage(dir.path(), Some(EpochCollector::new(2).unwrap()));
+        let (tx, rx) = bounded::<WriterMsg>(16);
+        let h = std::thread::spawn(move || st.run(&rx));
+
+        let mut issuer = EpochIssuer::new(2);
+        let mut ticket = |_: ()| {
+            let mut t: Vec<_> = issuer
+                .open(Timestamp::ZERO, Timestamp::ZERO, Instant::now())
+                .into_deliveries()
+                .map(|(_, t)| t)
+                .collect();
+            let w1 = t.pop().unwrap();
+            (t.pop().unwrap(), w1)
+        };
+        let (e1w0, e1w1) = ticket(());
+        let (e2w0, e2w1) = ticket(());
+        tx.send(WriterMsg::Alerts(e2w1.reply(vec![alert(20, 2)])))
+            .unwrap();
+        tx.send(WriterMsg::Alerts(
+            e2w0.reply(vec![alert(21, 0), alert(20, 1)]),
+        ))
+        .unwrap();
+        tx.send(WriterMsg::Alerts(e1w1.reply(vec![alert(11, 0)])))
+            .unwrap();
+        let t = Timestamp::from_micros(1_700_000_000_000_000);
+        let rec = flow_record([10, 0, 0, 1].into(), 40_000, [10, 0, 0, 2].into(), 22, t);
+        tx.send(WriterMsg::Flows(vec![rec])).unwrap();
+        tx.send(WriterMsg::Alerts(
+            e1w0.reply(vec![alert(12, 0), alert(10, 3)]),
+        ))
+        .unwrap();
+        drop(tx);
+        drop(h.join().unwrap());
+
+        let descr: Vec<String> = read(&dir.path().join("alerts.jsonl"))
+            .iter()
+            .map(|a| a["alert"]["description"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            descr,
+            [
+                "alert 10/3",
+                "alert 11/0",
+                "alert 12/0",
+                "alert 20/1",
+                "alert 20/2",
+                "alert 21/0"
+            ]
+        );
+        let flows = read(&dir.path().join("flows.jsonl"));
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0]["event_type"], "flow");
+        assert_eq!(flows[0]["dest_port"], 22);
+        let w = lock(&shared.writer);
+        assert_eq!((w.written, w.flow_records_logged), (6, 1));
+        assert_eq!(w.by_category.get("port_scan"), Some(&6));
+    }
+
+    /// Live: no collector, each reply is written as it comes.
+    #[test]
+    fn live_writer_writes_replies_as_they_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let (st, _) = stage(dir.path(), None);
+        let (tx, rx) = bounded::<WriterMsg>(16);
+        let mut issuer = EpochIssuer::new(2);
+        let e1: Vec<_> = issuer
+            .open(Timestamp::ZERO, Timestamp::ZERO, Instant::now())
+            .into_deliveries()
+            .map(|(_, t)| t)
+            .collect();
+        let e2: Vec<_> = issuer
+            .open(Timestamp::ZERO, Timestamp::ZERO, Instant::now())
+            .into_deliveries()
+            .map(|(_, t)| t)
+            .collect();
+        let (e2w0, e1w0) = (
+            e2.into_iter().next().unwrap(),
+            e1.into_iter().next().unwrap(),
+        );
+        tx.send(WriterMsg::Alerts(
+            e2w0.reply(vec![alert(20, 1), alert(20, 0)]),
+        ))
+        .unwrap();
+        tx.send(WriterMsg::Alerts(e1w0.reply(vec![alert(10, 0)])))
+            .unwrap();
+        drop(tx);
+        drop(st.run(&rx));
+        let descr: Vec<String> = read(&dir.path().join("alerts.jsonl"))
+            .iter()
+            .map(|a| a["alert"]["description"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(descr, ["alert 20/0", "alert 20/1", "alert 10/0"]);
+    }
+}
