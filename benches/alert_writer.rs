@@ -28,7 +28,7 @@
 //! The suppression window in front of the writer is not part of this.
 //!
 //! `cargo bench --bench alert_writer`
-
+#![allow(clippy::disallowed_methods, reason = "a bench measures wall time")]
 #![allow(
     clippy::expect_used,
     reason = "fixture setup: a missing or broken fixture stops the bench with its message"

@@ -29,6 +29,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo doc (warnings are errors: broken links, missing docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== benches compile"
 cargo bench --workspace --no-run >/dev/null 2>&1 || cargo bench --workspace --no-run
 echo "== cargo test"

@@ -13,7 +13,11 @@
 //!
 //! Both run in one `main` (no libtest harness, see Cargo.toml): dhat
 //! allows one profiler per process, and counts every thread's allocations.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -9,7 +9,10 @@
 //! Everything here runs once, outside the timed loops. Each bench uses a
 //! part of it.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each bench binary uses a part of this module and compiles it alone"
+)]
 
 use std::mem;
 use std::path::PathBuf;

@@ -2,6 +2,10 @@
 //! Needs root (CAP_NET_ADMIN to create the pair, CAP_NET_RAW to capture);
 //! skips with a message otherwise. Traffic only flows between the two ends
 //! of the pair, on addresses this test assigns.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "deadlines for packets on a live interface are wall time"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,5 +1,9 @@
 //! End-to-end tests of the `tapsentry` binary on real and generated captures.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
 
 mod badinput;
 mod common;

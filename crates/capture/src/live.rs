@@ -206,7 +206,10 @@ impl FrameSource for LiveSource {
         // arrived: reading again here would have to borrow `cap` twice.
         match self.cap.next_packet() {
             Ok(p) => {
-                #[allow(clippy::unnecessary_cast)] // time_t and suseconds_t vary by platform
+                #[allow(
+                    clippy::unnecessary_cast,
+                    reason = "time_t and suseconds_t vary by platform"
+                )]
                 let micros = (p.header.ts.tv_sec as i64)
                     .saturating_mul(1_000_000)
                     .saturating_add(p.header.ts.tv_usec as i64);

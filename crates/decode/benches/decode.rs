@@ -1,6 +1,10 @@
 //! Decode cost per packet and per byte for representative frames, plus a
 //! DNS summary. Frames are built once, outside the timed loop.
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
 
 use std::hint::black_box;
 

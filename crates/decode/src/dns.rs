@@ -269,7 +269,6 @@ fn read_name(msg: &[u8], start: usize) -> Result<(DnsName, usize), DnsError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

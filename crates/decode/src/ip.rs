@@ -237,7 +237,10 @@ fn v6_jumbo(exts: &Ipv6ExtensionsSlice<'_>) -> Option<u32> {
     None
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "per packet: the header fields already in registers, not a struct built to carry them"
+)]
 fn v6_facts<'a>(
     frame: &Frame<'a>,
     start: usize,

@@ -1,7 +1,6 @@
 //! Unit tests of `decode`: one per link type, then the IP and transport
 //! rules, with frames built by etherparse's `PacketBuilder` (link headers
 //! etherparse cannot write are prepended by hand).
-#![allow(clippy::unwrap_used)]
 
 use std::net::IpAddr;
 

@@ -4,7 +4,11 @@
 //!
 //! The reader below is test-only (pcap-parser over the whole file in
 //! memory); the sensor reads captures through `tapsentry-capture`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

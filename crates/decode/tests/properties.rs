@@ -1,6 +1,10 @@
 //! Property tests: arbitrary and mutated bytes never panic, and frames built
 //! by etherparse decode back to the tuple they were built from.
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
 
 use std::net::IpAddr;
 

@@ -282,7 +282,6 @@ impl Detector for DataCollectionDetector {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::testutil::run_at;

@@ -395,7 +395,6 @@ impl Detector for DnsTunnelDetector {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::HomeNet;

@@ -625,7 +625,6 @@ fn burst_finding(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::testutil::run_at;

@@ -360,7 +360,6 @@ impl Detector for ExternalLoginDetector {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::testutil::{export, flow, run_at, transfer};

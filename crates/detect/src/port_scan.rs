@@ -1325,7 +1325,6 @@ fn build_alert(
 mod tests {
     //! Edges of the P2P exemption. The end-to-end check is the Gnutella
     //! capture in `tests/integration/detections.rs`; these pin the rule.
-    #![allow(clippy::unwrap_used)]
 
     use super::*;
     use crate::HomeNet;

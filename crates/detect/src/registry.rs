@@ -271,7 +271,6 @@ impl Default for StateIntervalSecs {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::{route_flow, testutil::flow};

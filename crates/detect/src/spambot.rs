@@ -285,7 +285,6 @@ impl Detector for SpambotDetector {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::testutil::{export, flow, run_at, transfer};

@@ -1,6 +1,5 @@
 //! Test helpers: a detector run at a chosen capture time, state export
 //! and import, and the short form of the testkit's flow record builder.
-#![allow(clippy::unwrap_used)]
 
 use std::net::IpAddr;
 

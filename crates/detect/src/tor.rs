@@ -177,7 +177,6 @@ impl Detector for TorDetector {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::HomeNet;

@@ -222,7 +222,6 @@ fn is_group_address(ip: IpAddr) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::testutil::{export, flow, run_at, transfer};

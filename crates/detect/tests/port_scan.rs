@@ -1,6 +1,10 @@
 //! Port-scan detector, fed flow records built by hand and routed the way the
 //! worker routes them.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
 
 use std::net::IpAddr;
 

@@ -1,4 +1,15 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_arguments)]
+//! The flow table from outside: records, counters and caps over built
+//! packets, and properties over arbitrary ones.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
+#![allow(
+    clippy::too_many_arguments,
+    reason = "pkt() takes a packet's fields one to one"
+)]
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -1,7 +1,11 @@
 //! Loading the fixture files in `tests/data/` (see its README) the way the
 //! sensor does at start-up and on SIGHUP.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -113,6 +113,10 @@ fn open_append(what: &'static str, path: &str) -> Result<File, OutputError> {
 
 /// Writes all of `buf`, returning how many bytes got out before an error,
 /// which `write_all` does not tell. Then flushes.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "counts the bytes of a partial write, which write_all does not report"
+)]
 fn write_counted(w: &mut dyn Write, buf: &[u8]) -> (usize, io::Result<()>) {
     let mut done = 0;
     while let Some(rest) = buf.get(done..).filter(|r| !r.is_empty()) {
@@ -336,7 +340,6 @@ impl Suppressor {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};

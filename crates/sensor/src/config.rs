@@ -402,7 +402,6 @@ fn remove_key(table: &mut toml::Table, path: &[String]) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -426,7 +426,6 @@ pub fn state_loop(rx: &Receiver<StatePart>, mut saver: Saver, workers: usize) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -17,8 +17,11 @@
 //! assert!(s.max_ns >= 10_000);
 //! ```
 //!
-//! This crate does not read clocks or write files: callers time their own
-//! work and the stats thread serialises [`serde`] snapshots.
+//! This crate does not write files: the stats thread serialises [`serde`]
+//! snapshots. It reads the wall clock only in [`wall`], the sensor's one
+//! allowance for it (latency, pacing, stats timestamps).
+
+pub mod wall;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

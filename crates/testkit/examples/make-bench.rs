@@ -8,6 +8,10 @@
 //! `--writer libpcap` writes the same frames through the testkit's
 //! `PcapWriter` (libpcap's dumper), to compare writer speeds; both files
 //! are byte-identical. Prints a one-line summary on stderr.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "reports how long writing the capture took"
+)]
 
 use std::path::PathBuf;
 use std::time::Instant;

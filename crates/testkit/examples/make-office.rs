@@ -6,6 +6,14 @@
 //! `benign` (the default) writes the office alone; `attacks` adds one attack
 //! of every kind (`Attack::examples`). The Tor exits used by the attacks are
 //! 203.0.113.50 and 203.0.113.51: list them in the sensor's Tor exit list.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "reports how long writing the capture took"
+)]
+#![allow(
+    clippy::print_stdout,
+    reason = "the labels on stdout are this example's output"
+)]
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -66,7 +66,6 @@ pub fn udp_v4(src: [u8; 4], dst: [u8; 4], datagram: &[u8]) -> u16 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

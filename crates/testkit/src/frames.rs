@@ -122,7 +122,10 @@ pub fn tcp_v4(
 }
 
 /// [`tcp_v4`] with explicit sequence and acknowledgment numbers.
-#[allow(clippy::too_many_arguments)] // mirrors the header fields one to one
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the header fields one to one"
+)]
 pub fn tcp_v4_seq(
     src: [u8; 4],
     sport: u16,

@@ -692,7 +692,10 @@ impl Capture {
 
     /// A TCP segment carrying `len` zero payload bytes; bulk payloads are
     /// captured cut at [`SNAP`].
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a generated exchange is exactly these fields; a struct would only rename them"
+    )]
     fn tcp(
         &mut self,
         t: f64,
@@ -735,7 +738,10 @@ impl Capture {
     }
 
     /// An ICMP message: type, code, the four "rest of header" bytes, body.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a generated exchange is exactly these fields; a struct would only rename them"
+    )]
     fn icmp(
         &mut self,
         t: f64,
@@ -961,7 +967,10 @@ impl Gen {
 
     /// A whole TCP session: request `up` bytes, response `down` bytes,
     /// spread over about `dur` seconds. Returns its end.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a generated exchange is exactly these fields; a struct would only rename them"
+    )]
     fn session(
         &mut self,
         t: f64,
@@ -1014,7 +1023,10 @@ impl Gen {
     }
 
     /// `client` asks `server` for `name`; answered after `delay`.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a generated exchange is exactly these fields; a struct would only rename them"
+    )]
     fn dns_pair(
         &mut self,
         t: f64,
@@ -1035,7 +1047,10 @@ impl Gen {
 
     /// A lookup through the inside resolver, forwarded to an outside
     /// authoritative server on a cache miss. Returns when it is answered.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a generated exchange is exactly these fields; a struct would only rename them"
+    )]
     fn lookup(
         &mut self,
         t: f64,
@@ -1655,7 +1670,10 @@ impl Gen {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a generated exchange is exactly these fields; a struct would only rename them"
+    )]
     fn dns_tunnel(
         &mut self,
         at: f64,

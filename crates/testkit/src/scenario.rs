@@ -48,7 +48,10 @@ impl Scenario {
     }
 
     /// One TCP segment.
-    #[allow(clippy::too_many_arguments)] // a segment is exactly these fields
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a segment is exactly these fields"
+    )]
     pub fn tcp(
         &mut self,
         t: f64,
@@ -115,7 +118,10 @@ impl Scenario {
     /// A full TCP session: handshake, `up` bytes client→server and `down`
     /// back in segments of at most 1000 bytes, FIN both ways, spread over
     /// about `dur` seconds.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a generated exchange is exactly these fields; a struct would only rename them"
+    )]
     pub fn session(
         &mut self,
         t: f64,

@@ -1,6 +1,10 @@
 //! Messages from the testkit's DNS encoder read back through the sensor's
 //! own DNS summary, and frames carrying them through the packet decoder.
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
 
 use tapsentry_decode::dns::{parse_message, DnsError};
 use tapsentry_testkit::{udp_v4, DnsMessage};

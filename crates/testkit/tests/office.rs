@@ -1,5 +1,13 @@
 //! The office generator: reproducible, labelled, time-ordered, and small.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "prints how long generation took, for the log"
+)]
 
 use std::collections::HashSet;
 use std::net::IpAddr;

@@ -1,6 +1,10 @@
 //! Frames written with the testkit come back unchanged through the capture
 //! crate's reader, and the builders produce the headers they promise.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test panics to report its failure, its helpers included"
+)]
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use tapsentry_capture::{FileSource, FrameSource, Next};

@@ -226,7 +226,6 @@ pub fn community_id_of_key(key: &FlowKey, seed: u16) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

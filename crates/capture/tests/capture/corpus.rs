@@ -82,7 +82,7 @@ fn compare_with_capinfos(folder: &str) {
             start_micros: r.frames.iter().map(|f| f.ts_micros).min().unwrap_or(0),
             end_micros: r.frames.iter().map(|f| f.ts_micros).max().unwrap_or(0),
         };
-        println!(
+        eprintln!(
             "{folder}/{}: {} packets, {} bytes, {}..{} µs",
             path.file_name().unwrap().to_string_lossy(),
             ours.packets,

@@ -1,6 +1,10 @@
 //! Live capture on a veth pair whose far end sits in a private network
 //! namespace, and privilege dropping in a child process. Both need root;
 //! without it they print why they are skipped and pass.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "deadlines for packets on a live interface are wall time"
+)]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

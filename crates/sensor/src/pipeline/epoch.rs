@@ -360,7 +360,6 @@ pub fn alert_order(a: &Alert, b: &Alert) -> std::cmp::Ordering {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
     use tapsentry_types::{AlertBody, Category, Mitre};
@@ -411,7 +410,11 @@ pub(crate) mod tests {
         (0..n)
             .map(|_| {
                 issuer
-                    .open(Timestamp::ZERO, Timestamp::ZERO, Instant::now())
+                    .open(
+                        Timestamp::ZERO,
+                        Timestamp::ZERO,
+                        tapsentry_telemetry::wall::instant(),
+                    )
                     .into_deliveries()
                     .map(|(_, t)| t)
                     .collect()
@@ -424,7 +427,11 @@ pub(crate) mod tests {
         let mut issuer = EpochIssuer::new(3);
         assert_eq!(issuer.last(), 0);
         for want in 1..=4u64 {
-            let e = issuer.open(Timestamp::ZERO, Timestamp::from_micros(5), Instant::now());
+            let e = issuer.open(
+                Timestamp::ZERO,
+                Timestamp::from_micros(5),
+                tapsentry_telemetry::wall::instant(),
+            );
             assert_eq!(e.epoch(), want);
             let d: Vec<_> = e.into_deliveries().collect();
             assert_eq!(d.len(), 3, "every worker gets every epoch, even empty");

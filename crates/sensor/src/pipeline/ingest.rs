@@ -13,11 +13,10 @@
 
 use std::mem;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tapsentry_flow::{FlowTable, IngestSession, PROBE_GROUP};
-use tapsentry_telemetry::{DropReason, LatencyHist};
+use tapsentry_telemetry::{wall, DropReason, LatencyHist};
 use tapsentry_types::{DnsEvent, PacketMeta, Timestamp};
 
 use super::stats::{lock, SharedStats};
@@ -220,13 +219,13 @@ impl IngestStep {
             let probe_start = group
                 .iter()
                 .any(|f| f.decode_ns.is_some())
-                .then(Instant::now);
+                .then(wall::instant);
             let probes = session.probe(group.iter().map(|f| f.meta.as_ref()));
             let probe_share_ns = probe_start.map_or(0, |t| {
                 u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX) / group.len() as u64
             });
             for (item, probe) in group.iter().zip(probes) {
-                let t0 = item.decode_ns.map(|ns| (ns, Instant::now()));
+                let t0 = item.decode_ns.map(|ns| (ns, wall::instant()));
                 if item.ts > self.last_ts {
                     self.last_ts = item.ts;
                 }
@@ -370,7 +369,6 @@ impl IngestStage {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crossbeam_channel::bounded;

@@ -291,7 +291,6 @@ impl Pipeline {
 /// Inputs the stages' unit tests share, made the way the pipeline makes
 /// them (decoded frames, flow-table records).
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) mod test_util {
     use std::net::IpAddr;
 

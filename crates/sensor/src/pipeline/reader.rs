@@ -19,10 +19,11 @@ use crossbeam_channel::{Receiver, Sender};
 use tapsentry_capture::{CaptureWarning, FrameSource, Next};
 use tapsentry_decode::{decode, dns};
 use tapsentry_flow::FragmentTracker;
+use tapsentry_telemetry::wall;
 use tapsentry_types::{Fragment, Frame, PacketMeta, Timestamp};
 
 use super::ingest::{Ingest, IngestBatch, IngestMsg, INGEST_BATCH};
-use super::stats::{lock, wall_now, CaptureStats, SharedStats};
+use super::stats::{lock, CaptureStats, SharedStats};
 use super::{Mode, Speed};
 
 /// A live batch is handed on after this much wall time even if not full, so
@@ -55,7 +56,7 @@ impl FrameStep {
     pub fn on_frame(&mut self, frame: &Frame<'_>, batch: &mut IngestBatch) {
         self.n += 1;
         let st = &mut self.st;
-        let t0 = (self.n & 63 == 0).then(Instant::now);
+        let t0 = (self.n & 63 == 0).then(wall::instant);
         st.packets += 1;
         st.wire_bytes += u64::from(frame.wire_len);
         if frame.ts > st.last_ts {
@@ -138,7 +139,7 @@ impl Reader {
         };
         let mut pace_origin: Option<(Timestamp, Instant)> = None;
         let mut batch = IngestBatch::empty();
-        let mut batch_started = Instant::now();
+        let mut batch_started = wall::instant();
         // Hands the batch on (blocking: backpressure reaches the kernel ring
         // live, and the file read in replay) and takes a recycled one.
         let ship = |batch: &mut IngestBatch| -> bool {
@@ -170,7 +171,7 @@ impl Reader {
                         break;
                     }
                     if out
-                        .send(IngestMsg::Idle(wall_now().max(step.st.last_ts)))
+                        .send(IngestMsg::Idle(wall::timestamp().max(step.st.last_ts)))
                         .is_err()
                     {
                         break;
@@ -185,7 +186,7 @@ impl Reader {
                         pace_to(frame.ts, factor, &mut pace_origin, &stop);
                     }
                     if batch.is_empty() && live {
-                        batch_started = Instant::now();
+                        batch_started = wall::instant();
                     }
                     step.on_frame(&frame, &mut batch);
                     // A paced replay sleeps before each frame: hand each one
@@ -235,11 +236,11 @@ fn pace_to(
     origin: &mut Option<(Timestamp, Instant)>,
     stop: &AtomicBool,
 ) {
-    let (t0, w0) = *origin.get_or_insert((ts, Instant::now()));
+    let (t0, w0) = *origin.get_or_insert((ts, wall::instant()));
     let capture_us = ts.micros_since(t0) as f64 / factor;
     let target = w0 + Duration::from_micros(capture_us.min(1e15) as u64);
     loop {
-        let now = Instant::now();
+        let now = wall::instant();
         if target <= now || stop.load(Ordering::Relaxed) {
             return;
         }
@@ -248,7 +249,6 @@ fn pace_to(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crossbeam_channel::bounded;

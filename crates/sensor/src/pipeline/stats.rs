@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
@@ -18,7 +18,7 @@ use tapsentry_capture::KernelStats;
 use tapsentry_decode::{dns, DecodeError};
 use tapsentry_flow::{FlowCounters, FlowTable};
 use tapsentry_output::JsonlSink;
-use tapsentry_telemetry::{Drops, LatencyHist, LatencySummary, ReasonCounts};
+use tapsentry_telemetry::{wall, Drops, LatencyHist, LatencySummary, ReasonCounts};
 use tapsentry_types::Timestamp;
 
 /// Counters of the reader thread (`cap-rx`), published a batch at a time;
@@ -118,7 +118,7 @@ impl SharedStats {
             capture: Mutex::new(CaptureStats::new()),
             writer: Mutex::new(WriterStats::default()),
             drops: Drops::default(),
-            started: Instant::now(),
+            started: wall::instant(),
         }
     }
 
@@ -128,7 +128,7 @@ impl SharedStats {
         let w = lock(&self.writer).clone();
         let kernel_dropped = cap.kernel.map_or(0, |k| k.dropped + k.if_dropped);
         StatsRecord {
-            timestamp: wall_now(),
+            timestamp: wall::timestamp(),
             event_type: "stats",
             uptime_secs: self.started.elapsed().as_secs_f64(),
             capture_time: CaptureTime {
@@ -182,18 +182,6 @@ fn by_category(written: &BTreeMap<&'static str, u64>) -> BTreeMap<&'static str, 
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The wall clock as a timestamp: stats records, and live capture time
-/// while the link is quiet.
-pub(crate) fn wall_now() -> Timestamp {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_secs_nanos(
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        d.subsec_nanos(),
-    )
 }
 
 /// One line of the stats log (`event_type: "stats"`): counters, drops by
@@ -362,7 +350,6 @@ impl StatsStage {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crossbeam_channel::bounded;

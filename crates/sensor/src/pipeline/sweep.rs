@@ -10,12 +10,11 @@
 //! the same states at any speed and worker count.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tapsentry_detect::{route_flow, shard_for, HomeNet};
 use tapsentry_flow::FlowTable;
-use tapsentry_telemetry::DropReason;
+use tapsentry_telemetry::{wall, DropReason};
 use tapsentry_types::{DnsEvent, FlowRecord, RecordKind, Timestamp};
 
 use super::epoch::EpochIssuer;
@@ -122,7 +121,7 @@ impl Router {
         let n = self.workers.len();
         let mut epoch = self
             .issuer
-            .open(step.now, step.capture_start, Instant::now());
+            .open(step.now, step.capture_start, wall::instant());
         for ev in dns {
             if let Some(b) = epoch.shard_mut(shard_for(ev.client, n)) {
                 b.dns.push(*ev);
@@ -271,7 +270,6 @@ impl Sweep {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crossbeam_channel::bounded;

@@ -130,7 +130,6 @@ impl DetectorStage {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::pipeline::epoch::EpochIssuer;
@@ -169,7 +168,7 @@ mod tests {
         let mut issuer = EpochIssuer::new(1);
         let t = Timestamp::from_micros(1_700_000_000_000_000);
         for e in 1..=3u64 {
-            let mut epoch = issuer.open(t, t, std::time::Instant::now());
+            let mut epoch = issuer.open(t, t, tapsentry_telemetry::wall::instant());
             if e == 2 {
                 let inside = IpAddr::from([10, 0, 0, 7]);
                 let rec = flow_record(inside, 50_000, exit, 443, t);

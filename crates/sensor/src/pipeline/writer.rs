@@ -273,7 +273,6 @@ impl From<&FlowRecord> for FlowLogRecord {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::pipeline::epoch::tests::alert;
@@ -324,7 +323,11 @@ mod tests {
         let mut issuer = EpochIssuer::new(2);
         let mut ticket = |_: ()| {
             let mut t: Vec<_> = issuer
-                .open(Timestamp::ZERO, Timestamp::ZERO, Instant::now())
+                .open(
+                    Timestamp::ZERO,
+                    Timestamp::ZERO,
+                    tapsentry_telemetry::wall::instant(),
+                )
                 .into_deliveries()
                 .map(|(_, t)| t)
                 .collect();
@@ -383,12 +386,20 @@ mod tests {
         let (tx, rx) = bounded::<WriterMsg>(16);
         let mut issuer = EpochIssuer::new(2);
         let e1: Vec<_> = issuer
-            .open(Timestamp::ZERO, Timestamp::ZERO, Instant::now())
+            .open(
+                Timestamp::ZERO,
+                Timestamp::ZERO,
+                tapsentry_telemetry::wall::instant(),
+            )
             .into_deliveries()
             .map(|(_, t)| t)
             .collect();
         let e2: Vec<_> = issuer
-            .open(Timestamp::ZERO, Timestamp::ZERO, Instant::now())
+            .open(
+                Timestamp::ZERO,
+                Timestamp::ZERO,
+                tapsentry_telemetry::wall::instant(),
+            )
             .into_deliveries()
             .map(|(_, t)| t)
             .collect();
