@@ -16,8 +16,9 @@ const TCP: u8 = 6;
 const UDP: u8 = 17;
 
 /// Bytes one slot of the table costs: the (key, entry) pair as the hash
-/// table stores it (128 bytes) and its control byte. The map keeps its load
-/// factor at or below 7/8 and doubles, so a live flow costs between
+/// table stores it (128 bytes) and its control byte. Each shard keeps its
+/// load factor at or below 7/8 and doubles (the shards fill evenly, so they
+/// double together), so a live flow costs between
 /// `ENTRY_BYTES * 8 / 7` and `ENTRY_BYTES * 16 / 7`: 270 bytes at 1,000,000
 /// flows, a count just past a doubling (measured in `tests/alloc.rs`).
 pub const ENTRY_BYTES: usize = std::mem::size_of::<(FlowKey, FlowEntry)>() + 1;
@@ -712,5 +713,73 @@ impl<'t> IngestSession<'t> {
                 table.icmp_rejections.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+    use tapsentry_types::Fragment;
+
+    fn packet(i: u32) -> PacketMeta<'static> {
+        PacketMeta {
+            ts: Timestamp::from_micros(1_000_000 + i64::from(i)),
+            vlan: 0,
+            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)),
+            proto: UDP,
+            src_port: 5000,
+            dst_port: 53,
+            ip_len: 60,
+            tcp_flags: TcpFlags(0),
+            fragment: Fragment::None,
+            icmp_error: None,
+            payload: &[],
+        }
+    }
+
+    /// Every flow sits in the shard its hash names, at the slot the same
+    /// hash finds, after the shards have grown (and rehashed) many times;
+    /// and a removal through that hash (eviction) finds each of them.
+    #[test]
+    fn one_hash_places_finds_and_removes_every_flow() {
+        let n = 20_000u32;
+        let table = FlowTable::new(FlowConfig {
+            max_flows: n as usize,
+            evict_min_idle_secs: 0,
+            ..FlowConfig::default()
+        });
+        let mut session = table.session();
+        for i in 0..n {
+            assert_eq!(session.ingest(&packet(i)), IngestOutcome::Created);
+        }
+        session.release();
+        let mut placed = 0;
+        for (i, shard) in table.shards.iter().enumerate() {
+            for (key, _) in shard.lock().iter() {
+                let hash = table.hash(key);
+                assert_eq!(table.shard_of(hash), i, "{key:?} in the wrong shard");
+                placed += 1;
+            }
+        }
+        assert_eq!(placed, n);
+        for i in 0..n {
+            let m = packet(i);
+            let p = table.probe(&m);
+            let shard = table.shards[p.shard].lock();
+            assert!(shard.find(p.hash, |(k, _)| *k == p.key).is_some());
+        }
+        // One more flow at the cap evicts an eighth of the table through
+        // `find_entry` with the same hash.
+        assert_eq!(
+            table.ingest(&packet(n)),
+            IngestOutcome::CreatedAfterEviction
+        );
+        let evicted = table.counters().evicted;
+        assert_eq!(evicted, u64::from(n / 8));
+        let held: usize = table.shards.iter().map(|s| s.lock().len()).sum();
+        assert_eq!(held, n as usize + 1 - n as usize / 8);
+        assert_eq!(table.live_flows(), held);
     }
 }
