@@ -350,12 +350,14 @@ impl FlowTable {
 
     /// The table's hash of a key: the one hash for shard choice, lookup,
     /// insert (and rehash on growth) and removal.
+    #[inline]
     fn hash(&self, key: &FlowKey) -> u64 {
         self.hasher.hash_one(key)
     }
 
     /// The shard a hash belongs to: the bits just below hashbrown's seven
     /// tag bits, which the bucket index (low bits) does not use either.
+    #[inline]
     fn shard_of(&self, hash: u64) -> usize {
         ((hash << 7) >> self.shard_shift) as usize
     }
@@ -620,6 +622,7 @@ impl<'t> IngestSession<'t> {
         }
     }
 
+    #[inline]
     fn shard(&mut self, i: usize) -> Option<&mut Slots> {
         let slot = self.guards.get_mut(i)?;
         if slot.is_none() {
