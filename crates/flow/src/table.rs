@@ -271,14 +271,14 @@ fn shard_count() -> usize {
 
 /// The bounded, concurrent flow table. See the crate documentation.
 ///
-/// The flows live in [`shard_count`] shards, each a `hashbrown::HashTable`
+/// The flows live in `shard_count()` shards, each a `hashbrown::HashTable`
 /// behind a `Mutex`. One hash path serves every operation: a key's 64-bit
 /// hash (`hasher`) is computed once per packet and picks both the shard
 /// (bits 57-k..57 for 2^k shards) and the slot within it (hashbrown takes
 /// the low bits for the bucket and the top seven for the tag, so the
 /// shard's bits are spent on neither). Inserts rehash with the same hasher,
-/// and removals find their flow through it ([`FlowTable::evict_idle`]) or
-/// walk the shard ([`FlowTable::sweep`], [`FlowTable::drain`]).
+/// evictions find their victims through it, and sweeps and drains walk
+/// each shard ([`FlowTable::sweep`], [`FlowTable::drain`]).
 ///
 /// Locking: each operation locks one shard at a time, except an
 /// [`IngestSession`], which keeps the shards it has touched until it
