@@ -1,4 +1,4 @@
-//! Flow-table ingest throughput: packets per second into the dashmap table,
+//! Flow-table ingest throughput: packets per second into the sharded table,
 //! for a working set of N flows (each packet updates an existing flow), and
 //! for a flood of new flows at the cap (eviction path).
 

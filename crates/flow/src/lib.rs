@@ -1,6 +1,6 @@
 //! The flow table: packets and bytes per bidirectional 5-tuple, bounded.
 //!
-//! [`FlowTable`] is a concurrent map (`dashmap`) from a canonical
+//! [`FlowTable`] is a concurrent map from a canonical
 //! [`FlowKey`](tapsentry_types::FlowKey) to a small per-flow entry: packets
 //! and bytes per direction, first/last capture time, TCP flags per side, a
 //! connection state and the initiator. The ingest thread counts every
@@ -10,6 +10,10 @@
 //! form); a separate sweeper calls
 //! [`FlowTable::sweep`] on capture-time ticks to expire idle flows and to emit
 //! interim records of long-lived ones, and [`FlowTable::drain`] at shutdown.
+//!
+//! The map is a power of two of shards, each a `hashbrown::HashTable`
+//! behind a `Mutex`, and one 64-bit hash of the key (foldhash, seeded per
+//! table) picks the shard and the slot for every lookup, insert and removal.
 //!
 //! Memory is bounded by [`FlowConfig::max_flows`]. At the cap, a new flow
 //! first evicts the oldest flows that have been idle at least

@@ -1,9 +1,10 @@
 use foldhash::fast::RandomState;
 use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use dashmap::DashMap;
+use hashbrown::HashTable;
 use tapsentry_types::{
     DirCounts, EndReason, FlowKey, FlowRecord, FlowState, PacketMeta, RecordKind, Side, TcpFlags,
     Timestamp,
@@ -15,8 +16,9 @@ const TCP: u8 = 6;
 const UDP: u8 = 17;
 
 /// Bytes one slot of the table costs: the (key, entry) pair as the hash
-/// table stores it (128 bytes) and its control byte. The map keeps its load
-/// factor at or below 7/8 and doubles, so a live flow costs between
+/// table stores it (128 bytes) and its control byte. Each shard keeps its
+/// load factor at or below 7/8 and doubles (the shards fill evenly, so they
+/// double together), so a live flow costs between
 /// `ENTRY_BYTES * 8 / 7` and `ENTRY_BYTES * 16 / 7`: 270 bytes at 1,000,000
 /// flows, a count just past a doubling (measured in `tests/alloc.rs`).
 pub const ENTRY_BYTES: usize = std::mem::size_of::<(FlowKey, FlowEntry)>() + 1;
@@ -236,14 +238,65 @@ pub struct FlowCounters {
     pub eviction_scans: u64,
 }
 
+/// What one shard holds: flows keyed by their canonical 5-tuple, found by
+/// the table's 64-bit hash of the key.
+type Slots = HashTable<(FlowKey, FlowEntry)>;
+
+/// One shard: a hash table behind its own lock. Aligned to 128 bytes (two
+/// cache lines, what the adjacent-line prefetcher pulls in) so that the
+/// sweeper locking one shard never bounces the line of a lock the ingest
+/// thread holds.
+#[repr(align(128))]
+struct Shard(Mutex<Slots>);
+
+impl Shard {
+    /// Locks the shard. A panic while a shard was held leaves its flows
+    /// consistent (every mutation is a counter update or one insert or
+    /// remove), so a poisoned lock is taken as it is.
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Shards in a table: four per core, rounded up to a power of two (the
+/// count dashmap chose when it held the flows, kept so that the measurements
+/// carry over), at least two. The ingest thread holds the shards it touches
+/// across a batch while a live sweeper works through the others one by one:
+/// more shards mean shorter waits for both.
+fn shard_count() -> usize {
+    (std::thread::available_parallelism().map_or(1, usize::from) * 4)
+        .next_power_of_two()
+        .clamp(2, 256)
+}
+
 /// The bounded, concurrent flow table. See the crate documentation.
+///
+/// The flows live in `shard_count()` shards, each a `hashbrown::HashTable`
+/// behind a `Mutex`. One hash path serves every operation: a key's 64-bit
+/// hash (`hasher`) is computed once per packet and picks both the shard
+/// (bits 57-k..57 for 2^k shards) and the slot within it (hashbrown takes
+/// the low bits for the bucket and the top seven for the tag, so the
+/// shard's bits are spent on neither). Inserts rehash with the same hasher,
+/// evictions find their victims through it, and sweeps and drains walk
+/// each shard ([`FlowTable::sweep`], [`FlowTable::drain`]).
+///
+/// Locking: each operation locks one shard at a time, except an
+/// [`IngestSession`], which keeps the shards it has touched until it
+/// releases them. Sweeps, drains and eviction scans take the shards in
+/// turn and never hold two, so they wait for a session's shards but cannot
+/// deadlock with it; the one rule is the session's: its own thread releases
+/// before it sweeps, evicts or waits on a thread that does.
 pub struct FlowTable {
     cfg: FlowConfig,
     /// Seeded hasher: the keys are chosen by whoever sends packets, so the
     /// seed is random per table (foldhash's per-instance seed; hashbrown's
     /// own default). SipHash cost 5-6 % of a replay's samples in `perf`,
     /// foldhash a fraction of it.
-    map: DashMap<FlowKey, FlowEntry, RandomState>,
+    hasher: RandomState,
+    shards: Box<[Shard]>,
+    /// `64 - log2(shards.len())`: a hash shifted left seven bits then right
+    /// by this many is its shard.
+    shard_shift: u32,
     live: AtomicUsize,
     /// Records of flows evicted by the capture thread, handed out at the next sweep.
     pending: Mutex<Vec<FlowRecord>>,
@@ -267,10 +320,16 @@ impl FlowTable {
     /// An empty table.
     pub fn new(cfg: FlowConfig) -> FlowTable {
         let max = cfg.max_flows.max(1);
+        let n = shard_count();
+        // Grows on demand; pre-sizing to the cap would commit its memory
+        // even for a quiet link.
+        let per_shard = max.min(4096).div_ceil(n);
         FlowTable {
-            // Grows on demand; pre-sizing to the cap would commit its memory
-            // even for a quiet link.
-            map: DashMap::with_capacity_and_hasher(max.min(4096), RandomState::default()),
+            hasher: RandomState::default(),
+            shards: (0..n)
+                .map(|_| Shard(Mutex::new(HashTable::with_capacity(per_shard))))
+                .collect(),
+            shard_shift: 64 - n.trailing_zeros(),
             live: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
             pending_len: AtomicUsize::new(0),
@@ -287,6 +346,20 @@ impl FlowTable {
             eviction_scans: AtomicU64::new(0),
             cfg,
         }
+    }
+
+    /// The table's hash of a key: the one hash for shard choice, lookup,
+    /// insert (and rehash on growth) and removal.
+    #[inline]
+    fn hash(&self, key: &FlowKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard a hash belongs to: the bits just below hashbrown's seven
+    /// tag bits, which the bucket index (low bits) does not use either.
+    #[inline]
+    fn shard_of(&self, hash: u64) -> usize {
+        ((hash << 7) >> self.shard_shift) as usize
     }
 
     /// The configuration in force.
@@ -321,7 +394,7 @@ impl FlowTable {
     /// session's own thread must release before it sweeps, drains, calls
     /// [`FlowTable::ingest`] or waits for a thread that does.
     pub fn session(&self) -> IngestSession<'_> {
-        let shards = self.map.shards().len();
+        let shards = self.shards.len();
         IngestSession {
             table: self,
             guards: std::iter::repeat_with(|| None).take(shards).collect(),
@@ -335,15 +408,12 @@ impl FlowTable {
     }
 
     fn probe_key(&self, key: FlowKey, side: Side) -> FlowProbe {
-        // dashmap hashes to 64 bits and hands the hash out as a usize (the
-        // sensor is built for 64-bit targets); the shard index comes from
-        // the bits below the top seven, hashbrown's probe from all of them.
-        let hash = self.map.hash_usize(&key);
+        let hash = self.hash(&key);
         FlowProbe {
             key,
             side,
-            hash: hash as u64,
-            shard: self.map.determine_shard(hash),
+            hash,
+            shard: self.shard_of(hash),
         }
     }
 
@@ -360,11 +430,16 @@ impl FlowTable {
         let batch = (self.cfg.max_flows / 8).clamp(1, 131_072);
         self.eviction_scans.fetch_add(1, Ordering::Relaxed);
         let mut oldest: BinaryHeap<(Timestamp, FlowKey)> = BinaryHeap::with_capacity(batch + 1);
-        for r in self.map.iter() {
-            if now.micros_since(r.last_seen) >= min_idle_us {
-                oldest.push((r.last_seen, *r.key()));
-                if oldest.len() > batch {
-                    oldest.pop();
+        // One shard at a time: the heap orders the candidates totally (by
+        // last seen, then key), so which flows go does not depend on the
+        // order the shards or their slots are walked in.
+        for shard in self.shards.iter() {
+            for (k, e) in shard.lock().iter() {
+                if now.micros_since(e.last_seen) >= min_idle_us {
+                    oldest.push((e.last_seen, *k));
+                    if oldest.len() > batch {
+                        oldest.pop();
+                    }
                 }
             }
         }
@@ -377,7 +452,14 @@ impl FlowTable {
         let mut removed = 0usize;
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         for (_, key) in victims {
-            if let Some((k, e)) = self.map.remove(&key) {
+            let hash = self.hash(&key);
+            let Some(shard) = self.shards.get(self.shard_of(hash)) else {
+                continue;
+            };
+            let mut slots = shard.lock();
+            if let Ok(entry) = slots.find_entry(hash, |(k, _)| *k == key) {
+                let ((k, e), _) = entry.remove();
+                drop(slots);
                 removed += 1;
                 if pending.len() < self.pending_cap {
                     pending.push(e.record(&k, RecordKind::End(EndReason::Evicted)));
@@ -413,7 +495,7 @@ impl FlowTable {
         let mut expired = 0usize;
         let mut interim = 0u64;
         let cfg = &self.cfg;
-        self.map.retain(|k, e| {
+        self.retain(|(k, e)| {
             let idle = now.micros_since(e.last_seen);
             if idle >= u64::from(e.timeout_secs(k.proto, cfg)) * 1_000_000 {
                 out.push(e.record(k, RecordKind::End(EndReason::Timeout)));
@@ -442,7 +524,7 @@ impl FlowTable {
         let start = out.len();
         self.take_pending(out);
         let mut n = 0usize;
-        self.map.retain(|k, e| {
+        self.retain(|(k, e)| {
             out.push(e.record(k, RecordKind::End(EndReason::Shutdown)));
             n += 1;
             false
@@ -450,6 +532,15 @@ impl FlowTable {
         self.live.fetch_sub(n, Ordering::Relaxed);
         self.flushed.fetch_add(n as u64, Ordering::Relaxed);
         sort_records(&mut out[start..]);
+    }
+
+    /// Keeps the flows `keep` says to, one shard locked at a time (a live
+    /// sweeper waits only for the shard an ingest session holds, not for
+    /// all of them).
+    fn retain(&self, mut keep: impl FnMut(&mut (FlowKey, FlowEntry)) -> bool) {
+        for shard in self.shards.iter() {
+            shard.lock().retain(&mut keep);
+        }
     }
 
     fn take_pending(&self, out: &mut Vec<FlowRecord>) {
@@ -497,15 +588,7 @@ fn sort_records(recs: &mut [FlowRecord]) {
 /// the 5M-packet bench (docs/performance.md).
 pub const PROBE_GROUP: usize = 8;
 
-// Sessions hash keys through `DashMap::hash_usize`, dashmap itself through
-// its private 64-bit hash; they agree only where usize is 64 bits.
-#[cfg(not(target_pointer_width = "64"))]
-compile_error!("the flow table's sessions need a 64-bit target");
-
-/// One shard of the map as dashmap stores it. Naming it needs hashbrown's
-/// raw table, the version dashmap itself builds on.
-type Shard = hashbrown::raw::RawTable<(FlowKey, dashmap::SharedValue<FlowEntry>)>;
-type ShardGuard<'t> = dashmap::RwLockWriteGuard<'t, Shard>;
+type ShardGuard<'t> = MutexGuard<'t, Slots>;
 
 /// A packet's canonical flow key, the side that sent it, and where the key
 /// lives in the table that computed it. Only meaningful to that table's
@@ -539,10 +622,11 @@ impl<'t> IngestSession<'t> {
         }
     }
 
-    fn shard(&mut self, i: usize) -> Option<&mut Shard> {
+    #[inline]
+    fn shard(&mut self, i: usize) -> Option<&mut Slots> {
         let slot = self.guards.get_mut(i)?;
         if slot.is_none() {
-            *slot = Some(self.table.map.shards().get(i)?.write());
+            *slot = Some(self.table.shards.get(i)?.lock());
             self.held.push(i);
         }
         slot.as_deref_mut()
@@ -586,8 +670,8 @@ impl<'t> IngestSession<'t> {
             self.note_icmp_error(m.vlan, &quoted);
         }
         if let Some(shard) = self.shard(p.shard) {
-            if let Some((_, e)) = shard.get_mut(p.hash, |(k, _)| *k == p.key) {
-                e.get_mut().update(p.side, m);
+            if let Some((_, e)) = shard.find_mut(p.hash, |(k, _)| *k == p.key) {
+                e.update(p.side, m);
                 return IngestOutcome::Updated;
             }
         }
@@ -606,12 +690,11 @@ impl<'t> IngestSession<'t> {
             table.refused.fetch_add(1, Ordering::Relaxed);
             return IngestOutcome::Refused;
         };
-        let map = &table.map;
-        shard.insert(
-            p.hash,
-            (p.key, dashmap::SharedValue::new(FlowEntry::new(p.side, m))),
-            |(k, _)| map.hash_usize(k) as u64,
-        );
+        // Growth rehashes with the table's own hash, so every flow stays
+        // where a probe computes it to be.
+        shard.insert_unique(p.hash, (p.key, FlowEntry::new(p.side, m)), |(k, _)| {
+            table.hash(k)
+        });
         table.live.fetch_add(1, Ordering::Relaxed);
         table.created.fetch_add(1, Ordering::Relaxed);
         outcome
@@ -626,13 +709,80 @@ impl<'t> IngestSession<'t> {
         let Some(shard) = self.shard(p.shard) else {
             return;
         };
-        if let Some((_, e)) = shard.get_mut(p.hash, |(k, _)| *k == p.key) {
-            let e = e.get_mut();
+        if let Some((_, e)) = shard.find_mut(p.hash, |(k, _)| *k == p.key) {
             if e.initiator == p.side && e.state == FlowState::Attempt {
                 e.state = FlowState::Rejected;
                 e.answered = true;
                 table.icmp_rejections.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+    use tapsentry_types::Fragment;
+
+    fn packet(i: u32) -> PacketMeta<'static> {
+        PacketMeta {
+            ts: Timestamp::from_micros(1_000_000 + i64::from(i)),
+            vlan: 0,
+            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)),
+            proto: UDP,
+            src_port: 5000,
+            dst_port: 53,
+            ip_len: 60,
+            tcp_flags: TcpFlags(0),
+            fragment: Fragment::None,
+            icmp_error: None,
+            payload: &[],
+        }
+    }
+
+    /// Every flow sits in the shard its hash names, at the slot the same
+    /// hash finds, after the shards have grown (and rehashed) many times;
+    /// and a removal through that hash (eviction) finds each of them.
+    #[test]
+    fn one_hash_places_finds_and_removes_every_flow() {
+        let n = 20_000u32;
+        let table = FlowTable::new(FlowConfig {
+            max_flows: n as usize,
+            evict_min_idle_secs: 0,
+            ..FlowConfig::default()
+        });
+        let mut session = table.session();
+        for i in 0..n {
+            assert_eq!(session.ingest(&packet(i)), IngestOutcome::Created);
+        }
+        session.release();
+        let mut placed = 0;
+        for (i, shard) in table.shards.iter().enumerate() {
+            for (key, _) in shard.lock().iter() {
+                let hash = table.hash(key);
+                assert_eq!(table.shard_of(hash), i, "{key:?} in the wrong shard");
+                placed += 1;
+            }
+        }
+        assert_eq!(placed, n);
+        for i in 0..n {
+            let m = packet(i);
+            let p = table.probe(&m);
+            let shard = table.shards[p.shard].lock();
+            assert!(shard.find(p.hash, |(k, _)| *k == p.key).is_some());
+        }
+        // One more flow at the cap evicts an eighth of the table through
+        // `find_entry` with the same hash.
+        assert_eq!(
+            table.ingest(&packet(n)),
+            IngestOutcome::CreatedAfterEviction
+        );
+        let evicted = table.counters().evicted;
+        assert_eq!(evicted, u64::from(n / 8));
+        let held: usize = table.shards.iter().map(|s| s.lock().len()).sum();
+        assert_eq!(held, n as usize + 1 - n as usize / 8);
+        assert_eq!(table.live_flows(), held);
     }
 }
