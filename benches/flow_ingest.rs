@@ -3,27 +3,25 @@
 //! for a flood of new flows at the cap (eviction path).
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tapsentry_flow::{FlowConfig, FlowTable, PROBE_GROUP};
-use tapsentry_types::{Fragment, PacketMeta, TcpFlags, Timestamp};
+use tapsentry_testkit::PacketMetaBuilder;
+use tapsentry_types::{PacketMeta, TcpFlags, Timestamp};
 
 fn packet(i: u32, ts_us: i64) -> PacketMeta<'static> {
-    PacketMeta {
-        ts: Timestamp::from_micros(ts_us),
-        vlan: 0,
-        src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i & 0xffff))),
-        dst: IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34)),
-        proto: 6,
-        src_port: 1024 + (i >> 16) as u16,
-        dst_port: 443,
-        ip_len: 1500,
-        tcp_flags: TcpFlags(TcpFlags::ACK),
-        fragment: Fragment::None,
-        icmp_error: None,
-        payload: &[],
-    }
+    let client = Ipv4Addr::from(0x0a00_0000 | (i & 0xffff));
+    PacketMetaBuilder::tcp(
+        client,
+        1024 + (i >> 16) as u16,
+        [93, 184, 216, 34],
+        443,
+        TcpFlags::ACK,
+    )
+    .ip_len(1500)
+    .at_micros(ts_us)
+    .build()
 }
 
 /// Updates of existing flows three ways: [`FlowTable::ingest`] per packet

@@ -19,14 +19,16 @@
     reason = "a test panics to report its failure, its helpers included"
 )]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use tapsentry::config::PipelineConfig;
 use tapsentry::pipeline::ingest::{IngestBatch, IngestStep, Ticks};
 use tapsentry::pipeline::reader::FrameStep;
 use tapsentry_flow::{FlowConfig, FlowTable, IngestSession};
-use tapsentry_testkit::{icmp_echo_v4, tcp_v4, tcp_v6, udp_v4, with_vlan, DnsMessage};
-use tapsentry_types::{DnsEvent, Fragment, Frame, LinkType, PacketMeta, TcpFlags, Timestamp};
+use tapsentry_testkit::{
+    icmp_echo_v4, tcp_v4, tcp_v6, udp_v4, with_vlan, DnsMessage, PacketMetaBuilder,
+};
+use tapsentry_types::{DnsEvent, Frame, LinkType, PacketMeta, TcpFlags, Timestamp};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -137,20 +139,16 @@ impl HotPath<'_> {
 }
 
 fn flood_packet(i: u32) -> PacketMeta<'static> {
-    PacketMeta {
-        ts: Timestamp::from_micros(1_700_000_000_000_000),
-        vlan: 0,
-        src: IpAddr::V4(Ipv4Addr::from(0xc612_0000 | (i & 0x1_ffff))),
-        dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
-        proto: 6,
-        src_port: 1024 + (i >> 17) as u16,
-        dst_port: 80,
-        ip_len: 40,
-        tcp_flags: TcpFlags(TcpFlags::SYN),
-        fragment: Fragment::None,
-        icmp_error: None,
-        payload: &[],
-    }
+    let client = Ipv4Addr::from(0xc612_0000 | (i & 0x1_ffff));
+    PacketMetaBuilder::tcp(
+        client,
+        1024 + (i >> 17) as u16,
+        [10, 0, 0, 1],
+        80,
+        TcpFlags::SYN,
+    )
+    .at_micros(1_700_000_000_000_000)
+    .build()
 }
 
 fn main() {

@@ -722,24 +722,14 @@ impl<'t> IngestSession<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
-    use tapsentry_types::Fragment;
+    use std::net::Ipv4Addr;
+    use tapsentry_testkit::PacketMetaBuilder;
 
     fn packet(i: u32) -> PacketMeta<'static> {
-        PacketMeta {
-            ts: Timestamp::from_micros(1_000_000 + i64::from(i)),
-            vlan: 0,
-            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i)),
-            dst: IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)),
-            proto: UDP,
-            src_port: 5000,
-            dst_port: 53,
-            ip_len: 60,
-            tcp_flags: TcpFlags(0),
-            fragment: Fragment::None,
-            icmp_error: None,
-            payload: &[],
-        }
+        PacketMetaBuilder::udp(Ipv4Addr::from(0x0a00_0000 | i), 5000, [10, 9, 9, 9], 53)
+            .ip_len(60)
+            .at_micros(1_000_000 + i64::from(i))
+            .build()
     }
 
     /// Every flow sits in the shard its hash names, at the slot the same

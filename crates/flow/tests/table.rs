@@ -17,6 +17,7 @@ use proptest::prelude::*;
 use tapsentry_flow::{
     FlowConfig, FlowTable, FragmentTracker, IngestOutcome, ENTRY_BYTES, PROBE_GROUP,
 };
+use tapsentry_testkit::PacketMetaBuilder;
 use tapsentry_types::{
     EndReason, FlowRecord, FlowState, Fragment, IcmpError, PacketMeta, QuotedTuple, RecordKind,
     TcpFlags, Timestamp,
@@ -36,20 +37,11 @@ fn pkt(
     flags: u8,
     len: u32,
 ) -> PacketMeta<'static> {
-    PacketMeta {
-        ts: Timestamp::from_micros((ts_s * 1e6) as i64),
-        vlan: 0,
-        src,
-        dst,
-        proto,
-        src_port: sp,
-        dst_port: dp,
-        ip_len: len,
-        tcp_flags: TcpFlags(flags),
-        fragment: Fragment::None,
-        icmp_error: None,
-        payload: &[],
-    }
+    PacketMetaBuilder::new(src, sp, dst, dp, proto)
+        .flags(flags)
+        .ip_len(len)
+        .at_secs(ts_s)
+        .build()
 }
 
 const SYN: u8 = TcpFlags::SYN;

@@ -43,6 +43,18 @@ impl Addr for &String {
     }
 }
 
+impl Addr for [u8; 4] {
+    fn addr(self) -> IpAddr {
+        IpAddr::from(self)
+    }
+}
+
+impl Addr for std::net::Ipv4Addr {
+    fn addr(self) -> IpAddr {
+        IpAddr::V4(self)
+    }
+}
+
 /// Builds a [`FlowRecord`] as the flow table would hand it to a detector.
 ///
 /// The defaults describe the most common test record: the end of a

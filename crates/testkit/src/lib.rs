@@ -29,6 +29,7 @@ mod dns;
 mod flow_record;
 mod frames;
 pub mod office;
+mod packet_meta;
 pub mod raw_pcap;
 mod rng;
 pub mod scenario;
@@ -41,5 +42,6 @@ pub use frames::{
     udp_v4, udp_v6, with_vlan, TcpFlagsSpec,
 };
 pub use office::{generate as generate_office, Attack, Label, Office, OfficeSpec, ScanKind};
+pub use packet_meta::PacketMetaBuilder;
 pub use scenario::Scenario;
 pub use writer::{write_pcap, PcapWriter};

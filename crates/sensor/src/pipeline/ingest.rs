@@ -372,25 +372,14 @@ impl IngestStage {
 mod tests {
     use super::*;
     use crossbeam_channel::bounded;
-    use std::net::IpAddr;
     use tapsentry_flow::FlowConfig;
-    use tapsentry_types::{Fragment, TcpFlags};
+    use tapsentry_testkit::PacketMetaBuilder;
 
     fn meta(us: i64, sport: u16) -> PacketMeta<'static> {
-        PacketMeta {
-            ts: Timestamp::from_micros(us),
-            vlan: 0,
-            src: IpAddr::from([10, 0, 0, 1]),
-            dst: IpAddr::from([10, 0, 0, 2]),
-            proto: 17,
-            src_port: sport,
-            dst_port: 53,
-            ip_len: 60,
-            tcp_flags: TcpFlags(0),
-            fragment: Fragment::None,
-            icmp_error: None,
-            payload: &[],
-        }
+        PacketMetaBuilder::udp([10, 0, 0, 1], sport, [10, 0, 0, 2], 53)
+            .ip_len(60)
+            .at_micros(us)
+            .build()
     }
 
     fn frame(us: i64, sport: u16) -> Ingest {

@@ -275,23 +275,13 @@ mod tests {
     use crossbeam_channel::bounded;
     use std::net::IpAddr;
     use tapsentry_flow::FlowConfig;
-    use tapsentry_types::{Fragment, PacketMeta, TcpFlags};
+    use tapsentry_testkit::PacketMetaBuilder;
+    use tapsentry_types::{PacketMeta, TcpFlags};
 
     fn packet(us: i64, src: [u8; 4], dst: [u8; 4], flags: u8) -> PacketMeta<'static> {
-        PacketMeta {
-            ts: Timestamp::from_micros(us),
-            vlan: 0,
-            src: IpAddr::from(src),
-            dst: IpAddr::from(dst),
-            proto: 6,
-            src_port: 40_000,
-            dst_port: 445,
-            ip_len: 40,
-            tcp_flags: TcpFlags(flags),
-            fragment: Fragment::None,
-            icmp_error: None,
-            payload: &[],
-        }
+        PacketMetaBuilder::tcp(src, 40_000, dst, 445, flags)
+            .at_micros(us)
+            .build()
     }
 
     /// Two inside hosts that land on different shards of 2.
