@@ -405,7 +405,7 @@ pub(crate) mod tests {
 
     /// Opens `n` epochs for `workers` workers and returns every ticket,
     /// by epoch then worker.
-    fn tickets(workers: usize, n: usize) -> Vec<Vec<ReplyTicket>> {
+    pub(crate) fn tickets(workers: usize, n: usize) -> Vec<Vec<ReplyTicket>> {
         let mut issuer = EpochIssuer::new(workers);
         (0..n)
             .map(|_| {

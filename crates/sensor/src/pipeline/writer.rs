@@ -275,8 +275,7 @@ impl From<&FlowRecord> for FlowLogRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::epoch::tests::alert;
-    use crate::pipeline::epoch::EpochIssuer;
+    use crate::pipeline::epoch::tests::{alert, tickets};
     use crate::pipeline::test_util::flow_record;
     use crossbeam_channel::bounded;
     use serde_json::Value;
@@ -320,22 +319,10 @@ mod tests {
         let (tx, rx) = bounded::<WriterMsg>(16);
         let h = std::thread::spawn(move || st.run(&rx));
 
-        let mut issuer = EpochIssuer::new(2);
-        let mut ticket = |_: ()| {
-            let mut t: Vec<_> = issuer
-                .open(
-                    Timestamp::ZERO,
-                    Timestamp::ZERO,
-                    tapsentry_telemetry::wall::instant(),
-                )
-                .into_deliveries()
-                .map(|(_, t)| t)
-                .collect();
-            let w1 = t.pop().unwrap();
-            (t.pop().unwrap(), w1)
-        };
-        let (e1w0, e1w1) = ticket(());
-        let (e2w0, e2w1) = ticket(());
+        let mut t = tickets(2, 2).into_iter();
+        let (mut e1, mut e2) = (t.next().unwrap(), t.next().unwrap());
+        let (e1w1, e1w0) = (e1.pop().unwrap(), e1.pop().unwrap());
+        let (e2w1, e2w0) = (e2.pop().unwrap(), e2.pop().unwrap());
         tx.send(WriterMsg::Alerts(e2w1.reply(vec![alert(20, 2)])))
             .unwrap();
         tx.send(WriterMsg::Alerts(
@@ -384,25 +371,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (st, _) = stage(dir.path(), None);
         let (tx, rx) = bounded::<WriterMsg>(16);
-        let mut issuer = EpochIssuer::new(2);
-        let e1: Vec<_> = issuer
-            .open(
-                Timestamp::ZERO,
-                Timestamp::ZERO,
-                tapsentry_telemetry::wall::instant(),
-            )
-            .into_deliveries()
-            .map(|(_, t)| t)
-            .collect();
-        let e2: Vec<_> = issuer
-            .open(
-                Timestamp::ZERO,
-                Timestamp::ZERO,
-                tapsentry_telemetry::wall::instant(),
-            )
-            .into_deliveries()
-            .map(|(_, t)| t)
-            .collect();
+        let mut t = tickets(2, 2).into_iter();
+        let (e1, e2) = (t.next().unwrap(), t.next().unwrap());
         let (e2w0, e1w0) = (
             e2.into_iter().next().unwrap(),
             e1.into_iter().next().unwrap(),
