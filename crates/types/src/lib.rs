@@ -23,6 +23,7 @@
 //! does not parse packets, keep state, or write records.
 
 mod alert;
+mod app_proto;
 mod community_id;
 mod dns;
 mod flow;
@@ -30,6 +31,7 @@ mod problem;
 mod time_fmt;
 
 pub use alert::{Alert, AlertBody, Category, GeoInfo, Mitre, Response};
+pub use app_proto::AppProto;
 pub use community_id::{community_id_of_key, community_id_v1};
 pub use dns::{DnsEvent, DnsName, DNS_NAME_MAX};
 pub use flow::{DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, Side, TcpFlags};
