@@ -133,6 +133,12 @@ impl ProtoState {
         }
         match transport {
             TCP | UDP => {}
+            // A flow's transport does not change (it is part of the flow
+            // key); a caller that mixes them still never sees a verdict change.
+            ESP | AH if !self.verdict.is_unknown() => {
+                self.flags |= NOT_INSPECTED;
+                return None;
+            }
             ESP | AH => {
                 self.flags |= NOT_INSPECTED;
                 self.verdict = AppProto::Ipsec;
