@@ -917,6 +917,10 @@ pub(crate) enum Greeting {
 /// IMAP (RFC 9051: an untagged `OK`, `PREAUTH` or `BYE`), each a line ending
 /// in CRLF within 512 bytes.
 pub(crate) fn greeting(p: &[u8]) -> Option<Greeting> {
+    // The reply code first: most payloads fail here without a line scan.
+    if !(p.starts_with(b"220") || p.starts_with(b"+OK") || p.starts_with(b"* ")) {
+        return None;
+    }
     let line = first_line(p, 512)?;
     if !line.iter().all(|b| (0x20..0x7f).contains(b) || *b == b'\t') {
         return None;
@@ -953,6 +957,10 @@ pub(crate) enum MailOrFtp {
 
 /// The client's first command after a `220` greeting.
 pub(crate) fn command_after_220(p: &[u8]) -> Option<MailOrFtp> {
+    // Commands are letters: anything else fails before the line scan.
+    if !p.first().is_some_and(u8::is_ascii_alphabetic) {
+        return None;
+    }
     let line = first_line(p, 512)?;
     const SMTP: [&[u8]; 3] = [b"EHLO ", b"HELO ", b"LHLO "];
     const FTP: [&[u8]; 9] = [

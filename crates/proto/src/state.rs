@@ -251,29 +251,7 @@ impl ProtoState {
         if m::http_response(p) {
             return Some(AppProto::Http);
         }
-        let structural = [
-            (m::rfb(p), AppProto::Vnc),
-            (m::rdp_tcp(p), AppProto::Rdp),
-            (m::smb(p), AppProto::Smb),
-            (m::dcerpc(p), AppProto::Dcerpc),
-            (m::kerberos(p, true), AppProto::Kerberos),
-            (m::ldap(p), AppProto::Ldap),
-            (m::openvpn(p, true), AppProto::Openvpn),
-            (m::dns(p, true), AppProto::Dns),
-            (m::tds(p), AppProto::Mssql),
-            (m::mysql_greeting(p), AppProto::Mysql),
-            (
-                m::postgres_startup(p) || m::postgres_auth(p),
-                AppProto::Postgresql,
-            ),
-            (
-                m::bittorrent(p) || m::bittorrent_extended(p),
-                AppProto::Bittorrent,
-            ),
-            (m::telnet(p), AppProto::Telnet),
-            (m::resp_array(p), AppProto::Redis),
-        ];
-        if let Some((_, proto)) = structural.into_iter().find(|(hit, _)| *hit) {
+        if let Some(proto) = first_hit(&TCP_STRUCTURAL, p) {
             return Some(proto);
         }
         // Confirmations of a candidate from the other direction.
@@ -336,25 +314,65 @@ impl ProtoState {
     }
 }
 
-/// UDP matchers. Each datagram is a whole message, so every matcher checks
-/// lengths against the datagram.
+/// UDP matchers, in [`UDP_MATCHERS`] order.
 fn classify_udp(p: &[u8]) -> Option<AppProto> {
-    let table = [
-        (m::dns(p, false), AppProto::Dns),
-        (m::ntp(p), AppProto::Ntp),
-        (m::snmp(p), AppProto::Snmp),
-        (m::kerberos(p, false), AppProto::Kerberos),
-        (m::ldap(p), AppProto::Ldap),
-        (m::ike(p), AppProto::Ike),
-        (m::quic(p), AppProto::Quic),
-        (m::wireguard(p), AppProto::Wireguard),
-        (m::openvpn(p, false), AppProto::Openvpn),
-        (m::rdp_udp(p), AppProto::Rdp),
-        (m::bittorrent_dht(p), AppProto::BittorrentDht),
-        (m::teamviewer_udp(p), AppProto::Teamviewer),
-    ];
-    table.into_iter().find(|(hit, _)| *hit).map(|(_, p)| p)
+    first_hit(&UDP_MATCHERS, p)
 }
+
+/// A matcher and the verdict it gives.
+type Matcher = (fn(&[u8]) -> bool, AppProto);
+
+/// The first matcher that accepts `p`; later ones are not run.
+fn first_hit(matchers: &[Matcher], p: &[u8]) -> Option<AppProto> {
+    matchers
+        .iter()
+        .find(|(hit, _)| hit(p))
+        .map(|&(_, proto)| proto)
+}
+
+/// TCP matchers with fixed structure, tried after SSH, TLS and HTTP and
+/// before the text protocols whose verdict may need the other direction.
+/// The order only matters for speed: the tests check that every real first
+/// message in the corpus is accepted by one matcher alone.
+const TCP_STRUCTURAL: [Matcher; 14] = [
+    (m::rfb, AppProto::Vnc),
+    (m::rdp_tcp, AppProto::Rdp),
+    (m::smb, AppProto::Smb),
+    (m::dcerpc, AppProto::Dcerpc),
+    (|p| m::kerberos(p, true), AppProto::Kerberos),
+    (m::ldap, AppProto::Ldap),
+    (|p| m::openvpn(p, true), AppProto::Openvpn),
+    (|p| m::dns(p, true), AppProto::Dns),
+    (m::tds, AppProto::Mssql),
+    (m::mysql_greeting, AppProto::Mysql),
+    (
+        |p| m::postgres_startup(p) || m::postgres_auth(p),
+        AppProto::Postgresql,
+    ),
+    (
+        |p| m::bittorrent(p) || m::bittorrent_extended(p),
+        AppProto::Bittorrent,
+    ),
+    (m::telnet, AppProto::Telnet),
+    (m::resp_array, AppProto::Redis),
+];
+
+/// UDP matchers: each datagram is a whole message, so every matcher checks
+/// lengths against the datagram.
+const UDP_MATCHERS: [Matcher; 12] = [
+    (|p| m::dns(p, false), AppProto::Dns),
+    (m::ntp, AppProto::Ntp),
+    (m::snmp, AppProto::Snmp),
+    (|p| m::kerberos(p, false), AppProto::Kerberos),
+    (m::ldap, AppProto::Ldap),
+    (m::ike, AppProto::Ike),
+    (m::quic, AppProto::Quic),
+    (m::wireguard, AppProto::Wireguard),
+    (|p| m::openvpn(p, false), AppProto::Openvpn),
+    (m::rdp_udp, AppProto::Rdp),
+    (m::bittorrent_dht, AppProto::BittorrentDht),
+    (m::teamviewer_udp, AppProto::Teamviewer),
+];
 
 #[cfg(test)]
 mod tests {
