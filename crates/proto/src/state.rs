@@ -94,10 +94,11 @@ impl ProtoState {
         spent || (!self.verdict.is_unknown() && !self.may_change())
     }
 
-    /// Payload packets inspected (or skipped past the budget) in `dir`, up to 15.
+    /// Payload packets seen in `dir` (inspected or not), saturating at 15.
     /// A caller that wants the metadata of a direction's first message runs
-    /// [`first_message_meta`](crate::first_message_meta) when this is 1 after
-    /// an [`observe`](Self::observe).
+    /// [`first_message_meta`](crate::first_message_meta) on the payload that
+    /// took this from 0 to 1 (after the [`observe`](Self::observe) call, with
+    /// the verdict as it then stands).
     pub fn seen(&self, dir: Dir) -> u8 {
         match dir {
             Dir::ToServer => self.seen & 0x0f,
@@ -129,6 +130,11 @@ impl ProtoState {
         ports: (u16, u16),
     ) -> Option<AppProto> {
         if self.is_done() {
+            // Still counted, so `seen` tells the caller which payload is the
+            // first of its direction (the one to extract metadata from).
+            if !payload.is_empty() {
+                self.bump(dir);
+            }
             return None;
         }
         match transport {
