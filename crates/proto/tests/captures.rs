@@ -148,6 +148,9 @@ fn truth_flows_precision_and_recall() {
                 let word = verdict.vocabulary_word();
                 if word == app || accept.contains(&word) {
                     score.right += 1;
+                    if word != app {
+                        println!("ACCEPTED {file} {c:?}->{s:?} {app} named {verdict}");
+                    }
                 } else if verdict.is_unknown() {
                     score.missed += 1;
                     failures.push(format!(
