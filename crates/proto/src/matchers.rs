@@ -855,8 +855,9 @@ pub(crate) fn bittorrent_extended(p: &[u8]) -> bool {
     };
     (2..=65536).contains(&len)
         && u8_at(p, 7).is_some_and(|b| (b'1'..=b'9').contains(&b))
-        && matches!(u8_at(p, 8), Some(b':'))
-            | matches!((u8_at(p, 8), u8_at(p, 9)), (Some(b'0'..=b'9'), Some(b':')))
+        // The first key's length: one or two digits, then ':'.
+        && (u8_at(p, 8) == Some(b':')
+            || matches!((u8_at(p, 8), u8_at(p, 9)), (Some(b'0'..=b'9'), Some(b':'))))
 }
 
 /// A BitTorrent DHT KRPC message (BEP 5): a bencoded dictionary starting with

@@ -482,4 +482,47 @@ mod tests {
         assert_eq!(st.observe(Dir::ToServer, 1, b"SSH-2.0-x\r\n", (0, 0)), None);
         assert!(st.is_done());
     }
+
+    #[test]
+    fn two_sided_candidates_need_the_other_side() {
+        // A Redis inline command is confirmed by a RESP reply, not alone.
+        let mut st = ProtoState::new();
+        let cmd = b"SET sanity_check you_are_sane\r\n";
+        assert_eq!(st.observe(Dir::ToServer, TCP, cmd, (60838, 6379)), None);
+        assert_eq!(
+            st.observe(Dir::ToClient, TCP, b"+OK\r\n", (6379, 60838)),
+            Some(AppProto::Redis)
+        );
+        // "+OK" after the client spoke is not a POP3 greeting.
+        let mut st = ProtoState::new();
+        assert_eq!(st.observe(Dir::ToServer, TCP, b"hello\r\n", (1, 2)), None);
+        assert_eq!(st.observe(Dir::ToClient, TCP, b"+OK\r\n", (2, 1)), None);
+        // TeamViewer needs both magics.
+        let mut st = ProtoState::new();
+        assert_eq!(
+            st.observe(Dir::ToServer, TCP, &[0x17, 0x24, 0x0a, 0x20], (35732, 5938)),
+            None
+        );
+        assert_eq!(
+            st.observe(Dir::ToClient, TCP, &[0x11, 0x30, 0x36, 0x00], (5938, 35732)),
+            Some(AppProto::Teamviewer)
+        );
+    }
+
+    #[test]
+    fn winrm_is_http_to_wsman_and_ports_alone_name_nothing() {
+        let mut st = ProtoState::new();
+        let req = b"POST /wsman HTTP/1.1\r\nHost: dc:5985\r\n\r\n";
+        assert_eq!(
+            st.observe(Dir::ToServer, TCP, req, (50000, 5985)),
+            Some(AppProto::Winrm)
+        );
+        // Noise on well-known ports stays unknown.
+        for port in [22, 25, 53, 80, 88, 389, 443, 445, 3389, 5900] {
+            let mut st = ProtoState::new();
+            st.observe(Dir::ToServer, TCP, b"\x01\x02\x03 noise", (50000, port));
+            st.observe(Dir::ToClient, UDP, b"\x01\x02\x03 noise", (port, 50000));
+            assert_eq!(st.verdict(), AppProto::Unknown, "port {port}");
+        }
+    }
 }
