@@ -28,11 +28,13 @@ pub mod checksum;
 mod dns;
 mod flow_record;
 mod frames;
+pub mod hello;
 pub mod office;
 mod packet_meta;
 pub mod raw_pcap;
 mod rng;
 pub mod scenario;
+mod wire;
 mod writer;
 
 pub use dns::{encode_name, DnsMessage, QUERY_FLAGS, RESPONSE_FLAGS};
