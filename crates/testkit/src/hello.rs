@@ -286,6 +286,44 @@ pub fn ipp_request(printer: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The first bytes of an OpenVPN data packet (P_DATA_V2, key id 0): the
+/// opcode byte, the 24-bit peer id and the packet id.
+pub fn openvpn_data_header(peer: u32, packet_id: u32) -> [u8; 8] {
+    let mut h = [0u8; 8];
+    h[0] = 9 << 3;
+    h[1..4].copy_from_slice(&peer.to_be_bytes()[1..]);
+    h[4..8].copy_from_slice(&packet_id.to_be_bytes());
+    h
+}
+
+/// An OpenVPN P_CONTROL_HARD_RESET (V2) over UDP: opcode 7 from the client,
+/// 8 from the server, the sender's session id, an empty ack array and
+/// message packet id 0.
+pub fn openvpn_hard_reset(client: bool, session_id: u64) -> Vec<u8> {
+    let opcode: u8 = if client { 7 } else { 8 };
+    let mut m = vec![opcode << 3];
+    m.extend_from_slice(&session_id.to_be_bytes());
+    m.push(0); // ack array length
+    m.extend_from_slice(&0u32.to_be_bytes()); // message packet id
+    m
+}
+
+/// An IKEv2 IKE_SA_INIT header (exchange 34) on UDP 500 with an empty body:
+/// initiator SPI, responder SPI (zero in the request), version 2.0 and the
+/// response flag.
+pub fn ike_sa_init(spi_i: u64, spi_r: u64, response: bool) -> Vec<u8> {
+    let mut m = Vec::with_capacity(28);
+    m.extend_from_slice(&spi_i.to_be_bytes());
+    m.extend_from_slice(&(if response { spi_r } else { 0 }).to_be_bytes());
+    m.push(0); // next payload: none
+    m.push(0x20); // version 2.0
+    m.push(34); // IKE_SA_INIT
+    m.push(if response { 0x20 } else { 0x08 }); // response / initiator flag
+    m.extend_from_slice(&0u32.to_be_bytes()); // message id
+    m.extend_from_slice(&28u32.to_be_bytes()); // length
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,7 @@ mod packet_meta;
 pub mod raw_pcap;
 mod rng;
 pub mod scenario;
+pub mod week;
 mod wire;
 mod writer;
 
