@@ -30,7 +30,8 @@
 //! **Frames.** IPv4 over Ethernet, built by hand (`wire.rs`, shared with
 //! the three-hour office). Bulk segments are captured cut after their TCP
 //! or UDP header while the IP total length and the pcap wire length state
-//! the full packet (1460-byte TCP payloads), so volumes are true per packet
+//! the full packet (1460-byte TCP payloads; 8960 on the server LAN's backup
+//! service, which uses jumbo frames), so volumes are true per packet
 //! and a gigabyte costs about 50 MB of file. Each direction's first
 //! message is captured whole with real bytes ([`crate::hello`]): TLS
 //! ClientHello with SNI and ServerHello, SMB2 NEGOTIATE, SSH banners, HTTP
@@ -71,6 +72,11 @@ const US: u64 = 1_000_000;
 const HOUR: u64 = 3600 * US;
 const DAY: u64 = 24 * HOUR;
 const MSS: u64 = 1460;
+/// TCP payload of a jumbo frame (9000-byte IP packets): the server LAN's
+/// backup service uses them, as backup networks often do.
+const JUMBO_MSS: u64 = 8960;
+/// The inside backup service's port.
+const BACKUP_PORT: u16 = 8443;
 const ACK_EVERY: u32 = 32;
 
 /// Days of the week, Monday first.
@@ -382,6 +388,7 @@ struct Tcp {
     cseq: u32,
     sseq: u32,
     rtt: u64,
+    mss: u64,
     first_c: Vec<u8>,
     first_s: Vec<u8>,
     up: u64,
@@ -1156,8 +1163,13 @@ impl Week {
         let rtt = self.rtt(c.0, plan.s.0);
         plan.up = self.vol(plan.up);
         plan.down = self.vol(plan.down);
-        let up_n = plan.up.div_ceil(MSS).max(1);
-        let down_n = plan.down.div_ceil(MSS).max(1);
+        let mss = if plan.s.1 == BACKUP_PORT && plan.s.0[0] == 10 {
+            JUMBO_MSS
+        } else {
+            MSS
+        };
+        let up_n = plan.up.div_ceil(mss).max(1);
+        let down_n = plan.down.div_ceil(mss).max(1);
         let total = (up_n + down_n) as f64;
         let body = secs(plan.secs).max(1);
         let s = Tcp {
@@ -1166,6 +1178,7 @@ impl Week {
             cseq: self.rng.next_u64() as u32,
             sseq: self.rng.next_u64() as u32,
             rtt,
+            mss,
             first_c: plan.first_c,
             first_s: plan.first_s,
             up: plan.up,
@@ -1421,7 +1434,7 @@ impl Week {
     /// signalling connection's TLS hello first.
     fn video_call(&mut self, hi: usize, host: &Host, t: u64) {
         let s = self.rng.below(10) as usize;
-        let minutes = self.rng.range(10.0, 45.0);
+        let minutes = self.rng.range(10.0, 40.0);
         self.dns(hi, t, "meet.video-example.net", sfu(s));
         let plan = TcpPlan {
             c: host.ip,
@@ -1436,9 +1449,9 @@ impl Week {
         };
         self.tcp(hi, t + secs(0.05), plan);
         let port = self.eport(hi);
-        // 120-320 kbit/s each way in packets of about 1000 bytes: a
-        // modest call, kept to 13-45 packets per second.
-        let kbps = self.rng.range(120.0, 320.0);
+        // 80-250 kbit/s each way in packets of about 1000 bytes: a
+        // modest call, kept to 9-35 packets per second each way.
+        let kbps = self.rng.range(80.0, 250.0);
         let size = self.rng.int(900, 1150);
         let pps = kbps * 1000.0 / 8.0 / size as f64;
         let gap = secs(1.0 / pps / self.volume);
@@ -1518,7 +1531,7 @@ impl Week {
         };
         let plan = TcpPlan {
             c: ip,
-            s: (dest, if dest[0] == 10 { 8443 } else { 443 }),
+            s: (dest, if dest[0] == 10 { BACKUP_PORT } else { 443 }),
             first_c: hello::tls_client_hello(sni.unwrap_or("backup.office.example"), t ^ 0xbac),
             first_s: hello::tls_server_hello(t ^ 0xbac5),
             up: bytes,
@@ -1752,7 +1765,7 @@ impl Week {
             Phase::Up | Phase::Down => {
                 let up = k.phase == Phase::Up;
                 let left = if up { k.up } else { k.down };
-                let len = left.min(MSS);
+                let len = left.min(k.mss);
                 let left = left - len;
                 let flags = if left == 0 { 0x18 } else { 0x10 };
                 let w = self.seg(k, buf, up, flags, &[], len);
