@@ -2,7 +2,10 @@
 //! writer, so tests can make exactly the traffic they need, and the one
 //! builder of each test fixture: [`FlowRecordBuilder`] for flow records,
 //! [`DnsMessage`] for DNS messages, [`checksum`] for the internet checksum
-//! and [`raw_pcap`] for pcap files libpcap's dumper does not write.
+//! and [`raw_pcap`] for pcap files libpcap's dumper does not write. Whole
+//! captures: [`office`] (three labelled hours with attacks) and [`week`]
+//! (a benign week of a 50-200-host office, streamed frame by frame), whose
+//! sessions open with the real first messages of [`hello`].
 //!
 //! ```no_run
 //! use tapsentry_testkit::{tcp_v4, udp_v4, write_pcap, TcpFlagsSpec};
