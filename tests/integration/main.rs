@@ -18,3 +18,4 @@ mod signals;
 mod state;
 mod tor;
 mod volume;
+mod week;

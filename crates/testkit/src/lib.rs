@@ -2,7 +2,10 @@
 //! writer, so tests can make exactly the traffic they need, and the one
 //! builder of each test fixture: [`FlowRecordBuilder`] for flow records,
 //! [`DnsMessage`] for DNS messages, [`checksum`] for the internet checksum
-//! and [`raw_pcap`] for pcap files libpcap's dumper does not write.
+//! and [`raw_pcap`] for pcap files libpcap's dumper does not write. Whole
+//! captures: [`office`] (three labelled hours with attacks) and [`week`]
+//! (a benign week of a 50-200-host office, streamed frame by frame), whose
+//! sessions open with the real first messages of [`hello`].
 //!
 //! ```no_run
 //! use tapsentry_testkit::{tcp_v4, udp_v4, write_pcap, TcpFlagsSpec};
@@ -28,11 +31,14 @@ pub mod checksum;
 mod dns;
 mod flow_record;
 mod frames;
+pub mod hello;
 pub mod office;
 mod packet_meta;
 pub mod raw_pcap;
 mod rng;
 pub mod scenario;
+pub mod week;
+mod wire;
 mod writer;
 
 pub use dns::{encode_name, DnsMessage, QUERY_FLAGS, RESPONSE_FLAGS};

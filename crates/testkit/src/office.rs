@@ -35,10 +35,11 @@ use std::path::Path;
 
 use tapsentry_types::{LinkType, Timestamp};
 
-use crate::checksum::{fold, internet_checksum, pseudo_header_v4, sum, udp_v4};
+use crate::checksum::internet_checksum;
 use crate::rng::Rng;
 use crate::scenario::EPOCH_SECS;
-use crate::{encode_name, mac_for, DnsMessage, PcapWriter};
+use crate::wire::{ipv4_header, push_ipv4_frame, tcp_segment, udp_datagram, TcpFields};
+use crate::{encode_name, DnsMessage, PcapWriter};
 
 /// The learning period the detectors use by default: attacks from
 /// [`Attack::examples`] start after it.
@@ -53,6 +54,8 @@ const SNAP: usize = 54;
 const SMALL_PAYLOAD: usize = 200;
 /// The receiver of a bulk transfer acknowledges every this many segments.
 const ACK_EVERY: u64 = 32;
+/// The captured payload of small segments: zeros.
+const ZEROS: [u8; SMALL_PAYLOAD] = [0; SMALL_PAYLOAD];
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -627,29 +630,6 @@ fn oct(a: IpAddr) -> [u8; 4] {
     }
 }
 
-fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8, total: u16, id: u16, ttl: u8) -> [u8; 20] {
-    let mut h = [0u8; 20];
-    h[0] = 0x45;
-    h[2..4].copy_from_slice(&total.to_be_bytes());
-    h[4..6].copy_from_slice(&id.to_be_bytes());
-    h[6] = 0x40; // don't fragment
-    h[8] = ttl;
-    h[9] = proto;
-    h[12..16].copy_from_slice(&src);
-    h[16..20].copy_from_slice(&dst);
-    let c = internet_checksum(&h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    h
-}
-
-fn ttl_of(src: [u8; 4]) -> u8 {
-    if src[0] == 10 {
-        64
-    } else {
-        44 + src[3] % 16
-    }
-}
-
 fn now_us(t: f64) -> i64 {
     EPOCH_SECS * 1_000_000 + (t * 1e6).round() as i64
 }
@@ -667,27 +647,23 @@ impl Capture {
     /// of its payload, `l4_len` the transport length on the wire (the
     /// missing tail is zeros, already counted in any checksum).
     fn ipv4(&mut self, t: f64, src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], l4_len: usize) {
-        let (s, d) = (oct(src), oct(dst));
-        let total = (20 + l4_len).min(usize::from(u16::MAX)) as u16;
         self.ip_id = self.ip_id.wrapping_add(1);
         let off = self.arena.len();
-        self.arena.extend_from_slice(&mac_for(&d));
-        self.arena.extend_from_slice(&mac_for(&s));
-        self.arena.extend_from_slice(&[0x08, 0x00]);
-        self.arena
-            .extend_from_slice(&ipv4_header(s, d, proto, total, self.ip_id, ttl_of(s)));
-        self.arena.extend_from_slice(l4);
+        let wire = push_ipv4_frame(
+            &mut self.arena,
+            (oct(src), oct(dst)),
+            proto,
+            self.ip_id,
+            l4,
+            l4_len,
+        );
         let cap = (self.arena.len() - off) as u16;
         self.recs.push(Rec {
             us: now_us(t),
             off,
             cap,
-            wire: 14 + u32::from(total),
+            wire,
         });
-    }
-
-    fn pseudo(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
-        pseudo_header_v4(oct(src), oct(dst), proto, len)
     }
 
     /// A TCP segment carrying `len` zero payload bytes; bulk payloads are
@@ -708,32 +684,21 @@ impl Capture {
     ) {
         let keep = if len <= SMALL_PAYLOAD { len } else { SNAP - 54 };
         let mut seg = Vec::with_capacity(20 + keep);
-        seg.extend_from_slice(&sport.to_be_bytes());
-        seg.extend_from_slice(&dport.to_be_bytes());
-        seg.extend_from_slice(&seq.to_be_bytes());
-        seg.extend_from_slice(&(if flags & 0x10 != 0 { ack } else { 0 }).to_be_bytes());
-        seg.push(5 << 4);
-        seg.push(flags);
-        seg.extend_from_slice(&64_240u16.to_be_bytes());
-        seg.extend_from_slice(&[0, 0, 0, 0]);
-        seg.resize(20 + keep, 0);
-        // The payload is zeros: the part cut off adds nothing to the sum,
-        // so the checksum is true for the segment as it was on the wire.
-        let c = fold(sum(Self::pseudo(src, dst, 6, 20 + len), &seg));
-        seg[16..18].copy_from_slice(&c.to_be_bytes());
+        let f = TcpFields {
+            src: (oct(src), sport),
+            dst: (oct(dst), dport),
+            seq,
+            ack,
+            flags,
+        };
+        tcp_segment(&mut seg, &f, &ZEROS[..keep], len);
         self.ipv4(t, src, dst, 6, &seg, 20 + len);
     }
 
     fn udp(&mut self, t: f64, (src, sport): (IpAddr, u16), (dst, dport): (IpAddr, u16), p: &[u8]) {
-        let len = 8 + p.len();
-        let mut seg = Vec::with_capacity(len);
-        seg.extend_from_slice(&sport.to_be_bytes());
-        seg.extend_from_slice(&dport.to_be_bytes());
-        seg.extend_from_slice(&(len as u16).to_be_bytes());
-        seg.extend_from_slice(&[0, 0]);
-        seg.extend_from_slice(p);
-        let c = udp_v4(oct(src), oct(dst), &seg);
-        seg[6..8].copy_from_slice(&c.to_be_bytes());
+        let mut seg = Vec::with_capacity(8 + p.len());
+        udp_datagram(&mut seg, (oct(src), sport), (oct(dst), dport), p, p.len());
+        let len = seg.len();
         self.ipv4(t, src, dst, 17, &seg, len);
     }
 
