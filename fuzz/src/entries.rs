@@ -39,8 +39,11 @@ pub const LINK_TYPES: [LinkType; 11] = [
 /// may take, far above what a fuzzer's few kilobytes can hold.
 pub const MAX_FRAMES_PER_FILE: usize = 100_000;
 
+/// A fuzz target's entry point.
+pub type Entry = fn(&[u8]);
+
 /// Every target, by name, for the seed test and the scripts.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Entry); 7] = [
     ("decode_frame", decode_frame),
     ("dns_message", dns_message),
     ("capture_file", capture_file),
