@@ -498,6 +498,19 @@ mod tests {
     }
 
     #[test]
+    fn bytes_in_memory_load_like_a_file() {
+        let (from_file, _) = load_text(GOOD.as_bytes(), 2);
+        let mut w = workers(2);
+        let from_bytes = load_bytes(GOOD.as_bytes(), "mem", &mut w);
+        assert_eq!(from_bytes.entries, from_file.entries);
+        assert_eq!(from_bytes.prior_learning, from_file.prior_learning);
+        assert!(from_bytes.warnings.is_empty(), "{:?}", from_bytes.warnings);
+        let bad = load_bytes(b"{\xff}", "mem", &mut workers(2));
+        assert_eq!(bad.entries, 0);
+        assert!(bad.warnings[0].contains("not UTF-8"), "{:?}", bad.warnings);
+    }
+
+    #[test]
     fn a_good_file_loads_into_any_worker_count_and_writes_back_the_same() {
         let (l1, w1) = load_text(GOOD.as_bytes(), 1);
         let (l3, w3) = load_text(GOOD.as_bytes(), 3);
