@@ -8,8 +8,6 @@
 //! workspace (stable), which runs the committed seeds and regression inputs
 //! through it.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tapsentry_capture::{FileSource, FrameSource, Next};
@@ -79,40 +77,24 @@ pub fn dns_message(data: &[u8]) {
     let _ = dns::parse_tcp_segment(data);
 }
 
-/// A whole capture file (pcap or pcapng), read to its end, to an error or
-/// to [`MAX_FRAMES_PER_FILE`] frames.
+/// A whole capture file (pcap or pcapng), read from memory by the file
+/// reader to its end, to an error or to [`MAX_FRAMES_PER_FILE`] frames.
 pub fn capture_file(data: &[u8]) {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let dir = if std::path::Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let path = dir.join(format!(
-        "tapsentry-fuzz-{}-{}.pcap",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    if std::fs::write(&path, data).is_err() {
-        return;
-    }
-    if let Ok(mut src) = FileSource::open(std::slice::from_ref(&path)) {
-        let mut frames = 0usize;
-        while frames < MAX_FRAMES_PER_FILE {
-            match src.next_frame() {
-                Ok(Next::Frame(f)) => {
-                    frames += 1;
-                    // The frame must be readable as the decoder will read it.
-                    let _ = f.data.iter().fold(0u8, |a, b| a ^ b);
-                }
-                Ok(Next::Idle) => {}
-                Ok(Next::End) | Err(_) => break,
+    let mut src = FileSource::from_bytes("fuzz.pcap", data.to_vec());
+    let mut frames = 0usize;
+    while frames < MAX_FRAMES_PER_FILE {
+        match src.next_frame() {
+            Ok(Next::Frame(f)) => {
+                frames += 1;
+                // The frame must be readable as the decoder will read it.
+                let _ = f.data.iter().fold(0u8, |a, b| a ^ b);
             }
+            Ok(Next::Idle) => {}
+            Ok(Next::End) | Err(_) => break,
         }
-        let _ = src.warnings();
-        let _ = src.file_errors().len();
     }
-    let _ = std::fs::remove_file(&path);
+    let _ = src.warnings();
+    let _ = src.file_errors().len();
 }
 
 /// Four bytes of ports, then chunks: a header byte (bit 0: direction, bit
