@@ -2,7 +2,9 @@
 # Runs every check and test of tapsentry on a fresh Debian/Ubuntu machine:
 # installs what the build and the tests need (libpcap headers, tshark's
 # capinfos for the packet-count tests, iproute2 for the live-capture test),
-# then cargo fmt --check, clippy -D warnings, and the whole test suite.
+# then cargo fmt --check, clippy -D warnings, the whole test suite, and a
+# fuzz smoke run (every cargo-fuzz target for FUZZ_SMOKE_SECS, default 15 s;
+# see docs/robustness.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo doc (warnings are errors: broken links, missing docs)"
@@ -35,3 +38,5 @@ echo "== benches compile"
 cargo bench --workspace --no-run >/dev/null 2>&1 || cargo bench --workspace --no-run
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
+echo "== fuzz smoke (nightly + cargo-fuzz; skipped with a message without them)"
+./scripts/fuzz-smoke.sh "${FUZZ_SMOKE_SECS:-15}"

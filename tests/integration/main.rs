@@ -10,6 +10,7 @@ mod common;
 mod config;
 mod detections;
 mod determinism;
+mod fuzz_seeds;
 mod linktypes;
 mod live;
 mod malformed;

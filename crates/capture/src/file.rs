@@ -66,9 +66,29 @@ pub struct FileSource {
     files_read: usize,
     skipped_unsupported: u64,
     last_ts: Timestamp,
+    /// The contents of the only "file" of a source made by
+    /// [`from_bytes`](FileSource::from_bytes), until it is opened.
+    memory: Option<Vec<u8>>,
 }
 
 impl FileSource {
+    /// A source reading one capture from memory, as [`open`](Self::open)
+    /// reads a file; `name` stands for the path in errors and warnings.
+    /// The fuzz target of the reader calls it.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Self {
+        FileSource {
+            paths: vec![name.into()],
+            next_path: 0,
+            current: None,
+            file_errors: Vec::new(),
+            warnings: Vec::new(),
+            files_read: 0,
+            skipped_unsupported: 0,
+            last_ts: Timestamp::ZERO,
+            memory: Some(bytes),
+        }
+    }
+
     /// Prepares to read `paths` in order.
     ///
     /// Every path is checked up front: the first one that does not exist, is
@@ -101,6 +121,7 @@ impl FileSource {
             files_read: 0,
             skipped_unsupported: 0,
             last_ts: Timestamp::ZERO,
+            memory: None,
         })
     }
 
@@ -136,7 +157,11 @@ impl FrameSource for FileSource {
                     return Ok(Next::End);
                 };
                 self.next_path += 1;
-                match OpenFile::open(&path) {
+                let opened = match self.memory.take() {
+                    Some(bytes) => OpenFile::from_bytes(&path, bytes),
+                    None => OpenFile::open(&path),
+                };
+                match opened {
                     Ok(f) => {
                         self.files_read += 1;
                         self.current = Some(f);
@@ -189,10 +214,15 @@ impl FrameSource for FileSource {
     }
 }
 
-/// A `File` that keeps the last I/O error, because pcap-parser reduces every
+/// What a capture is read from: a file, or memory.
+trait Input: Read + Seek + Send {}
+
+impl<T: Read + Seek + Send> Input for T {}
+
+/// An input that keeps the last I/O error, because pcap-parser reduces every
 /// read failure to a bare `ReadError`.
 struct TrackedFile {
-    file: File,
+    file: Box<dyn Input>,
     last_error: Arc<Mutex<Option<io::Error>>>,
 }
 
@@ -429,8 +459,21 @@ impl OpenFile {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = File::open(path).map_err(open_err)?;
+        let file = File::open(path).map_err(open_err)?;
         let file_len = file.metadata().map_err(open_err)?.len();
+        Self::start(path, Box::new(file), file_len)
+    }
+
+    fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<OpenFile, CaptureError> {
+        let len = bytes.len() as u64;
+        Self::start(name, Box::new(io::Cursor::new(bytes)), len)
+    }
+
+    fn start(
+        path: &Path,
+        mut file: Box<dyn Input>,
+        file_len: u64,
+    ) -> Result<OpenFile, CaptureError> {
         let buffer_len = usize::try_from(file_len.saturating_add(1))
             .unwrap_or(BUFFER_LEN)
             .clamp(MIN_BUFFER_LEN, BUFFER_LEN);
@@ -845,6 +888,38 @@ fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frames(src: &mut FileSource) -> Vec<(i64, u32, Vec<u8>)> {
+        let mut v = Vec::new();
+        while let Next::Frame(f) = src.next_frame().unwrap() {
+            v.push((f.ts.micros(), f.wire_len, f.data.to_vec()));
+        }
+        v
+    }
+
+    #[test]
+    fn bytes_in_memory_read_like_the_file() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pcaps");
+        for name in ["demo.pcap", "linktypes/pcapng-two-interfaces.pcapng"] {
+            let path = root.join(name);
+            let bytes = std::fs::read(&path).unwrap();
+            let from_file = frames(&mut FileSource::open(std::slice::from_ref(&path)).unwrap());
+            let from_mem = frames(&mut FileSource::from_bytes(name, bytes.clone()));
+            assert!(!from_file.is_empty(), "{name}");
+            assert_eq!(from_file, from_mem, "{name}");
+            // Cut short: the same frames before the damage, and one error.
+            let cut = &bytes[..bytes.len() - 7];
+            let mut src = FileSource::from_bytes(name, cut.to_vec());
+            assert_eq!(frames(&mut src).len(), from_file.len() - 1, "{name}");
+            assert_eq!(src.file_errors().len(), 1, "{name}");
+        }
+        let mut src = FileSource::from_bytes("short", vec![0xd4, 0xc3]);
+        assert!(frames(&mut src).is_empty());
+        assert!(matches!(
+            src.file_errors(),
+            [CaptureError::TooShort { len: 2, .. }]
+        ));
+    }
 
     #[test]
     fn tsresol_units() {

@@ -152,20 +152,41 @@ pub fn load(path: &Path, workers: &mut [Worker]) -> Loaded {
     load_bounded(path, workers, MAX_STATE_BYTES)
 }
 
+const FRESH: &str = "starting with fresh baselines";
+
 fn load_bounded(path: &Path, workers: &mut [Worker], limit: u64) -> Loaded {
+    let name = path.display().to_string();
+    match read_bounded(path, limit) {
+        Ok(Some(text)) => load_str(&text, &name, workers),
+        Ok(None) => Loaded::default(),
+        Err(e) => failed(&name, &e),
+    }
+}
+
+fn failed(name: &str, e: &StateFileError) -> Loaded {
+    Loaded {
+        warnings: vec![format!("state file {name}: {e}; {FRESH}")],
+        ..Loaded::default()
+    }
+}
+
+/// [`load`] on a state file's bytes already in memory; `name` names them in
+/// the warnings. Bytes over [`MAX_STATE_BYTES`] or not UTF-8 are one
+/// warning, like a file's. The fuzz targets and their seed test call it.
+pub fn load_bytes(bytes: &[u8], name: &str, workers: &mut [Worker]) -> Loaded {
+    if bytes.len() as u64 > MAX_STATE_BYTES {
+        return failed(name, &StateFileError::TooLarge);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_str(text, name, workers),
+        Err(_) => failed(name, &StateFileError::NotUtf8),
+    }
+}
+
+fn load_str(text: &str, name: &str, workers: &mut [Worker]) -> Loaded {
     let mut out = Loaded::default();
-    let name = path.display();
-    let fresh = "starting with fresh baselines";
-    let text = match read_bounded(path, limit) {
-        Ok(Some(t)) => t,
-        Ok(None) => return out,
-        Err(e) => {
-            out.warnings
-                .push(format!("state file {name}: {e}; {fresh}"));
-            return out;
-        }
-    };
-    let header = match parse_header(&text) {
+    let fresh = FRESH;
+    let header = match parse_header(text) {
         Ok(h) => h,
         Err(e) => {
             out.warnings
@@ -474,6 +495,19 @@ mod tests {
         }
         let s = Saver::new(PathBuf::from("unused"), w[0].persisted_detectors(), prior);
         String::from_utf8(s.encode(req(true), entries)).unwrap()
+    }
+
+    #[test]
+    fn bytes_in_memory_load_like_a_file() {
+        let (from_file, _) = load_text(GOOD.as_bytes(), 2);
+        let mut w = workers(2);
+        let from_bytes = load_bytes(GOOD.as_bytes(), "mem", &mut w);
+        assert_eq!(from_bytes.entries, from_file.entries);
+        assert_eq!(from_bytes.prior_learning, from_file.prior_learning);
+        assert!(from_bytes.warnings.is_empty(), "{:?}", from_bytes.warnings);
+        let bad = load_bytes(b"{\xff}", "mem", &mut workers(2));
+        assert_eq!(bad.entries, 0);
+        assert!(bad.warnings[0].contains("not UTF-8"), "{:?}", bad.warnings);
     }
 
     #[test]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the fuzz corpora from real inputs: frames, whole small captures,
+# DNS payloads and first payloads of flows from ../shared/pcaps (every
+# folder, malformed/ included) and pcaps/; sensor.toml.example; a state file
+# written by a replay with --state-file; the bundled Tor lists.
+#
+#   fuzz/seed.sh [OUT_DIR [MAX_PER_CAPTURE]]
+#
+# OUT_DIR defaults to fuzz/corpus (not committed); MAX_PER_CAPTURE (default
+# 50) bounds the frames, DNS payloads and flows taken from one capture.
+# MAX_SEED_BYTES=N drops seeds over N bytes at the end. fuzz/seeds/ holds
+# the small curated set that is committed, made with
+# `MAX_SEED_BYTES=12000 fuzz/seed.sh fuzz/seeds 2`.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+out="${1:-fuzz/corpus}"
+max="${2:-50}"
+shared="${SHARED_PCAPS:-$root/../shared/pcaps}"
+
+captures=()
+while IFS= read -r -d '' f; do captures+=("$f"); done < <(
+  find pcaps "$shared" -type f \( -name '*.pcap' -o -name '*.pcapng' \) -print0 2>/dev/null | sort -z)
+echo "seeding $out from ${#captures[@]} captures (at most $max items each)"
+cargo run -q --release -p tapsentry-testkit --example fuzz-seeds -- "$out" "$max" "${captures[@]}"
+
+mkdir -p "$out/config" "$out/tor_list" "$out/state_file"
+cp sensor.toml.example "$out/config/sensor.toml.example"
+cp pcaps/demo-tor-exits.txt "$out/tor_list/"
+cp crates/intel/tests/data/tor_*.txt "$out/tor_list/"
+
+# A state file as the sensor writes it: replay the demo with --state-file.
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cargo run -q --release -- replay --alerts "$tmp/alerts.jsonl" \
+  --tor-exit-list pcaps/demo-tor-exits.txt --state-file "$tmp/state.json" \
+  pcaps/demo.pcap 2>/dev/null
+cp "$tmp/state.json" "$out/state_file/demo-state.json"
+
+if [ -n "${MAX_SEED_BYTES:-}" ]; then
+  find "$out" -type f -size +"${MAX_SEED_BYTES}"c -delete
+fi
+for t in "$out"/*/; do
+  printf '%-16s %5d files %8d bytes\n' "$(basename "$t")" "$(ls "$t" | wc -l)" "$(cat "$t"/* | wc -c)"
+done

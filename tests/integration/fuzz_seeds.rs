@@ -1,0 +1,49 @@
+//! Every committed fuzz seed (`fuzz/seeds/<target>/`) and regression input
+//! (`fuzz/regressions/<target>/`) through the fuzz targets' own entry
+//! points, on the stable toolchain: a crash the fuzzer once found stays
+//! fixed even where nightly and cargo-fuzz are not installed.
+
+#[path = "../../fuzz/src/entries.rs"]
+mod entries;
+
+use std::path::Path;
+
+fn inputs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_seed_and_regression_input_runs_through_its_target() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut total = 0;
+    for (name, entry) in entries::TARGETS {
+        let seeds = inputs(&root.join("seeds").join(name));
+        assert!(!seeds.is_empty(), "no seeds for fuzz target {name}");
+        for path in seeds
+            .iter()
+            .chain(&inputs(&root.join("regressions").join(name)))
+        {
+            entry(&std::fs::read(path).unwrap());
+            total += 1;
+        }
+    }
+    eprintln!("{total} fuzz inputs ran");
+}
+
+#[test]
+fn the_frame_target_knows_every_link_type_the_reader_admits() {
+    for lt in entries::LINK_TYPES {
+        assert!(tapsentry_capture::is_supported_link_type(lt), "{lt:?}");
+    }
+    let admitted = (0..=u16::MAX)
+        .filter(|&l| {
+            tapsentry_capture::is_supported_link_type(tapsentry_types::LinkType(u32::from(l)))
+        })
+        .count();
+    assert_eq!(admitted, entries::LINK_TYPES.len());
+}
