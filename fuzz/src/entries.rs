@@ -19,19 +19,7 @@ use tapsentry_types::{Frame, LinkType, Timestamp};
 
 /// Every link type the decoder supports; `decode_frame`'s first byte picks
 /// one (modulo the length).
-pub const LINK_TYPES: [LinkType; 11] = [
-    LinkType::NULL,
-    LinkType::ETHERNET,
-    LinkType::PPP,
-    LinkType::RAW_BSD12,
-    LinkType::RAW_BSD14,
-    LinkType::RAW,
-    LinkType::LOOP,
-    LinkType::LINUX_SLL,
-    LinkType::IPV4,
-    LinkType::IPV6,
-    LinkType::LINUX_SLL2,
-];
+pub const LINK_TYPES: [LinkType; 11] = LinkType::DECODED;
 
 /// Frames read per `capture_file` input: a bound on the time one input
 /// may take, far above what a fuzzer's few kilobytes can hold.

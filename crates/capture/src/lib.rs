@@ -130,10 +130,7 @@ impl fmt::Display for CaptureWarning {
 /// PPP (9), raw IP (12, 14, 101), LOOP (108), Linux SLL (113), raw IPv4
 /// (228), raw IPv6 (229) and Linux SLL2 (276).
 pub fn is_supported_link_type(lt: LinkType) -> bool {
-    matches!(
-        lt.0,
-        0 | 1 | 9 | 12 | 14 | 101 | 108 | 113 | 228 | 229 | 276
-    )
+    LinkType::DECODED.contains(&lt)
 }
 
 #[cfg(test)]

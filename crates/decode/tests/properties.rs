@@ -14,19 +14,7 @@ use tapsentry_decode::{decode, dns, DecodeError};
 use tapsentry_testkit::DnsMessage;
 use tapsentry_types::{Fragment, Frame, LinkType, TcpFlags, Timestamp};
 
-const LINKS: [LinkType; 11] = [
-    LinkType::NULL,
-    LinkType::ETHERNET,
-    LinkType::PPP,
-    LinkType::RAW_BSD12,
-    LinkType::RAW_BSD14,
-    LinkType::RAW,
-    LinkType::LOOP,
-    LinkType::LINUX_SLL,
-    LinkType::IPV4,
-    LinkType::IPV6,
-    LinkType::LINUX_SLL2,
-];
+const LINKS: [LinkType; 11] = LinkType::DECODED;
 
 fn frame(link: LinkType, data: &[u8], wire_len: u32) -> Frame<'_> {
     Frame {

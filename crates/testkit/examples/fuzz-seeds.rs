@@ -16,8 +16,6 @@ use std::path::{Path, PathBuf};
 use tapsentry_capture::{FileSource, FrameSource, Next};
 use tapsentry_types::LinkType;
 
-/// The fuzz crate's `LINK_TYPES`, in the same order.
-const LINK_TYPES: [u32; 11] = [0, 1, 9, 12, 14, 101, 108, 113, 228, 229, 276];
 /// Whole capture files up to this size become `capture_file` seeds.
 const MAX_FILE_SEED: u64 = 64 * 1024;
 /// Payload chunks kept per flow for `proto_classify`.
@@ -47,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mut frames, mut dns) = (0usize, 0usize);
         let mut flows: HashMap<FlowId, (IpAddr, Vec<u8>, usize)> = HashMap::new();
         while let Ok(Next::Frame(f)) = src.next_frame() {
-            let Some(idx) = LINK_TYPES.iter().position(|&l| LinkType(l) == f.link) else {
+            let Some(idx) = LinkType::DECODED.iter().position(|&l| l == f.link) else {
                 continue;
             };
             if frames < max {

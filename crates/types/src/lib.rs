@@ -69,6 +69,24 @@ impl LinkType {
     /// Linux cooked capture v2.
     pub const LINUX_SLL2: LinkType = LinkType(276);
 
+    /// Every link type the decoder handles, in one place: the capture
+    /// reader admits these, the fuzz target and the property tests pick
+    /// from them (an index into this list is part of the fuzz seeds'
+    /// layout, so new types go at the end).
+    pub const DECODED: [LinkType; 11] = [
+        LinkType::NULL,
+        LinkType::ETHERNET,
+        LinkType::PPP,
+        LinkType::RAW_BSD12,
+        LinkType::RAW_BSD14,
+        LinkType::RAW,
+        LinkType::LOOP,
+        LinkType::LINUX_SLL,
+        LinkType::IPV4,
+        LinkType::IPV6,
+        LinkType::LINUX_SLL2,
+    ];
+
     /// The libpcap name of the link type, for messages.
     pub fn name(self) -> &'static str {
         match self.0 {
