@@ -76,8 +76,13 @@ impl FileSource {
     /// reads a file; `name` stands for the path in errors and warnings.
     /// The fuzz target of the reader calls it.
     pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Self {
+        FileSource::reading(vec![name.into()], Some(bytes))
+    }
+
+    /// A source that has read nothing yet, of `paths` or of `memory`.
+    fn reading(paths: Vec<PathBuf>, memory: Option<Vec<u8>>) -> Self {
         FileSource {
-            paths: vec![name.into()],
+            paths,
             next_path: 0,
             current: None,
             file_errors: Vec::new(),
@@ -85,7 +90,7 @@ impl FileSource {
             files_read: 0,
             skipped_unsupported: 0,
             last_ts: Timestamp::ZERO,
-            memory: Some(bytes),
+            memory,
         }
     }
 
@@ -112,17 +117,7 @@ impl FileSource {
                 });
             }
         }
-        Ok(FileSource {
-            paths: paths.to_vec(),
-            next_path: 0,
-            current: None,
-            file_errors: Vec::new(),
-            warnings: Vec::new(),
-            files_read: 0,
-            skipped_unsupported: 0,
-            last_ts: Timestamp::ZERO,
-            memory: None,
-        })
+        Ok(FileSource::reading(paths.to_vec(), None))
     }
 
     /// Errors met so far, one per file that could not be read to its end.

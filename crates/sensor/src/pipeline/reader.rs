@@ -259,6 +259,20 @@ mod tests {
     /// 1,100 frames of a pcap file (two batches and a bit), one of them a
     /// DNS query and one not IP, through the real reader thread and
     /// channels: everything arrives in order, counted once.
+    /// A replay reader of the file at `path`, stopped before it starts
+    /// when `stopped`, and the stats it publishes to.
+    fn replay_reader(path: std::path::PathBuf, stopped: bool) -> (Reader, Arc<SharedStats>) {
+        let shared = Arc::new(SharedStats::new());
+        let reader = Reader {
+            source: Box::new(FileSource::open(&[path]).unwrap()),
+            step: FrameStep::new(16),
+            shared: Arc::clone(&shared),
+            stop: Arc::new(AtomicBool::new(stopped)),
+            mode: Mode::Replay(Speed::Max),
+        };
+        (reader, shared)
+    }
+
     #[test]
     fn reader_decodes_a_pcap_into_batches_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -290,14 +304,7 @@ mod tests {
         }
         w.finish().unwrap();
 
-        let shared = Arc::new(SharedStats::new());
-        let reader = Reader {
-            source: Box::new(FileSource::open(&[path]).unwrap()),
-            step: FrameStep::new(16),
-            shared: Arc::clone(&shared),
-            stop: Arc::new(AtomicBool::new(false)),
-            mode: Mode::Replay(Speed::Max),
-        };
+        let (reader, shared) = replay_reader(path, false);
         let (tx, rx) = bounded::<IngestMsg>(8);
         let (_recycle_tx, recycle_rx) = bounded::<IngestBatch>(8);
         let errors = reader.run(&tx, &recycle_rx);
@@ -350,14 +357,7 @@ mod tests {
             w.write(Timestamp::from_micros(i), &f);
         }
         w.finish().unwrap();
-        let shared = Arc::new(SharedStats::new());
-        let reader = Reader {
-            source: Box::new(FileSource::open(&[path]).unwrap()),
-            step: FrameStep::new(16),
-            shared: Arc::clone(&shared),
-            stop: Arc::new(AtomicBool::new(true)),
-            mode: Mode::Replay(Speed::Max),
-        };
+        let (reader, shared) = replay_reader(path, true);
         let (tx, rx) = bounded::<IngestMsg>(8);
         let (_r, recycle_rx) = bounded::<IngestBatch>(8);
         reader.run(&tx, &recycle_rx);
