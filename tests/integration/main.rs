@@ -15,6 +15,7 @@ mod linktypes;
 mod live;
 mod malformed;
 mod office;
+mod protocols;
 mod signals;
 mod state;
 mod tor;

@@ -292,6 +292,8 @@ pub struct Finding {
     pub evidence: std::collections::BTreeMap<&'static str, serde_json::Value>,
     /// Community ID, when the alert is about one flow.
     pub community_id: Option<String>,
+    /// The flow's application protocol, when the alert is about one flow.
+    pub app_proto: Option<tapsentry_types::AppProto>,
     /// The outside party: GeoIP is looked up for it and the suggested
     /// response blocks it.
     pub outside: Option<std::net::IpAddr>,
@@ -319,6 +321,7 @@ impl Finding {
             },
             evidence: self.evidence,
             community_id: self.community_id,
+            app_proto: self.app_proto,
             geo: self.outside.and_then(|ip| cx.intel.geo.lookup(ip)),
             response: self.outside.map(crate::block_response),
         }

@@ -267,6 +267,7 @@ impl Detector for DataCollectionDetector {
             proto: None,
             evidence,
             community_id: None,
+            app_proto: None,
             // Both parties are inside: nothing to block at the border.
             outside: None,
         };

@@ -387,6 +387,7 @@ impl Detector for DnsTunnelDetector {
             proto: Some(ev.proto),
             evidence,
             community_id: None,
+            app_proto: None,
             outside,
         }
         .into_alert(cx);

@@ -563,6 +563,7 @@ impl Detector for ExfiltrationDetector {
             proto: Some(proto),
             evidence,
             community_id: None,
+            app_proto: None,
             outside: Some(dest),
         };
         let mut alert = finding.into_alert(cx);
@@ -620,6 +621,7 @@ fn burst_finding(
         proto: None,
         evidence,
         community_id: None,
+        app_proto: None,
         outside: dominant.map(|d| d.peer),
     }
 }

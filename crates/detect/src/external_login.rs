@@ -147,6 +147,7 @@ fn login_finding(
         proto: Some(6),
         evidence,
         community_id: Some(record_community_id(rec)),
+        app_proto: Some(rec.app_proto),
         outside: Some(rec.client),
     }
 }

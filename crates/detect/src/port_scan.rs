@@ -1308,6 +1308,7 @@ fn build_alert(
         },
         evidence,
         community_id: None,
+        app_proto: None,
         geo: if inside {
             None
         } else {

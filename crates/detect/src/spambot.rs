@@ -275,6 +275,7 @@ impl Detector for SpambotDetector {
             proto: Some(6),
             evidence,
             community_id: None,
+            app_proto: None,
             outside: single,
         }
         .into_alert(cx);

@@ -207,6 +207,7 @@ impl Detector for UnusualProtocolDetector {
             proto: Some(rec.proto),
             evidence,
             community_id: Some(record_community_id(rec)),
+            app_proto: Some(rec.app_proto),
             outside: (!inside_server).then_some(rec.server),
         };
         let alert = finding.into_alert(cx);

@@ -51,5 +51,6 @@ mod table;
 pub use config::{FlowConfig, Timeouts};
 pub use fragments::FragmentTracker;
 pub use table::{
-    FlowCounters, FlowProbe, FlowTable, IngestOutcome, IngestSession, ENTRY_BYTES, PROBE_GROUP,
+    FirstMessage, FlowCounters, FlowProbe, FlowTable, IngestOutcome, IngestSession, ENTRY_BYTES,
+    FIRST_MESSAGES_MAX, PROBE_GROUP,
 };

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashTable;
+use tapsentry_proto::{first_message_meta, Dir, Meta, ProtoState, PACKET_BUDGET};
 use tapsentry_types::{
-    DirCounts, EndReason, FlowKey, FlowRecord, FlowState, PacketMeta, RecordKind, Side, TcpFlags,
-    Timestamp,
+    AppProto, DirCounts, EndReason, FlowKey, FlowRecord, FlowState, PacketMeta, RecordKind, Side,
+    TcpFlags, Timestamp,
 };
 
 use crate::FlowConfig;
@@ -41,12 +42,28 @@ struct FlowEntry {
     packets: [u32; 2],
     reported_packets: [u32; 2],
     flags: [u8; 2],
-    initiator: Side,
     state: FlowState,
-    answered: bool,
-    /// A SYN without ACK has fixed the initiator.
-    syn_seen: bool,
+    /// The initiator, whether the responder answered and whether a SYN
+    /// fixed the initiator, packed in one byte (`BIT_*`) so that the
+    /// classifier's four bytes fit: the entry is 80 bytes, the slot 128.
+    bits: u8,
+    /// The application-protocol classifier: fed each packet until it is done.
+    proto: ProtoState,
 }
+
+/// `FlowEntry::bits`: the initiator is side B.
+const BIT_INITIATOR_B: u8 = 1 << 0;
+/// `FlowEntry::bits`: the responder sent something (RST and ICMP included).
+const BIT_ANSWERED: u8 = 1 << 1;
+/// `FlowEntry::bits`: a SYN without ACK has fixed the initiator.
+const BIT_SYN_SEEN: u8 = 1 << 2;
+/// `FlowEntry::bits`: the classifier is done (its verdict is final or its
+/// budget spent): one bit test per packet from then on.
+const BIT_PROTO_DONE: u8 = 1 << 3;
+
+// A slot is the (key, entry) pair; 128 bytes is two cache lines and the
+// figure docs/performance.md's memory bound is stated in.
+const _: () = assert!(std::mem::size_of::<(FlowKey, FlowEntry)>() == 128);
 
 const fn idx(side: Side) -> usize {
     match side {
@@ -56,7 +73,7 @@ const fn idx(side: Side) -> usize {
 }
 
 impl FlowEntry {
-    fn new(side: Side, m: &PacketMeta<'_>) -> FlowEntry {
+    fn new(side: Side, m: &PacketMeta<'_>, payload: &[u8]) -> (FlowEntry, Option<Dir>) {
         let f = m.tcp_flags;
         let tcp = m.proto == TCP;
         // A SYN-ACK as the first packet means we missed the SYN: the sender is
@@ -72,17 +89,87 @@ impl FlowEntry {
             packets: [0; 2],
             reported_packets: [0; 2],
             flags: [0; 2],
-            initiator,
             state: if synack_first {
                 FlowState::Established
             } else {
                 FlowState::Attempt
             },
-            answered: synack_first,
-            syn_seen: tcp && f.has(TcpFlags::SYN) && !f.has(TcpFlags::ACK),
+            bits: 0,
+            proto: ProtoState::new(),
         };
+        e.set_initiator(initiator);
+        e.set_bit(BIT_ANSWERED, synack_first);
+        e.set_bit(
+            BIT_SYN_SEEN,
+            tcp && f.has(TcpFlags::SYN) && !f.has(TcpFlags::ACK),
+        );
         e.count(side, m);
-        e
+        if !matches!(m.proto, TCP | UDP) {
+            // ESP and AH are named at once; other protocols never inspected.
+            e.proto.observe(Dir::ToServer, m.proto, &[], (0, 0));
+            e.set_bit(BIT_PROTO_DONE, true);
+        }
+        let first = e.classify(side, m, payload);
+        (e, first)
+    }
+
+    #[inline]
+    fn initiator(&self) -> Side {
+        if self.bits & BIT_INITIATOR_B != 0 {
+            Side::B
+        } else {
+            Side::A
+        }
+    }
+
+    #[inline]
+    fn set_initiator(&mut self, side: Side) {
+        self.set_bit(BIT_INITIATOR_B, side == Side::B);
+    }
+
+    #[inline]
+    fn bit(&self, bit: u8) -> bool {
+        self.bits & bit != 0
+    }
+
+    #[inline]
+    fn set_bit(&mut self, bit: u8, on: bool) {
+        if on {
+            self.bits |= bit;
+        } else {
+            self.bits &= !bit;
+        }
+    }
+
+    /// Feeds a TCP or UDP payload to the classifier while it still wants
+    /// packets: after the first few payload packets of each direction it is
+    /// done, and a packet costs one bit test. Returns the direction when
+    /// this was its first payload packet and the protocol is known (the
+    /// message to take metadata from).
+    #[inline]
+    fn classify(&mut self, side: Side, m: &PacketMeta<'_>, payload: &[u8]) -> Option<Dir> {
+        if payload.is_empty() {
+            return None;
+        }
+        let dir = if side == self.initiator() {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
+        let first = self.proto.seen(dir) == 0;
+        // A direction's first payload is still counted after the verdict
+        // (the classifier's `seen` tells which message carries metadata);
+        // past that, a done classifier or a spent direction has nothing to
+        // learn from this packet.
+        if !first && (self.bit(BIT_PROTO_DONE) || self.proto.seen(dir) >= PACKET_BUDGET) {
+            return None;
+        }
+        self.proto
+            .observe(dir, m.proto, payload, (m.src_port, m.dst_port));
+        if self.proto.is_done() {
+            self.set_bit(BIT_PROTO_DONE, true);
+        }
+        (first && !self.proto.verdict().is_unknown()).then_some(dir)
     }
 
     fn count(&mut self, side: Side, m: &PacketMeta<'_>) {
@@ -96,20 +183,22 @@ impl FlowEntry {
         }
     }
 
-    fn update(&mut self, side: Side, m: &PacketMeta<'_>) {
+    fn update(&mut self, side: Side, m: &PacketMeta<'_>, payload: &[u8]) -> Option<Dir> {
         self.count(side, m);
         let f = m.tcp_flags;
         if m.proto == TCP {
             let syn = f.has(TcpFlags::SYN);
             let ack = f.has(TcpFlags::ACK);
             let rst = f.has(TcpFlags::RST);
-            if syn && !ack && !self.syn_seen {
-                self.initiator = side;
-                self.syn_seen = true;
+            let syn_seen = self.bit(BIT_SYN_SEEN);
+            if syn && !ack && !syn_seen {
+                self.set_initiator(side);
+                self.set_bit(BIT_SYN_SEEN, true);
             }
-            let from_responder = side != self.initiator;
+            let syn_seen = self.bit(BIT_SYN_SEEN);
+            let from_responder = side != self.initiator();
             if from_responder {
-                self.answered = true;
+                self.set_bit(BIT_ANSWERED, true);
             }
             self.state = match self.state {
                 FlowState::Attempt | FlowState::Rejected if from_responder => {
@@ -117,7 +206,7 @@ impl FlowEntry {
                         FlowState::Rejected
                     } else if syn && ack {
                         FlowState::Established
-                    } else if !self.syn_seen || self.state == FlowState::Attempt {
+                    } else if !syn_seen || self.state == FlowState::Attempt {
                         // Picked up mid-stream, or the SYN-ACK was not seen:
                         // the responder talking back is an established session.
                         FlowState::Established
@@ -133,12 +222,13 @@ impl FlowEntry {
                 }
                 s => s,
             };
-        } else if side != self.initiator {
-            self.answered = true;
+        } else if side != self.initiator() {
+            self.set_bit(BIT_ANSWERED, true);
             if matches!(self.state, FlowState::Attempt | FlowState::Rejected) {
                 self.state = FlowState::Established;
             }
         }
+        self.classify(side, m, payload)
     }
 
     fn timeout_secs(&self, proto: u8, cfg: &FlowConfig) -> u32 {
@@ -173,10 +263,11 @@ impl FlowEntry {
     }
 
     fn record(&self, key: &FlowKey, kind: RecordKind) -> FlowRecord {
-        let c = idx(self.initiator);
-        let s = idx(self.initiator.other());
-        let (client, client_port) = key.endpoint(self.initiator);
-        let (server, server_port) = key.endpoint(self.initiator.other());
+        let initiator = self.initiator();
+        let c = idx(initiator);
+        let s = idx(initiator.other());
+        let (client, client_port) = key.endpoint(initiator);
+        let (server, server_port) = key.endpoint(initiator.other());
         FlowRecord {
             key: *key,
             client,
@@ -194,7 +285,8 @@ impl FlowEntry {
             client_flags: TcpFlags(self.flags[c]),
             server_flags: TcpFlags(self.flags[s]),
             state: self.state,
-            responder_answered: self.answered,
+            responder_answered: self.bit(BIT_ANSWERED),
+            app_proto: self.proto.verdict(),
             kind,
         }
     }
@@ -397,6 +489,8 @@ impl FlowTable {
         let shards = self.shards.len();
         IngestSession {
             table: self,
+            first_messages: Vec::with_capacity(FIRST_MESSAGES_MAX),
+            first_messages_dropped: 0,
             guards: std::iter::repeat_with(|| None).take(shards).collect(),
             held: Vec::with_capacity(shards),
         }
@@ -583,6 +677,29 @@ fn sort_records(recs: &mut [FlowRecord]) {
     });
 }
 
+/// First-message metadata a session holds before its caller takes it
+/// ([`IngestSession::take_first_messages`]): the pipeline takes them after
+/// every batch of 512 frames, and a frame yields at most one.
+pub const FIRST_MESSAGES_MAX: usize = 1024;
+
+/// What the first message of one direction of a flow revealed (TLS SNI and
+/// ALPN, a software banner, an HTTP host): see
+/// [`tapsentry_proto::first_message_meta`]. Kept out of the flow slot; the
+/// caller carries it to the flow's records.
+#[derive(Debug, Clone, Copy)]
+pub struct FirstMessage {
+    /// The flow.
+    pub key: FlowKey,
+    /// Capture time of the message.
+    pub ts: Timestamp,
+    /// True when the client sent it.
+    pub to_server: bool,
+    /// The flow's protocol when the message was read.
+    pub app_proto: AppProto,
+    /// What it revealed.
+    pub meta: Meta,
+}
+
 /// Packets an [`IngestSession::probe`] call looks up at once. Eight misses
 /// in flight is what one core overlaps well; 4 and 16 measured slower on
 /// the 5M-packet bench (docs/performance.md).
@@ -605,6 +722,9 @@ pub struct FlowProbe {
 /// run. See [`FlowTable::session`].
 pub struct IngestSession<'t> {
     table: &'t FlowTable,
+    /// Metadata of first messages, until the caller takes them.
+    first_messages: Vec<FirstMessage>,
+    first_messages_dropped: u64,
     /// One slot per shard, `Some` while this session holds it.
     guards: Vec<Option<ShardGuard<'t>>>,
     /// Which slots are `Some`, so that a release does not walk every shard.
@@ -665,13 +785,28 @@ impl<'t> IngestSession<'t> {
     /// [`IngestSession::ingest`] with the probe that
     /// [`IngestSession::probe`] computed for this packet.
     pub fn ingest_probed(&mut self, m: &PacketMeta<'_>, p: &FlowProbe) -> IngestOutcome {
+        self.ingest_probed_payload(m, m.payload, p)
+    }
+
+    /// [`IngestSession::ingest_probed`] with the packet's payload (or its
+    /// first bytes) given apart from its summary, whose own payload is then
+    /// ignored: the pipeline keeps payloads in a per-batch arena.
+    pub fn ingest_probed_payload(
+        &mut self,
+        m: &PacketMeta<'_>,
+        payload: &[u8],
+        p: &FlowProbe,
+    ) -> IngestOutcome {
         let table = self.table;
         if let Some((_, quoted)) = m.icmp_error {
             self.note_icmp_error(m.vlan, &quoted);
         }
         if let Some(shard) = self.shard(p.shard) {
             if let Some((_, e)) = shard.find_mut(p.hash, |(k, _)| *k == p.key) {
-                e.update(p.side, m);
+                if let Some(dir) = e.update(p.side, m, payload) {
+                    let proto = e.proto.verdict();
+                    self.first_message(p.key, m.ts, dir, proto, payload);
+                }
                 return IngestOutcome::Updated;
             }
         }
@@ -692,12 +827,48 @@ impl<'t> IngestSession<'t> {
         };
         // Growth rehashes with the table's own hash, so every flow stays
         // where a probe computes it to be.
-        shard.insert_unique(p.hash, (p.key, FlowEntry::new(p.side, m)), |(k, _)| {
-            table.hash(k)
-        });
+        let (entry, first) = FlowEntry::new(p.side, m, payload);
+        let proto = entry.proto.verdict();
+        shard.insert_unique(p.hash, (p.key, entry), |(k, _)| table.hash(k));
+        if let Some(dir) = first {
+            self.first_message(p.key, m.ts, dir, proto, payload);
+        }
         table.live.fetch_add(1, Ordering::Relaxed);
         table.created.fetch_add(1, Ordering::Relaxed);
         outcome
+    }
+
+    /// Keeps the metadata of a direction's first message, if it has any
+    /// and the session's buffer has room (see [`IngestSession::take_first_messages`]).
+    fn first_message(
+        &mut self,
+        key: FlowKey,
+        ts: Timestamp,
+        dir: Dir,
+        proto: AppProto,
+        payload: &[u8],
+    ) {
+        if let Some(meta) = first_message_meta(proto, dir, payload) {
+            if self.first_messages.len() < FIRST_MESSAGES_MAX {
+                self.first_messages.push(FirstMessage {
+                    key,
+                    ts,
+                    to_server: dir == Dir::ToServer,
+                    app_proto: proto,
+                    meta,
+                });
+            } else {
+                self.first_messages_dropped += 1;
+            }
+        }
+    }
+
+    /// Moves the first-message metadata gathered since the last call to
+    /// `out`, in packet order; returns how many were dropped because the
+    /// session's buffer ([`FIRST_MESSAGES_MAX`]) was full.
+    pub fn take_first_messages(&mut self, out: &mut Vec<FirstMessage>) -> u64 {
+        out.append(&mut self.first_messages);
+        std::mem::take(&mut self.first_messages_dropped)
     }
 
     /// An ICMP unreachable answering an unanswered flow marks it refused:
@@ -710,9 +881,9 @@ impl<'t> IngestSession<'t> {
             return;
         };
         if let Some((_, e)) = shard.find_mut(p.hash, |(k, _)| *k == p.key) {
-            if e.initiator == p.side && e.state == FlowState::Attempt {
+            if e.initiator() == p.side && e.state == FlowState::Attempt {
                 e.state = FlowState::Rejected;
-                e.answered = true;
+                e.set_bit(BIT_ANSWERED, true);
                 table.icmp_rejections.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -469,6 +469,7 @@ fn a_session_and_a_concurrent_sweeper_share_the_table() {
     let batches = 400u32;
     let per_batch = 256u32;
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = std::sync::atomic::AtomicBool::new(false);
     let (ingested, swept) = std::thread::scope(|scope| {
         let sweeper = scope.spawn(|| {
             let mut out = Vec::new();
@@ -476,6 +477,7 @@ fn a_session_and_a_concurrent_sweeper_share_the_table() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 table.sweep(Timestamp::from_micros(1_000_000 + sweeps), &mut out);
                 sweeps += 1;
+                started.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             (out, sweeps)
         });
@@ -500,6 +502,11 @@ fn a_session_and_a_concurrent_sweeper_share_the_table() {
             session.release();
         }
         drop(session);
+        // On a loaded machine the sweeper may not have run yet: the test is
+        // about sharing the table, so let it sweep at least once.
+        while !started.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::yield_now();
+        }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (bytes, sweeper.join().expect("sweeper"))
     });

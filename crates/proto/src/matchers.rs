@@ -818,10 +818,16 @@ pub(crate) fn redis_inline(p: &[u8]) -> bool {
         b"DEL",
         b"SELECT",
     ];
-    COMMANDS
-        .iter()
-        .any(|c| starts_with_ci(p, c) && matches!(u8_at(p, c.len()), Some(b' ' | b'\r')))
-        && find(p, b"\r\n").is_some_and(|eol| eol + 2 == p.len())
+    // A first-byte test per command: most payloads fail there instead of
+    // in sixteen case-folding comparisons.
+    let Some(first) = p.first().map(u8::to_ascii_uppercase) else {
+        return false;
+    };
+    COMMANDS.iter().any(|c| {
+        c.first() == Some(&first)
+            && starts_with_ci(p, c)
+            && matches!(u8_at(p, c.len()), Some(b' ' | b'\r'))
+    }) && find(p, b"\r\n").is_some_and(|eol| eol + 2 == p.len())
 }
 
 /// `digits` (1..=max) then CRLF; the rest after it.
@@ -962,7 +968,6 @@ pub(crate) fn command_after_220(p: &[u8]) -> Option<MailOrFtp> {
     if !p.first().is_some_and(u8::is_ascii_alphabetic) {
         return None;
     }
-    let line = first_line(p, 512)?;
     const SMTP: [&[u8]; 3] = [b"EHLO ", b"HELO ", b"LHLO "];
     const FTP: [&[u8]; 9] = [
         b"USER ",
@@ -975,13 +980,16 @@ pub(crate) fn command_after_220(p: &[u8]) -> Option<MailOrFtp> {
         b"PASV",
         b"ACCT ",
     ];
-    if SMTP.iter().any(|c| starts_with_ci(line, c)) {
-        Some(MailOrFtp::Smtp)
-    } else if FTP.iter().any(|c| starts_with_ci(line, c)) {
-        Some(MailOrFtp::Ftp)
+    // The commands hold no CR or LF, so one that starts the payload starts
+    // its first line: compare first, scan for the line end only on a match.
+    let command = if SMTP.iter().any(|c| starts_with_ci(p, c)) {
+        MailOrFtp::Smtp
+    } else if FTP.iter().any(|c| starts_with_ci(p, c)) {
+        MailOrFtp::Ftp
     } else {
-        None
-    }
+        return None;
+    };
+    first_line(p, 512).map(|_| command)
 }
 
 /// A client command asking to start TLS inside a cleartext protocol:

@@ -78,6 +78,7 @@ impl ProtoState {
     }
 
     /// The verdict so far ([`AppProto::Unknown`] until a matcher fires).
+    #[inline]
     pub fn verdict(&self) -> AppProto {
         self.verdict
     }
@@ -85,6 +86,7 @@ impl ProtoState {
     /// True once the verdict can no longer change: a final verdict, or the
     /// packet budget of both directions spent. [`observe`](Self::observe)
     /// then returns at once.
+    #[inline]
     pub fn is_done(&self) -> bool {
         if self.flags & NOT_INSPECTED != 0 {
             return true;
@@ -99,6 +101,7 @@ impl ProtoState {
     /// [`first_message_meta`](crate::first_message_meta) on the payload that
     /// took this from 0 to 1 (after the [`observe`](Self::observe) call, with
     /// the verdict as it then stands).
+    #[inline]
     pub fn seen(&self, dir: Dir) -> u8 {
         match dir {
             Dir::ToServer => self.seen & 0x0f,

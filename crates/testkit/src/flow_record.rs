@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use tapsentry_types::{
-    DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, TcpFlags, Timestamp,
+    AppProto, DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, TcpFlags, Timestamp,
 };
 
 /// Capture start of the built records, in seconds since the Unix epoch
@@ -100,6 +100,7 @@ pub struct FlowRecordBuilder {
     flags: Option<(u8, u8)>,
     state: FlowState,
     answered: bool,
+    app_proto: AppProto,
     kind: RecordKind,
 }
 
@@ -137,6 +138,7 @@ impl FlowRecordBuilder {
             flags: None,
             state: FlowState::ClosedFin,
             answered: true,
+            app_proto: AppProto::Unknown,
             kind: RecordKind::End(EndReason::Timeout),
         }
     }
@@ -232,6 +234,12 @@ impl FlowRecordBuilder {
         self
     }
 
+    /// The application protocol the flow table identified.
+    pub fn app_proto(mut self, p: AppProto) -> Self {
+        self.app_proto = p;
+        self
+    }
+
     /// The VLAN id (also part of the key).
     pub fn vlan(mut self, vlan: u16) -> Self {
         self.vlan = vlan;
@@ -271,6 +279,7 @@ impl FlowRecordBuilder {
             server_flags: TcpFlags(server_flags),
             state: self.state,
             responder_answered: self.answered,
+            app_proto: self.app_proto,
             kind: self.kind,
         }
     }

@@ -119,6 +119,10 @@ pub struct Alert {
     /// Community ID v1 of the flow, when the alert is about one flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub community_id: Option<String>,
+    /// The application protocol of the flow, when the alert is about one
+    /// flow (as on that flow's flow-log record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_proto: Option<crate::AppProto>,
     /// GeoIP of the external side, when a database is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geo: Option<GeoInfo>,

@@ -2,7 +2,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::Timestamp;
+use crate::{AppProto, Timestamp};
 
 /// TCP flags as on the wire (FIN=0x01 ... CWR=0x80), OR-ed over a direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Serialize)]
@@ -222,6 +222,9 @@ pub struct FlowRecord {
     pub state: FlowState,
     /// Whether the responder ever sent anything (including RST or ICMP errors).
     pub responder_answered: bool,
+    /// The application protocol identified from the flow's payload so far
+    /// ([`AppProto::Unknown`] when nothing matched; `ipsec` for ESP and AH).
+    pub app_proto: AppProto,
     /// Interim update or end.
     pub kind: RecordKind,
 }

@@ -388,6 +388,7 @@ pub(crate) mod tests {
             },
             evidence: BTreeMap::new(),
             community_id: None,
+            app_proto: None,
             geo: None,
             response: None,
         }

@@ -35,13 +35,34 @@ pub const INGEST_BATCH: usize = 512;
 /// replay in one hyperfine run (docs/performance.md).
 pub const INGEST_QUEUE: usize = 128;
 
+/// Payload bytes the reader keeps of one packet for the protocol
+/// classifier: every matcher decides within the first few hundred bytes of a
+/// first message, and the HTTP headers analysts read (host, user agent)
+/// come early.
+pub const PAYLOAD_KEEP: usize = 512;
+
+/// Payload bytes kept of a packet that starts a TLS handshake record: a
+/// ClientHello's SNI and ALPN can sit anywhere in its extensions, and a
+/// hello with a post-quantum key share is about 1,800 bytes.
+pub const PAYLOAD_KEEP_TLS: usize = 2048;
+
+/// The payload arena of one batch: its capacity, never grown. The reader
+/// hands a batch on early when another packet's payload might not fit, so
+/// a batch of full-sized payloads is about 64 frames, not 512 (the channel
+/// hand-off is then still a few ns a frame); with [`INGEST_QUEUE`] batches
+/// in flight the arenas hold 16 MiB at most.
+pub const PAYLOAD_ARENA: usize = 128 * 1024;
+
 /// One frame as the reader hands it to the ingest thread: its capture time
-/// and, when it decoded, the packet summary (the payload is dropped: the DNS
-/// summary was taken from it on the reader side).
+/// and, when it decoded, the packet summary. The summary's payload slice is
+/// empty; the first bytes of the payload (at most [`PAYLOAD_KEEP`], or
+/// [`PAYLOAD_KEEP_TLS`]) are in the batch's arena at `payload`.
 #[derive(Clone, Copy)]
 pub(crate) struct Ingest {
     pub ts: Timestamp,
     pub meta: Option<PacketMeta<'static>>,
+    /// Where this frame's kept payload is in the batch's arena (start, length).
+    pub payload: (u32, u32),
     /// The next event of the batch's `dns` list came from this frame.
     pub dns: bool,
     /// Decode time of a sampled frame (1 in 64), in ns; the ingest thread
@@ -56,6 +77,9 @@ pub(crate) struct Ingest {
 pub struct IngestBatch {
     pub(crate) frames: Vec<Ingest>,
     pub(crate) dns: Vec<DnsEvent>,
+    /// The first payload bytes of the frames, back to back (the classifier's
+    /// input); capacity [`PAYLOAD_ARENA`], never grown.
+    pub(crate) payload: Vec<u8>,
 }
 
 impl IngestBatch {
@@ -64,7 +88,40 @@ impl IngestBatch {
         IngestBatch {
             frames: Vec::with_capacity(INGEST_BATCH),
             dns: Vec::with_capacity(64),
+            payload: Vec::with_capacity(PAYLOAD_ARENA),
         }
+    }
+
+    /// Copies the first bytes of `payload` that the classifier may need
+    /// into the arena and returns where they are. Nothing is kept when the
+    /// arena is full (the reader hands the batch on before that happens:
+    /// see [`IngestBatch::is_full`]).
+    #[inline]
+    pub(crate) fn keep_payload(&mut self, payload: &[u8]) -> (u32, u32) {
+        let keep = if payload.starts_with(&[0x16, 0x03]) {
+            PAYLOAD_KEEP_TLS
+        } else {
+            PAYLOAD_KEEP
+        };
+        let start = self.payload.len();
+        let take = payload
+            .len()
+            .min(keep)
+            .min(PAYLOAD_ARENA.saturating_sub(start));
+        let Some(bytes) = payload.get(..take) else {
+            return (0, 0);
+        };
+        self.payload.extend_from_slice(bytes);
+        // Both fit in u32: the arena is 128 KiB.
+        (start as u32, take as u32)
+    }
+
+    /// True when the batch should go: [`INGEST_BATCH`] frames, or too little
+    /// arena left for one more TLS hello. Where a batch is cut changes no
+    /// record (ticks follow capture time, not batches).
+    #[inline]
+    pub(crate) fn is_full(&self) -> bool {
+        self.frames.len() >= INGEST_BATCH || self.payload.len() + PAYLOAD_KEEP_TLS > PAYLOAD_ARENA
     }
 
     /// Frames in the batch.
@@ -212,6 +269,7 @@ impl IngestStep {
         ticks: &mut T,
     ) -> bool {
         let mut events = batch.dns.drain(..);
+        let arena = &batch.payload;
         let mut going = true;
         'groups: for group in batch.frames.chunks(PROBE_GROUP) {
             // The group's lookups are work done for each of its frames: a
@@ -230,7 +288,11 @@ impl IngestStep {
                     self.last_ts = item.ts;
                 }
                 if let (Some(m), Some(probe)) = (&item.meta, probe) {
-                    session.ingest_probed(m, &probe);
+                    let (start, len) = item.payload;
+                    let payload = arena
+                        .get(start as usize..start as usize + len as usize)
+                        .unwrap_or_default();
+                    session.ingest_probed_payload(m, payload, &probe);
                 }
                 if item.dns {
                     if let Some(event) = events.next() {
@@ -273,6 +335,7 @@ impl IngestStep {
         session.release();
         drop(events);
         batch.frames.clear();
+        batch.payload.clear();
         going
     }
 
@@ -386,6 +449,7 @@ mod tests {
         Ingest {
             ts: Timestamp::from_micros(us),
             meta: Some(meta(us, sport)),
+            payload: (0, 0),
             dns: false,
             decode_ns: None,
         }

@@ -22,7 +22,7 @@ use tapsentry_flow::FragmentTracker;
 use tapsentry_telemetry::wall;
 use tapsentry_types::{Fragment, Frame, PacketMeta, Timestamp};
 
-use super::ingest::{Ingest, IngestBatch, IngestMsg, INGEST_BATCH};
+use super::ingest::{Ingest, IngestBatch, IngestMsg};
 use super::stats::{lock, CaptureStats, SharedStats};
 use super::{Mode, Speed};
 
@@ -68,6 +68,7 @@ impl FrameStep {
         let mut item = Ingest {
             ts: frame.ts,
             meta: None,
+            payload: (0, 0),
             dns: false,
             decode_ns: None,
         };
@@ -85,6 +86,14 @@ impl FrameStep {
                     }
                     Some(Err(e)) => st.dns_errors.bump(e.index()),
                     None => {}
+                }
+                // A later fragment's payload is the middle of a datagram:
+                // nothing a classifier can read.
+                if !m.payload.is_empty()
+                    && matches!(m.fragment, Fragment::None | Fragment::First { .. })
+                    && matches!(m.proto, 6 | 17)
+                {
+                    item.payload = batch.keep_payload(m.payload);
                 }
                 item.meta = Some(PacketMeta { payload: &[], ..m });
             }
@@ -191,7 +200,7 @@ impl Reader {
                     step.on_frame(&frame, &mut batch);
                     // A paced replay sleeps before each frame: hand each one
                     // on at once, as a live link at that rate would see it.
-                    let full = batch.len() >= INGEST_BATCH
+                    let full = batch.is_full()
                         || pace.is_some()
                         || (live && batch_started.elapsed() >= LIVE_BATCH_MAX_AGE);
                     if full && !ship(&mut batch) {
@@ -251,6 +260,7 @@ fn pace_to(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::ingest::INGEST_BATCH;
     use crossbeam_channel::bounded;
     use tapsentry_capture::FileSource;
     use tapsentry_testkit::{tcp_v4, udp_v4, PcapWriter};

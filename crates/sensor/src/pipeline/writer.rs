@@ -16,7 +16,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
 use tapsentry_output::{JsonlSink, Suppressor};
 use tapsentry_types::{
-    community_id_v1, proto_name, Alert, EndReason, FlowRecord, FlowState, RecordKind, Timestamp,
+    community_id_v1, proto_name, Alert, AppProto, EndReason, FlowRecord, FlowState, RecordKind,
+    Timestamp,
 };
 
 use super::epoch::{alert_order, EpochCollector, Released, Reply};
@@ -195,6 +196,10 @@ pub struct FlowLogRecord {
     pub vlan: u16,
     /// Community ID v1.
     pub community_id: String,
+    /// The application protocol identified from the payload (Suricata's
+    /// field and spelling; `unknown` when nothing matched, as Suricata's
+    /// `failed` is not a protocol).
+    pub app_proto: AppProto,
     /// Counters, state and end reason.
     pub flow: FlowLogBody,
 }
@@ -252,6 +257,7 @@ impl From<&FlowRecord> for FlowLogRecord {
                 r.proto,
                 0,
             ),
+            app_proto: r.app_proto,
             flow: FlowLogBody {
                 start: r.first_seen,
                 end: r.last_seen,
