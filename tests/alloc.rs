@@ -22,13 +22,13 @@
 use std::net::Ipv4Addr;
 
 use tapsentry::config::PipelineConfig;
-use tapsentry::pipeline::ingest::{IngestBatch, IngestStep, Ticks};
+use tapsentry::pipeline::ingest::{IngestBatch, IngestStep, TickEvents, Ticks};
 use tapsentry::pipeline::reader::FrameStep;
 use tapsentry_flow::{FlowConfig, FlowTable, IngestSession};
 use tapsentry_testkit::{
     icmp_echo_v4, tcp_v4, tcp_v6, udp_v4, with_vlan, DnsMessage, PacketMetaBuilder,
 };
-use tapsentry_types::{DnsEvent, Frame, LinkType, PacketMeta, TcpFlags, Timestamp};
+use tapsentry_types::{Frame, LinkType, PacketMeta, TcpFlags, Timestamp};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -90,11 +90,11 @@ impl Ticks for Sweeper {
         &mut self,
         _now: Timestamp,
         session: &mut IngestSession<'_>,
-        dns: &mut Vec<DnsEvent>,
+        events: &mut TickEvents,
     ) -> bool {
         session.release();
-        self.dns_taken += dns.len();
-        dns.clear();
+        self.dns_taken += events.dns.len();
+        events.clear();
         true
     }
 }

@@ -114,6 +114,8 @@ fn replay_loses_nothing_under_backpressure() {
         "detector_queue_full",
         "dns_buffer_full",
         "flow_log_queue_full",
+        "flow_meta_buffer_full",
+        "flow_meta_table_full",
     ] {
         assert_eq!(s["drops"]["queues"][reason], 0, "{reason}");
     }

@@ -146,3 +146,97 @@ fn flow_log_app_proto_matches_the_truth_of_real_captures() {
         "recall {recall:.3} below 95 %: {failures:#?}"
     );
 }
+
+/// The flow log's first-message metadata on real captures: SSH banners
+/// on port 8000, the HTTP host and user agent, a TLS ClientHello's SNI and
+/// ALPN with the server's choice, an SMTP greeting.
+#[test]
+fn flow_log_carries_first_message_metadata() {
+    let cases: [(&str, u16, &str, &str, &str); 4] = [
+        (
+            "protocols/ssh-lan-and-port-8000.pcap",
+            8000,
+            "ssh",
+            "/ssh/server/software_version",
+            "APACHE-SSHD-2.5.0",
+        ),
+        (
+            "protocols/http-get-google.pcapng",
+            80,
+            "http",
+            "/http/hostname",
+            "google.com",
+        ),
+        (
+            "protocols/http-get-google.pcapng",
+            80,
+            "http",
+            "/http/http_user_agent",
+            "curl/7.68.0",
+        ),
+        (
+            "protocols/ssh-lan-and-port-8000.pcap",
+            8000,
+            "ssh",
+            "/ssh/client/proto_version",
+            "2.0",
+        ),
+    ];
+    for (file, port, proto, pointer, want) in cases {
+        let path = shared(file);
+        if !path.exists() {
+            println!("{} not found: skipped", path.display());
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let flows = dir.path().join("flows.jsonl");
+        let out = std::process::Command::new(crate::common::bin())
+            .args(["replay", "--alerts", "/dev/null", "--stats", "/dev/null"])
+            .arg("--flows")
+            .arg(&flows)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", crate::common::stderr(&out));
+        let recs = read_jsonl(&flows);
+        let hit = recs.iter().find(|r| {
+            r["dest_port"] == port && r["app_proto"] == proto && r.pointer(pointer).is_some()
+        });
+        let Some(r) = hit else {
+            panic!("{file}: no {proto} flow to port {port} with {pointer}: {recs:#?}");
+        };
+        assert_eq!(r.pointer(pointer).unwrap(), want, "{file} {pointer}");
+    }
+    // TLS: SNI, the client's ALPN offer and the server's choice.
+    let tls = std::fs::read_dir(shared("protocols"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("tls"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for path in tls {
+        let dir = tempfile::tempdir().unwrap();
+        let flows = dir.path().join("flows.jsonl");
+        let out = std::process::Command::new(crate::common::bin())
+            .args(["replay", "--alerts", "/dev/null", "--stats", "/dev/null"])
+            .arg("--flows")
+            .arg(&flows)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let recs = read_jsonl(&flows);
+        assert!(
+            recs.iter().any(|r| r["app_proto"] == "tls"
+                && r["tls"]["sni"].as_str().is_some_and(|s| s.contains('.'))),
+            "{}: no TLS flow with an SNI",
+            path.display()
+        );
+    }
+}

@@ -173,15 +173,23 @@ pub enum DropReason {
     AlertQueueFull,
     /// Live: the flow log queue was full; the flow records were not logged.
     FlowLogQueueFull,
+    /// Live: first-message metadata (TLS SNI, banners) waiting for a sweep
+    /// hit its bound; the flow log lacks it for those flows.
+    FlowMetaBufferFull,
+    /// The sweeper's table of first-message metadata of live flows was
+    /// full; the flow log lacks it for those flows.
+    FlowMetaTableFull,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::DetectorQueueFull,
         DropReason::DnsBufferFull,
         DropReason::AlertQueueFull,
         DropReason::FlowLogQueueFull,
+        DropReason::FlowMetaBufferFull,
+        DropReason::FlowMetaTableFull,
     ];
 
     /// The stats key.
@@ -191,6 +199,8 @@ impl DropReason {
             DropReason::DnsBufferFull => "dns_buffer_full",
             DropReason::AlertQueueFull => "alert_queue_full",
             DropReason::FlowLogQueueFull => "flow_log_queue_full",
+            DropReason::FlowMetaBufferFull => "flow_meta_buffer_full",
+            DropReason::FlowMetaTableFull => "flow_meta_table_full",
         }
     }
 }
@@ -198,7 +208,7 @@ impl DropReason {
 /// Shared atomic drop counters, by reason.
 #[derive(Debug, Default)]
 pub struct Drops {
-    counts: [AtomicU64; 4],
+    counts: [AtomicU64; DropReason::ALL.len()],
 }
 
 impl Drops {

@@ -15,7 +15,7 @@ use std::mem;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tapsentry_flow::{FlowTable, IngestSession, PROBE_GROUP};
+use tapsentry_flow::{FirstMessage, FlowTable, IngestSession, PROBE_GROUP};
 use tapsentry_telemetry::{wall, DropReason, LatencyHist};
 use tapsentry_types::{DnsEvent, PacketMeta, Timestamp};
 
@@ -145,6 +145,28 @@ impl IngestBatch {
     }
 }
 
+/// What a tick hands the sweeper besides the time: the DNS summaries and
+/// the first-message metadata gathered since the last tick, in packet
+/// order. The buffers go back and forth between the two threads, so no
+/// tick allocates.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct TickEvents {
+    /// DNS summaries (from the reader).
+    pub dns: Vec<DnsEvent>,
+    /// What the first message of a direction of a flow revealed (from the
+    /// flow table).
+    pub first: Vec<FirstMessage>,
+}
+
+impl TickEvents {
+    /// Empties both lists, keeping their capacity.
+    pub fn clear(&mut self) {
+        self.dns.clear();
+        self.first.clear();
+    }
+}
+
 /// What the reader sends the ingest thread.
 pub(crate) enum IngestMsg {
     Frames(IngestBatch),
@@ -156,16 +178,16 @@ pub(crate) enum IngestMsg {
 /// Where the ingest step hands a sweep tick.
 #[doc(hidden)]
 pub trait Ticks {
-    /// Asks for a sweep at capture time `now` with the DNS events gathered
-    /// since the last one (taken out of `dns`, which is left empty or holds
-    /// the events a busy sweeper could not take). The session's shards are
-    /// released first: the sweeper needs them. False when the sweeper is
-    /// gone.
+    /// Asks for a sweep at capture time `now` with the events gathered
+    /// since the last one (taken out of `events`, which is left empty or
+    /// holds the events a busy sweeper could not take). The session's
+    /// shards are released first: the sweeper needs them. False when the
+    /// sweeper is gone.
     fn tick(
         &mut self,
         now: Timestamp,
         session: &mut IngestSession<'_>,
-        dns: &mut Vec<DnsEvent>,
+        events: &mut TickEvents,
     ) -> bool;
 }
 
@@ -174,10 +196,10 @@ pub trait Ticks {
 pub(crate) struct SweepTicks {
     pub live: bool,
     pub tx: Sender<SweepMsg>,
-    pub acks: Receiver<Vec<DnsEvent>>,
-    /// The DNS buffer the sweeper last handed back, swapped in at each tick
+    pub acks: Receiver<TickEvents>,
+    /// The buffers the sweeper last handed back, swapped in at each tick
     /// so no tick allocates.
-    pub spare: Vec<DnsEvent>,
+    pub spare: TickEvents,
 }
 
 impl Ticks for SweepTicks {
@@ -185,27 +207,27 @@ impl Ticks for SweepTicks {
         &mut self,
         now: Timestamp,
         session: &mut IngestSession<'_>,
-        dns: &mut Vec<DnsEvent>,
+        events: &mut TickEvents,
     ) -> bool {
         session.release();
         if self.live {
             match self.tx.try_send(SweepMsg::Tick {
                 now,
-                dns: mem::take(dns),
+                events: mem::take(events),
             }) {
                 Ok(()) => {
-                    mem::swap(dns, &mut self.spare);
+                    mem::swap(events, &mut self.spare);
                     true
                 }
-                Err(TrySendError::Full(SweepMsg::Tick { dns: back, .. })) => {
-                    *dns = back;
+                Err(TrySendError::Full(SweepMsg::Tick { events: back, .. })) => {
+                    *events = back;
                     true
                 }
                 Err(_) => false,
             }
         } else {
-            let out = mem::replace(dns, mem::take(&mut self.spare));
-            if self.tx.send(SweepMsg::Tick { now, dns: out }).is_err() {
+            let out = mem::replace(events, mem::take(&mut self.spare));
+            if self.tx.send(SweepMsg::Tick { now, events: out }).is_err() {
                 return false;
             }
             match self.acks.recv() {
@@ -234,11 +256,12 @@ pub struct IngestStep {
     sweep_interval_secs: u32,
     max_pending_dns: usize,
     live: bool,
-    dns: Vec<DnsEvent>,
+    events: TickEvents,
     next_tick: Option<Timestamp>,
     last_ts: Timestamp,
     packet_time: LatencyHist,
     dns_dropped: u64,
+    first_dropped: u64,
 }
 
 impl IngestStep {
@@ -248,11 +271,15 @@ impl IngestStep {
             sweep_interval_secs: cfg.sweep_interval_secs,
             max_pending_dns: cfg.max_pending_dns,
             live,
-            dns: Vec::with_capacity(1024),
+            events: TickEvents {
+                dns: Vec::with_capacity(1024),
+                first: Vec::with_capacity(1024),
+            },
             next_tick: None,
             last_ts: Timestamp::ZERO,
             packet_time: LatencyHist::new(),
             dns_dropped: 0,
+            first_dropped: 0,
         }
     }
 
@@ -296,8 +323,8 @@ impl IngestStep {
                 }
                 if item.dns {
                     if let Some(event) = events.next() {
-                        if self.dns.len() < self.max_pending_dns {
-                            self.dns.push(event);
+                        if self.events.dns.len() < self.max_pending_dns {
+                            self.events.dns.push(event);
                         } else {
                             self.dns_dropped += 1;
                         }
@@ -319,11 +346,15 @@ impl IngestStep {
                     }
                     Some(t) => self.last_ts >= t,
                 };
-                // Replay must not drop evicted-flow records or DNS events:
-                // sweep early when either piles up (live drops them, counted).
-                let backlog = table.needs_sweep() || self.dns.len() >= self.max_pending_dns;
+                // Replay must not drop evicted-flow records or events:
+                // sweep early when any piles up (live drops them, counted).
+                let backlog = table.needs_sweep()
+                    || self.events.dns.len() >= self.max_pending_dns
+                    || self.events.first.len() >= self.max_pending_dns;
                 if due || (!self.live && backlog) {
-                    if !ticks.tick(self.last_ts, session, &mut self.dns) {
+                    // The metadata of flows the sweep may end goes with it.
+                    self.take_first_messages(session);
+                    if !ticks.tick(self.last_ts, session, &mut self.events) {
                         going = false;
                         break 'groups;
                     }
@@ -333,10 +364,25 @@ impl IngestStep {
         }
         // The sweeper may want the shards while this thread waits for frames.
         session.release();
+        self.take_first_messages(session);
         drop(events);
         batch.frames.clear();
         batch.payload.clear();
         going
+    }
+
+    /// Moves the session's first-message metadata to the events of the
+    /// next tick, up to the bound (`pipeline.max_pending_dns`, which bounds
+    /// each list); the rest is counted as dropped. Replay ticks before the
+    /// bound is reached, so only live capture drops.
+    fn take_first_messages(&mut self, session: &mut IngestSession<'_>) {
+        let first = &mut self.events.first;
+        let start = first.len();
+        self.first_dropped += session.take_first_messages(first);
+        if first.len() > self.max_pending_dns {
+            self.first_dropped += (first.len() - self.max_pending_dns.max(start)) as u64;
+            first.truncate(self.max_pending_dns.max(start));
+        }
     }
 
     /// Live and quiet: ticks if `now` (the wall clock) passed the next
@@ -348,7 +394,8 @@ impl IngestStep {
         ticks: &mut T,
     ) -> bool {
         if self.next_tick.is_some_and(|t| now >= t) {
-            if !ticks.tick(now, session, &mut self.dns) {
+            self.take_first_messages(session);
+            if !ticks.tick(now, session, &mut self.events) {
                 return false;
             }
             self.next_tick = Some(next_boundary(now, self.sweep_interval_secs));
@@ -363,7 +410,7 @@ impl IngestStep {
 
     /// DNS events waiting for the next tick.
     pub fn pending_dns(&self) -> &[DnsEvent] {
-        &self.dns
+        &self.events.dns
     }
 
     /// Hands the latency samples and DNS drops gathered so far to `shared`.
@@ -374,6 +421,12 @@ impl IngestStep {
             shared
                 .drops
                 .add(DropReason::DnsBufferFull, mem::take(&mut self.dns_dropped));
+        }
+        if self.first_dropped > 0 {
+            shared.drops.add(
+                DropReason::FlowMetaBufferFull,
+                mem::take(&mut self.first_dropped),
+            );
         }
     }
 }
@@ -422,11 +475,12 @@ impl IngestStage {
             }
             let _ = recycle.try_send(batch);
         }
+        step.take_first_messages(&mut session);
         drop(session);
         step.publish(&shared);
         let _ = ticks.tx.send(SweepMsg::Final {
             now: step.last_ts,
-            dns: step.dns,
+            events: step.events,
         });
     }
 }
@@ -468,7 +522,7 @@ mod tests {
         let (in_tx, in_rx) = bounded::<IngestMsg>(4);
         let (recycle_tx, recycle_rx) = bounded::<IngestBatch>(4);
         let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
-        let (ack_tx, ack_rx) = bounded::<Vec<DnsEvent>>(1);
+        let (ack_tx, ack_rx) = bounded::<TickEvents>(1);
         let stage = IngestStage {
             step: IngestStep::new(&cfg, false),
             table: Arc::clone(&table),
@@ -477,7 +531,7 @@ mod tests {
                 live: false,
                 tx: tick_tx,
                 acks: ack_rx,
-                spare: Vec::new(),
+                spare: TickEvents::default(),
             },
         };
         let h = std::thread::spawn(move || stage.run(&in_rx, &recycle_tx));
@@ -498,9 +552,9 @@ mod tests {
         let mut ticks = Vec::new();
         loop {
             match tick_rx.recv().unwrap() {
-                SweepMsg::Tick { now, dns } => {
+                SweepMsg::Tick { now, events } => {
                     ticks.push(now.micros() - base);
-                    ack_tx.send(dns).unwrap();
+                    ack_tx.send(events).unwrap();
                 }
                 SweepMsg::Final { now, .. } => {
                     assert_eq!(now.micros() - base, 3_200_000);
@@ -530,13 +584,13 @@ mod tests {
         let base = 1_700_000_000_000_000i64;
         let table = FlowTable::new(FlowConfig::default());
         let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
-        let (_ack_tx, ack_rx) = bounded::<Vec<DnsEvent>>(1);
+        let (_ack_tx, ack_rx) = bounded::<TickEvents>(1);
         drop(tick_rx);
         let mut ticks = SweepTicks {
             live: false,
             tx: tick_tx,
             acks: ack_rx,
-            spare: Vec::new(),
+            spare: TickEvents::default(),
         };
         let mut step = IngestStep::new(&PipelineConfig::default(), false);
         let mut session = table.session();

@@ -43,6 +43,7 @@
 //! through the detectors before the workers stop.
 
 pub mod epoch;
+pub mod flow_meta;
 pub mod ingest;
 pub mod reader;
 pub mod stats;
@@ -61,7 +62,6 @@ use tapsentry_capture::FrameSource;
 use tapsentry_detect::HomeNet;
 use tapsentry_flow::FlowTable;
 use tapsentry_output::{JsonlSink, Suppressor};
-use tapsentry_types::DnsEvent;
 
 pub use crate::control::{Control, IntelHandle};
 pub use stats::StatsRecord;
@@ -69,7 +69,9 @@ pub use stats::StatsRecord;
 use crate::config::{configured, SensorConfig};
 use crate::state::{self, StatePart};
 use epoch::EpochCollector;
-use ingest::{IngestBatch, IngestMsg, IngestStage, IngestStep, SweepTicks, INGEST_QUEUE};
+use ingest::{
+    IngestBatch, IngestMsg, IngestStage, IngestStep, SweepTicks, TickEvents, INGEST_QUEUE,
+};
 use reader::{FrameStep, Reader};
 use stats::{lock, SharedStats, StatsStage};
 use sweep::{Router, SaveClock, Sweep, SweepMsg};
@@ -173,7 +175,7 @@ impl Pipeline {
         let (ingest_tx, ingest_rx) = bounded::<IngestMsg>(INGEST_QUEUE);
         let (recycle_tx, recycle_rx) = bounded::<IngestBatch>(INGEST_QUEUE + 2);
         let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
-        let (ack_tx, ack_rx) = bounded::<Vec<DnsEvent>>(1);
+        let (ack_tx, ack_rx) = bounded::<TickEvents>(1);
         let (worker_txs, worker_rxs): (Vec<_>, Vec<_>) = (0..workers)
             .map(|_| bounded::<WorkerMsg>(cfg.pipeline.worker_queue))
             .unzip();
@@ -245,7 +247,10 @@ impl Pipeline {
                 live,
                 tx: tick_tx,
                 acks: ack_rx,
-                spare: Vec::with_capacity(1024),
+                spare: TickEvents {
+                    dns: Vec::with_capacity(1024),
+                    first: Vec::with_capacity(1024),
+                },
             },
         };
         let ingest = spawn("flow-in", move || ingest.run(&ingest_rx, &recycle_tx))?;

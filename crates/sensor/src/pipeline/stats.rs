@@ -280,6 +280,12 @@ pub struct QueueDrops {
     pub alert_queue_full: u64,
     /// Ended flows a full writer queue refused for the flow log.
     pub flow_log_queue_full: u64,
+    /// First-message metadata beyond `pipeline.max_pending_dns` waiting
+    /// for a sweep (live only).
+    pub flow_meta_buffer_full: u64,
+    /// First-message metadata the sweeper's table of live flows had no
+    /// room for (`FLOW_META_MAX` flows).
+    pub flow_meta_table_full: u64,
 }
 
 impl From<&Drops> for QueueDrops {
@@ -290,6 +296,8 @@ impl From<&Drops> for QueueDrops {
             dns_buffer_full: d.get(R::DnsBufferFull),
             alert_queue_full: d.get(R::AlertQueueFull),
             flow_log_queue_full: d.get(R::FlowLogQueueFull),
+            flow_meta_buffer_full: d.get(R::FlowMetaBufferFull),
+            flow_meta_table_full: d.get(R::FlowMetaTableFull),
         }
     }
 }
@@ -443,6 +451,8 @@ mod tests {
             "drops.queues.detector_queue_full",
             "drops.queues.dns_buffer_full",
             "drops.queues.flow_log_queue_full",
+            "drops.queues.flow_meta_buffer_full",
+            "drops.queues.flow_meta_table_full",
             "event_type",
             "flow_log_records",
             "flows",

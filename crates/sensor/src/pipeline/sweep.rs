@@ -18,6 +18,8 @@ use tapsentry_telemetry::{wall, DropReason};
 use tapsentry_types::{DnsEvent, FlowRecord, RecordKind, Timestamp};
 
 use super::epoch::EpochIssuer;
+use super::flow_meta::{FlowMetaTable, LoggedFlow};
+use super::ingest::TickEvents;
 use super::stats::SharedStats;
 use super::workers::WorkerMsg;
 use super::writer::WriterMsg;
@@ -25,10 +27,10 @@ use crate::state::SaveReq;
 
 /// What the ingest thread sends the sweeper.
 pub(crate) enum SweepMsg {
-    /// Sweep at capture time `now`; hand `dns` out with the records.
-    Tick { now: Timestamp, dns: Vec<DnsEvent> },
+    /// Sweep at capture time `now`; hand the events out with the records.
+    Tick { now: Timestamp, events: TickEvents },
     /// The capture is over: drain the table.
-    Final { now: Timestamp, dns: Vec<DnsEvent> },
+    Final { now: Timestamp, events: TickEvents },
 }
 
 /// Flow records per detector batch. A sweep that ends many flows at once
@@ -53,6 +55,9 @@ pub(crate) struct Router {
     workers: Vec<Sender<WorkerMsg>>,
     /// The writer, when a flow log is configured.
     flow_log: Option<Sender<WriterMsg>>,
+    /// First-message metadata of live flows, for their flow-log records
+    /// (kept only when there is a flow log).
+    flow_meta: FlowMetaTable,
     /// Opens epochs of `workers.len()` batches.
     issuer: EpochIssuer,
     live: bool,
@@ -74,20 +79,33 @@ impl Router {
             home,
             workers,
             flow_log,
+            flow_meta: FlowMetaTable::default(),
             live,
             shared,
         }
     }
 
     /// Hands out one sweep: in epochs of at most [`RECORDS_PER_EPOCH`]
-    /// records; DNS goes with the first, the save with the last.
+    /// records; DNS goes with the first, the save with the last. The
+    /// tick's first-message metadata is filed first, so that a flow the
+    /// sweep ends is logged with it.
     pub fn dispatch(
         &mut self,
         step: Step,
-        dns: &[DnsEvent],
+        events: &TickEvents,
         recs: &[FlowRecord],
         save: Option<SaveReq>,
     ) {
+        if self.flow_log.is_some() {
+            self.flow_meta.add(&events.first);
+            let dropped = self.flow_meta.take_dropped();
+            if dropped > 0 {
+                self.shared
+                    .drops
+                    .add(DropReason::FlowMetaTableFull, dropped);
+            }
+        }
+        let dns = &events.dns[..];
         if recs.len() <= RECORDS_PER_EPOCH {
             self.dispatch_epoch(step, dns, recs, save);
             return;
@@ -152,10 +170,14 @@ impl Router {
             }
         }
         if let Some(tx) = &self.flow_log {
-            let ended: Vec<FlowRecord> = recs
+            let meta = &mut self.flow_meta;
+            let ended: Vec<LoggedFlow> = recs
                 .iter()
                 .filter(|r| matches!(r.kind, RecordKind::End(_)))
-                .copied()
+                .map(|r| LoggedFlow {
+                    rec: *r,
+                    meta: meta.take(r),
+                })
                 .collect();
             if !ended.is_empty() {
                 let count = ended.len() as u64;
@@ -226,8 +248,8 @@ pub(crate) struct Sweep {
 
 impl Sweep {
     /// Sweeps on every tick until the final one (or the ingest thread
-    /// disappears); in replay, acks each tick with the emptied DNS buffer.
-    pub fn run(self, ticks: &Receiver<SweepMsg>, acks: &Sender<Vec<DnsEvent>>) {
+    /// disappears); in replay, acks each tick with the emptied buffers.
+    pub fn run(self, ticks: &Receiver<SweepMsg>, acks: &Sender<TickEvents>) {
         let Sweep {
             table,
             mut router,
@@ -237,11 +259,11 @@ impl Sweep {
         let mut capture_start: Option<Timestamp> = None;
         let mut last_now = Timestamp::ZERO;
         loop {
-            let (now, mut dns, last) = match ticks.recv() {
-                Ok(SweepMsg::Tick { now, dns }) => (now, dns, false),
-                Ok(SweepMsg::Final { now, dns }) => (now, dns, true),
+            let (now, mut events, last) = match ticks.recv() {
+                Ok(SweepMsg::Tick { now, events }) => (now, events, false),
+                Ok(SweepMsg::Final { now, events }) => (now, events, true),
                 // The ingest thread is gone without saying goodbye: flush anyway.
-                Err(_) => (Timestamp::ZERO, Vec::new(), true),
+                Err(_) => (Timestamp::ZERO, TickEvents::default(), true),
             };
             recs.clear();
             if last {
@@ -257,12 +279,12 @@ impl Sweep {
             let save = saves
                 .as_mut()
                 .and_then(|s| s.due(last_now, step.capture_start, last));
-            router.dispatch(step, &dns, &recs, save);
+            router.dispatch(step, &events, &recs, save);
             if last {
                 break;
             }
-            dns.clear();
-            if !router.live && acks.send(dns).is_err() {
+            events.clear();
+            if !router.live && acks.send(events).is_err() {
                 break;
             }
         }
@@ -324,12 +346,12 @@ mod tests {
             saves: Some(SaveClock::new(60)),
         };
         let (tick_tx, tick_rx) = bounded::<SweepMsg>(1);
-        let (ack_tx, _ack_rx) = bounded::<Vec<DnsEvent>>(1);
+        let (ack_tx, _ack_rx) = bounded::<TickEvents>(1);
         let h = std::thread::spawn(move || sweep.run(&tick_rx, &ack_tx));
         tick_tx
             .send(SweepMsg::Final {
                 now: Timestamp::from_micros(base + 20),
-                dns: Vec::new(),
+                events: TickEvents::default(),
             })
             .unwrap();
         h.join().unwrap();
@@ -368,7 +390,7 @@ mod tests {
         let logged: Vec<FlowRecord> = log_rx
             .try_iter()
             .flat_map(|m| match m {
-                WriterMsg::Flows(r) => r,
+                WriterMsg::Flows(r) => r.into_iter().map(|f| f.rec).collect(),
                 WriterMsg::Alerts(_) => Vec::new(),
             })
             .collect();
@@ -399,15 +421,18 @@ mod tests {
         let mut recs = Vec::new();
         table.drain(&mut recs);
         assert_eq!(recs.len(), n);
-        let dns = [crate::pipeline::test_util::dns_event([10, 0, 0, 1])];
+        let events = TickEvents {
+            dns: vec![crate::pipeline::test_util::dns_event([10, 0, 0, 1])],
+            first: Vec::new(),
+        };
         let save = SaveClock::new(1).due(Timestamp::from_micros(1_000), Timestamp::ZERO, true);
         let step = Step {
             now: Timestamp::from_micros(2_000),
             capture_start: Timestamp::ZERO,
         };
-        router.dispatch(step, &dns, &recs, save);
+        router.dispatch(step, &events, &recs, save);
         // Nothing to hand out: no epoch is spent.
-        router.dispatch(step, &[], &[], None);
+        router.dispatch(step, &TickEvents::default(), &[], None);
         let msgs: Vec<WorkerMsg> = w_rx.try_iter().collect();
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0].batch.flows.len(), RECORDS_PER_EPOCH);

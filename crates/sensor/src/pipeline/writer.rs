@@ -21,6 +21,7 @@ use tapsentry_types::{
 };
 
 use super::epoch::{alert_order, EpochCollector, Released, Reply};
+use super::flow_meta::{AppMetaLog, LoggedFlow};
 use super::stats::{lock, SharedStats, WriterStats};
 
 /// What the workers and the sweeper send the writer.
@@ -28,7 +29,7 @@ pub(crate) enum WriterMsg {
     /// A worker's reply to one epoch.
     Alerts(Reply),
     /// Ended flows, for the flow log.
-    Flows(Vec<FlowRecord>),
+    Flows(Vec<LoggedFlow>),
 }
 
 /// The writer stage: its sinks, the suppressor, and (replay) the epoch
@@ -153,12 +154,16 @@ impl Sinks {
         }
     }
 
-    fn write_flows(&mut self, recs: &[FlowRecord]) {
+    fn write_flows(&mut self, flows: &[LoggedFlow]) {
         let Some(sink) = self.flows.as_mut() else {
             return;
         };
-        for r in recs {
-            match sink.write_record(&FlowLogRecord::from(r)) {
+        for f in flows {
+            let mut record = FlowLogRecord::from(&f.rec);
+            if let Some(meta) = &f.meta {
+                record.app = AppMetaLog::new(meta);
+            }
+            match sink.write_record(&record) {
                 Ok(()) => self.st.flow_records_logged += 1,
                 Err(e) => {
                     if self.st.write_error.is_none() {
@@ -200,6 +205,9 @@ pub struct FlowLogRecord {
     /// field and spelling; `unknown` when nothing matched, as Suricata's
     /// `failed` is not a protocol).
     pub app_proto: AppProto,
+    /// What the first messages revealed (`tls`, `ssh`, `http`, `greeting`).
+    #[serde(flatten)]
+    pub app: AppMetaLog,
     /// Counters, state and end reason.
     pub flow: FlowLogBody,
 }
@@ -258,6 +266,7 @@ impl From<&FlowRecord> for FlowLogRecord {
                 0,
             ),
             app_proto: r.app_proto,
+            app: AppMetaLog::default(),
             flow: FlowLogBody {
                 start: r.first_seen,
                 end: r.last_seen,
@@ -339,7 +348,8 @@ mod tests {
             .unwrap();
         let t = Timestamp::from_micros(1_700_000_000_000_000);
         let rec = flow_record([10, 0, 0, 1].into(), 40_000, [10, 0, 0, 2].into(), 22, t);
-        tx.send(WriterMsg::Flows(vec![rec])).unwrap();
+        tx.send(WriterMsg::Flows(vec![LoggedFlow { rec, meta: None }]))
+            .unwrap();
         tx.send(WriterMsg::Alerts(
             e1w0.reply(vec![alert(12, 0), alert(10, 3)]),
         ))
