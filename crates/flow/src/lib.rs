@@ -45,10 +45,12 @@
 //! send records anywhere: callers own the threads and channels.
 
 mod config;
+mod expect;
 mod fragments;
 mod table;
 
 pub use config::{FlowConfig, Timeouts};
+pub use expect::{EXPECT_MAX, EXPECT_TTL_SECS};
 pub use fragments::FragmentTracker;
 pub use table::{
     FirstMessage, FlowCounters, FlowProbe, FlowTable, IngestOutcome, IngestSession, ENTRY_BYTES,

@@ -1,11 +1,16 @@
 use foldhash::fast::RandomState;
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashTable;
-use tapsentry_proto::{first_message_meta, Dir, Meta, ProtoState, PACKET_BUDGET};
+use tapsentry_proto::{
+    first_message_meta, ftp_data_endpoint, Dir, Meta, ProtoState, PACKET_BUDGET,
+};
+
+use crate::expect::Expectations;
 use tapsentry_types::{
     AppProto, DirCounts, EndReason, FlowKey, FlowRecord, FlowState, PacketMeta, RecordKind, Side,
     TcpFlags, Timestamp,
@@ -328,6 +333,10 @@ pub struct FlowCounters {
     pub icmp_rejections: u64,
     /// Scans of the whole table for idle flows to evict (each O(table)).
     pub eviction_scans: u64,
+    /// FTP data connections named by their control connection's announcement.
+    pub ftp_data_named: u64,
+    /// FTP data-connection announcements not kept (the bound was full).
+    pub ftp_announcements_refused: u64,
 }
 
 /// What one shard holds: flows keyed by their canonical 5-tuple, found by
@@ -406,6 +415,13 @@ pub struct FlowTable {
     records_dropped: AtomicU64,
     icmp_rejections: AtomicU64,
     eviction_scans: AtomicU64,
+    /// Connections announced by FTP control connections (ingest thread
+    /// only; a lock, not a shard: rare and tiny).
+    expected: Mutex<Expectations>,
+    /// `expected`'s length, so that a new flow checks it without locking
+    /// when nothing is announced (nearly always).
+    expected_len: AtomicUsize,
+    ftp_data_named: AtomicU64,
 }
 
 impl FlowTable {
@@ -436,8 +452,44 @@ impl FlowTable {
             records_dropped: AtomicU64::new(0),
             icmp_rejections: AtomicU64::new(0),
             eviction_scans: AtomicU64::new(0),
+            expected: Mutex::new(Expectations::default()),
+            expected_len: AtomicUsize::new(0),
+            ftp_data_named: AtomicU64::new(0),
             cfg,
         }
+    }
+
+    fn lock_expected(&self) -> MutexGuard<'_, Expectations> {
+        self.expected.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes the data connection an FTP control packet announces (the
+    /// flow is `ftp`; `from_server`: the server sent it).
+    fn ftp_control(&self, m: &PacketMeta<'_>, from_server: bool, payload: &[u8]) {
+        let dir = if from_server {
+            Dir::ToClient
+        } else {
+            Dir::ToServer
+        };
+        if let Some(ep) = ftp_data_endpoint(dir, payload) {
+            // A `229` names only a port: the server's own address is meant.
+            let addr = ep.addr.unwrap_or(m.src);
+            let mut expected = self.lock_expected();
+            expected.announce((addr, ep.port), m.ts);
+            self.expected_len.store(expected.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// True when a new TCP flow to `responder` was announced by an FTP
+    /// control connection (the announcement is used up).
+    fn announced(&self, responder: (IpAddr, u16), now: Timestamp) -> bool {
+        if self.expected_len.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let mut expected = self.lock_expected();
+        let hit = expected.take(responder, now);
+        self.expected_len.store(expected.len(), Ordering::Relaxed);
+        hit
     }
 
     /// The table's hash of a key: the one hash for shard choice, lookup,
@@ -656,6 +708,8 @@ impl FlowTable {
             records_dropped: self.records_dropped.load(Ordering::Relaxed),
             icmp_rejections: self.icmp_rejections.load(Ordering::Relaxed),
             eviction_scans: self.eviction_scans.load(Ordering::Relaxed),
+            ftp_data_named: self.ftp_data_named.load(Ordering::Relaxed),
+            ftp_announcements_refused: self.lock_expected().refused,
         }
     }
 }
@@ -803,9 +857,17 @@ impl<'t> IngestSession<'t> {
         }
         if let Some(shard) = self.shard(p.shard) {
             if let Some((_, e)) = shard.find_mut(p.hash, |(k, _)| *k == p.key) {
-                if let Some(dir) = e.update(p.side, m, payload) {
-                    let proto = e.proto.verdict();
+                let first = e.update(p.side, m, payload);
+                let proto = e.proto.verdict();
+                let from_server = p.side != e.initiator();
+                if let Some(dir) = first {
                     self.first_message(p.key, m.ts, dir, proto, payload);
+                }
+                // An FTP control connection is read to its end for the data
+                // connections it announces: a byte compare per packet of
+                // other flows.
+                if proto == AppProto::Ftp && !payload.is_empty() {
+                    table.ftp_control(m, from_server, payload);
                 }
                 return IngestOutcome::Updated;
             }
@@ -827,7 +889,12 @@ impl<'t> IngestSession<'t> {
         };
         // Growth rehashes with the table's own hash, so every flow stays
         // where a probe computes it to be.
-        let (entry, first) = FlowEntry::new(p.side, m, payload);
+        let (mut entry, first) = FlowEntry::new(p.side, m, payload);
+        if m.proto == TCP && table.announced(p.key.endpoint(entry.initiator().other()), m.ts) {
+            entry.proto.assign(AppProto::FtpData);
+            entry.set_bit(BIT_PROTO_DONE, true);
+            table.ftp_data_named.fetch_add(1, Ordering::Relaxed);
+        }
         let proto = entry.proto.verdict();
         shard.insert_unique(p.hash, (p.key, entry), |(k, _)| table.hash(k));
         if let Some(dir) = first {

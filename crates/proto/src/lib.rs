@@ -45,10 +45,12 @@
 //! flow.
 
 mod bytes;
+mod ftp;
 mod matchers;
 mod meta;
 mod state;
 
+pub use ftp::{ftp_data_endpoint, DataEndpoint};
 pub use meta::{first_message_meta, Meta, MetaText, META_TEXT_MAX};
 pub use state::{Dir, ProtoState, PACKET_BUDGET};
 pub use tapsentry_types::AppProto;

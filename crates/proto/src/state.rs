@@ -109,6 +109,18 @@ impl ProtoState {
         }
     }
 
+    /// Names the flow from outside its own bytes and ends inspection: an
+    /// FTP data connection that its control connection announced
+    /// ([`ftp_data_endpoint`](crate::ftp_data_endpoint)). Only an unknown
+    /// verdict is replaced, so a verdict still never changes once made.
+    pub fn assign(&mut self, p: AppProto) {
+        if self.verdict.is_unknown() {
+            self.verdict = p;
+            self.pending = Pending::None;
+            self.flags |= NOT_INSPECTED;
+        }
+    }
+
     /// True when a cleartext protocol (SMTP, IMAP, POP3, FTP) was seen
     /// switching to TLS (a STARTTLS request, then a TLS hello).
     pub fn tls_inside(&self) -> bool {

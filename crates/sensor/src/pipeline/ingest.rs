@@ -41,10 +41,13 @@ pub const INGEST_QUEUE: usize = 128;
 /// come early.
 pub const PAYLOAD_KEEP: usize = 512;
 
-/// Payload bytes kept of a packet that starts a TLS handshake record: a
+/// Payload bytes kept of a UDP datagram and of a TCP segment that starts a
+/// TLS handshake record. Several UDP matchers judge a datagram by its
+/// length (an RDP-UDP SYN is padded to 1,232 bytes; an SNMP message's BER
+/// length must equal the datagram's), so a datagram is kept whole; a
 /// ClientHello's SNI and ALPN can sit anywhere in its extensions, and a
 /// hello with a post-quantum key share is about 1,800 bytes.
-pub const PAYLOAD_KEEP_TLS: usize = 2048;
+pub const PAYLOAD_KEEP_MAX: usize = 2048;
 
 /// The payload arena of one batch: its capacity, never grown. The reader
 /// hands a batch on early when another packet's payload might not fit, so
@@ -56,7 +59,7 @@ pub const PAYLOAD_ARENA: usize = 128 * 1024;
 /// One frame as the reader hands it to the ingest thread: its capture time
 /// and, when it decoded, the packet summary. The summary's payload slice is
 /// empty; the first bytes of the payload (at most [`PAYLOAD_KEEP`], or
-/// [`PAYLOAD_KEEP_TLS`]) are in the batch's arena at `payload`.
+/// [`PAYLOAD_KEEP_MAX`]) are in the batch's arena at `payload`.
 #[derive(Clone, Copy)]
 pub(crate) struct Ingest {
     pub ts: Timestamp,
@@ -97,9 +100,9 @@ impl IngestBatch {
     /// arena is full (the reader hands the batch on before that happens:
     /// see [`IngestBatch::is_full`]).
     #[inline]
-    pub(crate) fn keep_payload(&mut self, payload: &[u8]) -> (u32, u32) {
-        let keep = if payload.starts_with(&[0x16, 0x03]) {
-            PAYLOAD_KEEP_TLS
+    pub(crate) fn keep_payload(&mut self, payload: &[u8], udp: bool) -> (u32, u32) {
+        let keep = if udp || payload.starts_with(&[0x16, 0x03]) {
+            PAYLOAD_KEEP_MAX
         } else {
             PAYLOAD_KEEP
         };
@@ -121,7 +124,7 @@ impl IngestBatch {
     /// record (ticks follow capture time, not batches).
     #[inline]
     pub(crate) fn is_full(&self) -> bool {
-        self.frames.len() >= INGEST_BATCH || self.payload.len() + PAYLOAD_KEEP_TLS > PAYLOAD_ARENA
+        self.frames.len() >= INGEST_BATCH || self.payload.len() + PAYLOAD_KEEP_MAX > PAYLOAD_ARENA
     }
 
     /// Frames in the batch.

@@ -93,7 +93,7 @@ impl FrameStep {
                     && matches!(m.fragment, Fragment::None | Fragment::First { .. })
                     && matches!(m.proto, 6 | 17)
                 {
-                    item.payload = batch.keep_payload(m.payload);
+                    item.payload = batch.keep_payload(m.payload, m.proto == 17);
                 }
                 item.meta = Some(PacketMeta { payload: &[], ..m });
             }

@@ -462,6 +462,8 @@ mod tests {
             "flows.eviction_scans",
             "flows.expired",
             "flows.flushed",
+            "flows.ftp_announcements_refused",
+            "flows.ftp_data_named",
             "flows.icmp_rejections",
             "flows.interim_records",
             "flows.records_dropped",
