@@ -14,7 +14,7 @@ use tapsentry_capture::{FileSource, FrameSource, Next};
 use tapsentry_decode::dns;
 use tapsentry_detect::{DetectConfig, HomeNet, Worker};
 use tapsentry_intel::{IntelSnapshot, TorExitList};
-use tapsentry_proto::{first_message_meta, AppProto, Dir, ProtoState};
+use tapsentry_proto::{first_message_meta, ftp_data_endpoint, AppProto, Dir, ProtoState};
 use tapsentry_types::{Frame, LinkType, Timestamp};
 
 /// Every link type the decoder supports; `decode_frame`'s first byte picks
@@ -89,7 +89,8 @@ pub fn capture_file(data: &[u8]) {
 /// 1: UDP rather than TCP, bits 2..: a protocol for `first_message_meta`),
 /// a length byte, and that many payload bytes. Each chunk goes through
 /// `ProtoState::observe`, and `first_message_meta` runs on it for the
-/// current verdict and for the protocol its header names.
+/// current verdict and for the protocol its header names, and
+/// `ftp_data_endpoint` as on an FTP control connection.
 pub fn proto_classify(data: &[u8]) {
     let Some((ports, mut rest)) = data.split_first_chunk::<4>() else {
         return;
@@ -113,6 +114,7 @@ pub fn proto_classify(data: &[u8]) {
         let _ = first_message_meta(state.verdict(), dir, chunk);
         let named = AppProto::ALL[usize::from(hdr >> 2) % AppProto::ALL.len()];
         let _ = first_message_meta(named, dir, chunk);
+        let _ = ftp_data_endpoint(dir, chunk);
         let _ = (state.seen(dir), state.is_done(), state.tls_inside());
     }
 }

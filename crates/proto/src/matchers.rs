@@ -796,6 +796,17 @@ pub(crate) fn resp_reply(p: &[u8]) -> bool {
     }
 }
 
+/// True when the first eight bytes (or all, if fewer) are printable ASCII,
+/// tab, CR or LF: every line-based first message (an SSH banner, an HTTP
+/// request or status line, a mail or FTP greeting or command, a Redis
+/// inline command) starts so, and a random payload almost never does.
+pub(crate) fn starts_as_text(p: &[u8]) -> bool {
+    !p.is_empty()
+        && p.iter()
+            .take(8)
+            .all(|&b| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\r' | b'\n'))
+}
+
 /// A Redis inline command (the Redis protocol specification, "Inline
 /// commands"): one of the common command names, then a space or CRLF. Only a
 /// candidate: the server's RESP reply confirms it.

@@ -253,13 +253,17 @@ impl ProtoState {
     /// without a handshake), so most matchers ignore `dir`.
     fn classify_tcp(&mut self, dir: Dir, p: &[u8], ports: (u16, u16)) -> Option<AppProto> {
         let other_spoke = self.seen(dir.other()) > 0;
-        if m::ssh(p) {
+        // The line-based matchers (SSH, HTTP, greetings, commands) need a
+        // payload that starts as text: random or binary payloads, most of
+        // what stays unknown, skip them on a look at eight bytes.
+        let text = m::starts_as_text(p);
+        if text && m::ssh(p) {
             return Some(AppProto::Ssh);
         }
         if m::tls_hello(p) {
             return Some(AppProto::Tls);
         }
-        if let Some(req) = m::http_request(p) {
+        if let Some(req) = text.then(|| m::http_request(p)).flatten() {
             return Some(match req {
                 HttpRequest::Plain => AppProto::Http,
                 HttpRequest::Wsman => AppProto::Winrm,
@@ -269,7 +273,7 @@ impl ProtoState {
                 }
             });
         }
-        if m::http_response(p) {
+        if text && m::http_response(p) {
             return Some(AppProto::Http);
         }
         if let Some(proto) = first_hit(&TCP_STRUCTURAL, p) {
@@ -278,7 +282,7 @@ impl ProtoState {
         // Confirmations of a candidate from the other direction.
         match self.pending {
             Pending::Greeting220 => {
-                return m::command_after_220(p).map(|c| match c {
+                return m::command_after_220(p).filter(|_| text).map(|c| match c {
                     MailOrFtp::Smtp => AppProto::Smtp,
                     MailOrFtp::Ftp => AppProto::Ftp,
                 });
@@ -293,6 +297,9 @@ impl ProtoState {
                 (TvSide::Client, _) => self.pending = Pending::TeamviewerClient,
                 (TvSide::Server, _) => self.pending = Pending::TeamviewerServer,
             }
+            return None;
+        }
+        if !text {
             return None;
         }
         match m::greeting(p) {
