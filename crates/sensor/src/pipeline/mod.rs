@@ -3,21 +3,22 @@
 //! connects them ([`Pipeline::run`]).
 //!
 //! ```text
-//!           frames        Frames(512)          Tick(now, dns)         Batch (per shard)       Alerts(epoch)
+//!           frames        Frames(512)   Tick(now, dns, first msgs)    Batch (per shard)       Alerts(epoch)
 //!  source ──> cap-rx ───────────────> flow-in ───────────────> flow-sweep ──────────────> det-0..N ────────────> alert-out ──> alert log
 //!  (file or   read, decode, bounded   flow-table  bounded(1)  sweep/drain the  bounded     detectors, one  bounded   sort per epoch,
 //!   libpcap)  fragments,    (128)     ingest,     replay      flow table,      (worker_    shard of hosts  (writer_  suppress, write,
-//!             DNS summaries           sweep ticks waits for   route records    queue)      each            queue)    flow log
-//!                                                 the ack              └──────────── Flows(ended) ────────────────────┘
+//!             DNS summaries,          first msgs, waits for   route records    queue)      each            queue)    flow log
+//!             payload arena           sweep ticks the ack     (+ first msgs)
+//!                                                                      └──────────── Flows(ended) ────────────────────┘
 //!  side threads: signals (SIGINT/SIGTERM stop, SIGHUP reload + reopen), stats (stats log every interval),
 //!  state-out (baseline state file: workers export at one capture time, it writes)
 //! ```
 //!
 //! | thread | stage | owns | receives (queue, bound) | sends |
 //! | --- | --- | --- | --- | --- |
-//! | `cap-rx` | [`reader`] | the frame source, fragment tracker, capture counters | frames from the source; empty batches back from `flow-in` (`INGEST_QUEUE` + 2) | `IngestMsg` to `flow-in` (`INGEST_QUEUE` = 128) |
-//! | `flow-in` | [`ingest`] | the flow-table session, pending DNS events, tick clock | `IngestMsg` | `SweepMsg` to `flow-sweep` (1); replay waits for the ack (1) |
-//! | `flow-sweep` | [`sweep`] | the record buffer, epoch issuer, save clock | `SweepMsg` | `WorkerMsg` to each `det-i` (`pipeline.worker_queue`); ended flows to `alert-out` |
+//! | `cap-rx` | [`reader`] | the frame source, fragment tracker, capture counters; copies each payload's first bytes into the batch's arena | frames from the source; empty batches back from `flow-in` (`INGEST_QUEUE` + 2) | `IngestMsg` to `flow-in` (`INGEST_QUEUE` = 128) |
+//! | `flow-in` | [`ingest`] | the flow-table session (it classifies), pending DNS events and first-message metadata, tick clock | `IngestMsg` | `SweepMsg` to `flow-sweep` (1); replay waits for the ack (1) |
+//! | `flow-sweep` | [`sweep`] | the record buffer, epoch issuer, save clock, first-message metadata of live flows ([`flow_meta`]) | `SweepMsg` | `WorkerMsg` to each `det-i` (`pipeline.worker_queue`); ended flows to `alert-out` |
 //! | `det-0..N` | [`workers`] | the detectors of one shard of hosts | `WorkerMsg` | one `Reply` per epoch to `alert-out` (`pipeline.writer_queue`); state parts to `state-out` (2 × workers) |
 //! | `alert-out` | [`writer`] | the alert and flow logs, suppressor, [`epoch::EpochCollector`] | `WriterMsg` | files |
 //! | `stats` | [`stats`] | the stats log | a stop queue (1) | a [`StatsRecord`] every interval |

@@ -1,6 +1,6 @@
 //! The reader stage (thread `cap-rx`): frames from the source, decoded,
 //! fragments attributed and DNS messages summarised, handed on to the
-//! ingest thread in batches of [`INGEST_BATCH`].
+//! ingest thread in batches of [`INGEST_BATCH`](super::ingest::INGEST_BATCH).
 //!
 //! Decoding and reading are half the per-packet work; doing them on their
 //! own core overlaps them with the flow-table ingest. The per-frame work is
