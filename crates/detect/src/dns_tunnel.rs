@@ -399,25 +399,14 @@ mod tests {
     use super::*;
     use crate::HomeNet;
     use tapsentry_intel::IntelSnapshot;
-    use tapsentry_types::DnsName;
+    use tapsentry_testkit::DnsEventBuilder;
 
     fn query(client: &str, name: &str, qtype: u16, t: i64) -> DnsEvent {
-        let mut qname = DnsName::default();
-        assert!(qname.push(name.as_bytes()));
-        DnsEvent {
-            ts: Timestamp::from_micros(t * 1_000_000),
-            client: client.parse().unwrap(),
-            server: "10.0.0.53".parse().unwrap(),
-            client_port: 40000,
-            proto: 17,
-            id: 1,
-            is_response: false,
-            qname,
-            qtype,
-            rcode: 0,
-            answers: 0,
-            msg_len: 100,
-        }
+        assert!(name.len() <= tapsentry_types::DNS_NAME_MAX);
+        DnsEventBuilder::query(client, "10.0.0.53", name)
+            .qtype(qtype)
+            .at_micros(t * 1_000_000)
+            .build()
     }
 
     fn run(d: &mut DnsTunnelDetector, evs: &[DnsEvent]) -> Vec<tapsentry_types::Alert> {
