@@ -19,7 +19,7 @@ use serde_json::json;
 use tapsentry_types::{Category, DnsEvent, FlowRecord, Mitre, Problem, SectionProblems, Timestamp};
 
 use crate::common::{Finding, HostTable};
-use crate::{DetectCx, Detector};
+use crate::{Bound, DetectCx, Detector};
 
 /// The `[detect.dns_tunnel]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -240,6 +240,22 @@ fn qtype_name(t: u16) -> String {
 impl Detector for DnsTunnelDetector {
     fn name(&self) -> &'static str {
         "dns_tunnel"
+    }
+
+    fn bounds(&self, out: &mut dyn FnMut(Bound)) {
+        out(self.pairs.bound("(client, domain) pairs", "max_tracked"));
+        out(self.resolvers.bound("inside resolvers", ""));
+        out(Bound {
+            map: "names per (client, domain) pair",
+            key: "",
+            len: self
+                .pairs
+                .iter()
+                .map(|(_, a)| a.names.len())
+                .max()
+                .unwrap_or(0),
+            cap: MAX_NAMES,
+        });
     }
 
     /// Registered [`crate::Perspective::InsideServer`]: `host` is the
