@@ -6,6 +6,8 @@ use std::hash::Hash;
 
 use tapsentry_types::Timestamp;
 
+use crate::Bound;
+
 /// A map from a key (a host, a host pair, ...) to detector state, bounded
 /// to `cap` entries. At the cap, the entry seen least recently (capture
 /// time) is dropped to make room; drops are counted, so an operator can see
@@ -94,6 +96,21 @@ impl<K: Eq + Hash + Ord + Copy, V> HostTable<K, V> {
     /// Entries tracked now.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The most entries it holds.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// This table as a [`Bound`] of what it holds, capped by `key`.
+    pub fn bound(&self, map: &'static str, key: &'static str) -> Bound {
+        Bound {
+            map,
+            key,
+            len: self.len(),
+            cap: self.cap,
+        }
     }
 
     /// True when empty.

@@ -25,6 +25,7 @@ use crate::volume::{
     app_protocol, dominant, human, service_port, versus_typical, VolumeBaseline, VolumeParams,
     WindowedVolume,
 };
+use crate::Bound;
 use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.data_collection]` section.
@@ -157,6 +158,10 @@ fn mitre_for(app: &str) -> Mitre {
 impl Detector for DataCollectionDetector {
     fn name(&self) -> &'static str {
         "data_collection"
+    }
+
+    fn bounds(&self, out: &mut dyn FnMut(Bound)) {
+        out(self.hosts.bound("hosts", "max_hosts"));
     }
 
     fn persists_state(&self) -> bool {

@@ -19,7 +19,7 @@ use serde_json::json;
 use tapsentry_types::{Category, DnsEvent, FlowRecord, Mitre, Problem, SectionProblems, Timestamp};
 
 use crate::common::{Finding, HostTable};
-use crate::{DetectCx, Detector};
+use crate::{Bound, DetectCx, Detector};
 
 /// The `[detect.dns_tunnel]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -242,6 +242,22 @@ impl Detector for DnsTunnelDetector {
         "dns_tunnel"
     }
 
+    fn bounds(&self, out: &mut dyn FnMut(Bound)) {
+        out(self.pairs.bound("(client, domain) pairs", "max_tracked"));
+        out(self.resolvers.bound("inside resolvers", ""));
+        out(Bound {
+            map: "names per (client, domain) pair",
+            key: "",
+            len: self
+                .pairs
+                .iter()
+                .map(|(_, a)| a.names.len())
+                .max()
+                .unwrap_or(0),
+            cap: MAX_NAMES,
+        });
+    }
+
     /// Registered [`crate::Perspective::InsideServer`]: `host` is the
     /// record's server, inside; it is a resolver when it answers DNS for
     /// another inside host.
@@ -400,25 +416,14 @@ mod tests {
     use super::*;
     use crate::HomeNet;
     use tapsentry_intel::IntelSnapshot;
-    use tapsentry_types::DnsName;
+    use tapsentry_testkit::DnsEventBuilder;
 
     fn query(client: &str, name: &str, qtype: u16, t: i64) -> DnsEvent {
-        let mut qname = DnsName::default();
-        assert!(qname.push(name.as_bytes()));
-        DnsEvent {
-            ts: Timestamp::from_micros(t * 1_000_000),
-            client: client.parse().unwrap(),
-            server: "10.0.0.53".parse().unwrap(),
-            client_port: 40000,
-            proto: 17,
-            id: 1,
-            is_response: false,
-            qname,
-            qtype,
-            rcode: 0,
-            answers: 0,
-            msg_len: 100,
-        }
+        assert!(name.len() <= tapsentry_types::DNS_NAME_MAX);
+        DnsEventBuilder::query(client, "10.0.0.53", name)
+            .qtype(qtype)
+            .at_micros(t * 1_000_000)
+            .build()
     }
 
     fn run(d: &mut DnsTunnelDetector, evs: &[DnsEvent]) -> Vec<tapsentry_types::Alert> {

@@ -40,6 +40,7 @@ use crate::volume::{
     app_protocol, dominant, human, service_port, versus_typical, PeerBytes, VolumeBaseline,
     VolumeParams, WindowedVolume,
 };
+use crate::Bound;
 use crate::{DetectCx, Detector, StateError};
 
 /// The `[detect.exfiltration]` section.
@@ -286,6 +287,23 @@ impl ExfiltrationDetector {
 impl Detector for ExfiltrationDetector {
     fn name(&self) -> &'static str {
         "exfiltration"
+    }
+
+    fn bounds(&self, out: &mut dyn FnMut(Bound)) {
+        out(self.hosts.bound("hosts", "max_hosts"));
+        let most = |f: fn(&HostState) -> usize| self.hosts.iter().map(|(_, s)| f(s)).max();
+        out(Bound {
+            map: "destinations per host",
+            key: "max_destinations",
+            len: most(|s| s.dests.len()).unwrap_or(0),
+            cap: self.cfg.max_destinations.max(1),
+        });
+        out(Bound {
+            map: "FTP peers per host",
+            key: "",
+            len: most(|s| s.ftp_peers.len()).unwrap_or(0),
+            cap: MAX_FTP_PEERS,
+        });
     }
 
     fn persists_state(&self) -> bool {

@@ -12,7 +12,7 @@ use tapsentry_types::{Category, FlowRecord, Mitre, Problem, SectionProblems, Tim
 
 use crate::common::{accepted, record_community_id, Finding, HostTable};
 use crate::state::{entry_value, parse_entry};
-use crate::{DetectCx, Detector, StateError};
+use crate::{Bound, DetectCx, Detector, StateError};
 
 /// The `[detect.external_login]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -166,6 +166,22 @@ fn service(port: u16) -> &'static str {
 impl Detector for ExternalLoginDetector {
     fn name(&self) -> &'static str {
         "external_login"
+    }
+
+    fn bounds(&self, out: &mut dyn FnMut(Bound)) {
+        out(self.servers.bound("servers", "max_tracked"));
+        out(self.pairs.bound("(server, source) pairs", "max_tracked"));
+        out(Bound {
+            map: "outside sources per server",
+            key: "",
+            len: self
+                .servers
+                .iter()
+                .map(|(_, s)| s.outside_sources.len())
+                .max()
+                .unwrap_or(0),
+            cap: MAX_SOURCES_PER_SERVER,
+        });
     }
 
     fn persists_state(&self) -> bool {

@@ -147,6 +147,22 @@ impl<'a> DetectCx<'a> {
     }
 }
 
+/// One bounded collection of a detector's state and how full it is, as
+/// [`Detector::bounds`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    /// What it holds, e.g. `hosts` or `destinations per host`.
+    pub map: &'static str,
+    /// The key of the detector's `[detect.NAME]` section that sets the
+    /// cap, or `""` for a fixed cap.
+    pub key: &'static str,
+    /// Entries held now; for a collection kept per entry of another (the
+    /// destinations of each host), the most any one of them holds.
+    pub len: usize,
+    /// The cap in force.
+    pub cap: usize,
+}
+
 /// One detection. Every hook but [`Detector::on_flow`] defaults to nothing.
 pub trait Detector: Send {
     /// A short stable name (also the config section under `[detect]`).
@@ -185,4 +201,9 @@ pub trait Detector: Send {
     fn import_state(&mut self, _host: IpAddr, _entry: serde_json::Value) -> Result<(), StateError> {
         Ok(())
     }
+
+    /// Every bounded collection of its state, with its size and cap: one
+    /// [`Bound`] per `max_*` key of its section at least, and one per fixed
+    /// cap. A detector that keeps no state per host reports none.
+    fn bounds(&self, _out: &mut dyn FnMut(Bound)) {}
 }

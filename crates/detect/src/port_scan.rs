@@ -107,7 +107,7 @@ use tapsentry_types::{
     TcpFlags, Timestamp,
 };
 
-use crate::{block_response, DetectCx, Detector};
+use crate::{block_response, Bound, DetectCx, Detector};
 
 /// Contacts without a single answer after which a scanner's view is taken to
 /// be one-way (a one-way tap, or everything dropped) and counts decide.
@@ -1010,6 +1010,28 @@ fn classify(keys: &[PairKey], sweep: bool) -> Verdict {
 impl Detector for PortScanDetector {
     fn name(&self) -> &'static str {
         "port_scan"
+    }
+
+    fn bounds(&self, out: &mut dyn FnMut(Bound)) {
+        out(Bound {
+            map: "scanners",
+            key: "max_tracked_scanners",
+            len: self.scanners.len(),
+            cap: self.cfg.max_tracked_scanners,
+        });
+        let pairs = self.scanners.values().map(|s| s.pairs.len());
+        out(Bound {
+            map: "(host, port) pairs per scanner",
+            key: "max_pairs_per_scanner",
+            len: pairs.clone().max().unwrap_or(0),
+            cap: self.cfg.max_pairs_per_scanner,
+        });
+        out(Bound {
+            map: "(host, port) pairs",
+            key: "",
+            len: pairs.sum(),
+            cap: MAX_PAIRS_TOTAL,
+        });
     }
 
     /// Registered [`crate::Perspective::ClientFirstRecord`]: each flow's

@@ -11,7 +11,7 @@ use tapsentry_types::{Category, FlowRecord, Mitre, Problem, Response, SectionPro
 use crate::common::{Finding, HostTable};
 use crate::home::parse_net;
 use crate::state::{entry_value, parse_entry};
-use crate::{DetectCx, Detector, StateError};
+use crate::{Bound, DetectCx, Detector, StateError};
 
 /// The `[detect.spambot]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -132,6 +132,21 @@ impl SpambotDetector {
 impl Detector for SpambotDetector {
     fn name(&self) -> &'static str {
         "spambot"
+    }
+
+    fn bounds(&self, out: &mut dyn FnMut(Bound)) {
+        out(self.hosts.bound("hosts", "max_hosts"));
+        out(Bound {
+            map: "SMTP servers per host",
+            key: "",
+            len: self
+                .hosts
+                .iter()
+                .map(|(_, a)| a.servers.len())
+                .max()
+                .unwrap_or(0),
+            cap: MAX_SERVERS_PER_HOST,
+        });
     }
 
     fn persists_state(&self) -> bool {

@@ -11,7 +11,7 @@ use tapsentry_types::{Category, FlowRecord, Mitre, Problem, SectionProblems, Tim
 
 use crate::common::{record_community_id, Finding, HostTable};
 use crate::state::{entry_value, parse_entry};
-use crate::{DetectCx, Detector, StateError};
+use crate::{Bound, DetectCx, Detector, StateError};
 
 /// The `[detect.unusual_protocol]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -115,6 +115,12 @@ fn protocol_label(proto: u8) -> String {
 impl Detector for UnusualProtocolDetector {
     fn name(&self) -> &'static str {
         "unusual_protocol"
+    }
+
+    fn bounds(&self, out: &mut dyn FnMut(Bound)) {
+        out(self
+            .seen
+            .bound("(client, server, protocol) triples", "max_pairs"));
     }
 
     fn persists_state(&self) -> bool {

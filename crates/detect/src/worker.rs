@@ -5,7 +5,7 @@ use tapsentry_intel::IntelSnapshot;
 use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
 
 use crate::registry::{DetectorEntry, View, DETECTORS};
-use crate::{DetectConfig, DetectCx, Detector, HomeNet, StateError};
+use crate::{Bound, DetectConfig, DetectCx, Detector, HomeNet, StateError};
 
 /// The shard (worker index) that owns `ip`, out of `shards`.
 ///
@@ -143,6 +143,15 @@ impl Worker {
         {
             let name = r.entry.name;
             r.detector.export_state(&mut |host, v| out(name, host, v));
+        }
+    }
+
+    /// Every bounded collection of every detector this worker runs (see
+    /// [`Detector::bounds`](crate::Detector::bounds)), with the detector's name.
+    pub fn bounds(&self, out: &mut dyn FnMut(&'static str, Bound)) {
+        for r in &self.detectors {
+            let name = r.entry.name;
+            r.detector.bounds(&mut |b| out(name, b));
         }
     }
 

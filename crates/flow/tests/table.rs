@@ -11,16 +11,17 @@
     reason = "pkt() takes a packet's fields one to one"
 )]
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
 use tapsentry_flow::{
-    FlowConfig, FlowTable, FragmentTracker, IngestOutcome, ENTRY_BYTES, PROBE_GROUP,
+    FlowConfig, FlowTable, FragmentTracker, IngestOutcome, Timeouts, ENTRY_BYTES, PROBE_GROUP,
 };
 use tapsentry_testkit::PacketMetaBuilder;
 use tapsentry_types::{
-    EndReason, FlowRecord, FlowState, Fragment, IcmpError, PacketMeta, QuotedTuple, RecordKind,
-    TcpFlags, Timestamp,
+    EndReason, FlowKey, FlowRecord, FlowState, Fragment, IcmpError, PacketMeta, QuotedTuple,
+    RecordKind, Side, TcpFlags, Timestamp,
 };
 
 fn ip(last: u8) -> IpAddr {
@@ -337,23 +338,267 @@ fn fragment_tracker_is_bounded() {
     assert_eq!(fr.not_remembered(), 92);
 }
 
+/// The hosts of the arbitrary traffic: IPv4 and IPv6, and an IPv4
+/// address next to its v4-mapped IPv6 form (two different flows).
+const HOSTS: [&str; 6] = [
+    "10.0.0.1",
+    "10.0.0.2",
+    "192.0.2.7",
+    "2001:db8::1",
+    "2001:db8::2",
+    "::ffff:10.0.0.1",
+];
+
+/// One step of arbitrary traffic, `dt_ms` after the previous step
+/// (negative: capture time stepping back, as files given in a row may).
+#[derive(Debug, Clone)]
+enum Step {
+    /// A packet between two of [`HOSTS`]; with `quote`, an ICMP
+    /// unreachable quoting a UDP datagram from its destination to its source.
+    Packet {
+        src: usize,
+        sport: u16,
+        dst: usize,
+        dport: u16,
+        proto: u8,
+        vlan: u16,
+        flags: u8,
+        len: u32,
+        quote: bool,
+        dt_ms: i64,
+    },
+    /// A sweep at the new capture time.
+    Sweep { dt_ms: i64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let dt = prop_oneof![4 => 0i64..3_000, 1 => -5_000i64..0, 1 => 0i64..120_000];
+    let packet = (
+        (0..HOSTS.len(), prop_oneof![0u16..4, Just(443)]),
+        (0..HOSTS.len(), prop_oneof![0u16..4, Just(443)]),
+        prop_oneof![
+            prop::sample::select(vec![6u8, 6, 17, 17, 1, 58, 47]),
+            any::<u8>()
+        ],
+        prop::sample::select(vec![0u16, 0, 0, 7, 4095]),
+        (any::<u8>(), 0u32..70_000, prop::bool::weighted(0.05)),
+        dt.clone(),
+    )
+        .prop_map(
+            |((src, sport), (dst, dport), proto, vlan, (flags, len, quote), dt_ms)| Step::Packet {
+                src,
+                sport,
+                dst,
+                dport,
+                proto,
+                vlan,
+                flags,
+                len,
+                quote,
+                dt_ms,
+            },
+        );
+    prop_oneof![6 => packet, 1 => dt.prop_map(|dt_ms| Step::Sweep { dt_ms })]
+}
+
+/// A small table that expires, reports interim records, evicts and
+/// refuses within a few steps.
+fn small_table_config() -> impl Strategy<Value = FlowConfig> {
+    (
+        1usize..12,
+        0u32..5,
+        1u32..5,
+        prop::array::uniform7(1u32..40),
+    )
+        .prop_map(
+            |(max_flows, evict_min_idle_secs, interim_interval_secs, t)| FlowConfig {
+                max_flows,
+                evict_min_idle_secs,
+                interim_interval_secs,
+                timeouts: Timeouts {
+                    tcp_new: t[0],
+                    tcp_established: t[1],
+                    tcp_closed: t[2],
+                    udp_new: t[3],
+                    udp_established: t[4],
+                    other_new: t[5],
+                    other_established: t[6],
+                },
+                ..FlowConfig::default()
+            },
+        )
+}
+
+/// Packets and bytes per flow key and per side of the key that sent them.
+type Tally = HashMap<(FlowKey, Side), (u64, u64)>;
+
+fn tally(t: &mut Tally, key: FlowKey, side: Side, packets: u64, bytes: u64) {
+    // When both ends are one address and port, every packet is from side
+    // A and there is no telling the directions apart.
+    let side = if (key.a, key.a_port) == (key.b, key.b_port) {
+        Side::A
+    } else {
+        side
+    };
+    let e = t.entry((key, side)).or_default();
+    e.0 += packets;
+    e.1 += bytes;
+}
+
+/// Records of flows a drain ended (the rest of what it hands out are
+/// flows evicted since the last sweep).
+fn flushed(records: &[FlowRecord]) -> usize {
+    records
+        .iter()
+        .filter(|r| r.kind == RecordKind::End(EndReason::Shutdown))
+        .count()
+}
+
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+
+    /// Bytes in equal bytes out: for arbitrary traffic through a small
+    /// table (expiry, interim records, eviction and refusal at the cap,
+    /// capture time going back, sweeps at arbitrary times), the new
+    /// packets and bytes of every record of a flow key, per direction,
+    /// plus the packets the table refused, are exactly what was sent on
+    /// that key in that direction. Every flow ends in one record, and
+    /// the table never holds more than its cap.
     #[test]
-    fn bytes_in_equal_bytes_out(pkts in proptest::collection::vec((0u8..4, 0u16..4, 0u8..4, 0u16..4, any::<bool>(), 1u32..9000, 0u32..200), 1..300)) {
-        let t = FlowTable::new(FlowConfig { max_flows: 10_000, ..FlowConfig::default() });
-        let mut total = 0u64;
-        let mut ts = 0.0;
-        for (s, sp, d, dp, tcp, len, gap) in pkts {
-            ts += f64::from(gap) * 0.5;
-            total += u64::from(len);
-            t.ingest(&pkt(ts, ip(s), sp, ip(d), dp, if tcp { 6 } else { 17 }, if tcp { A } else { 0 }, len));
+    fn bytes_in_equal_bytes_out(cfg in small_table_config(), steps in prop::collection::vec(step(), 1..300)) {
+        let max_flows = cfg.max_flows;
+        let t = FlowTable::new(cfg);
+        let mut now = 1_700_000_000_000_000i64;
+        let (mut sent, mut refused, mut recorded) = (Tally::new(), Tally::new(), Tally::new());
+        let mut refusals = 0u64;
+        let mut out = Vec::new();
+        for s in steps {
+            match s {
+                Step::Packet { src, sport, dst, dport, proto, vlan, flags, len, quote, dt_ms } => {
+                    now += dt_ms * 1000;
+                    let mut b = PacketMetaBuilder::new(HOSTS[src], sport, HOSTS[dst], dport, proto)
+                        .flags(flags)
+                        .ip_len(len)
+                        .vlan(vlan)
+                        .at_micros(now);
+                    if quote {
+                        let quoted = QuotedTuple {
+                            src: HOSTS[dst].parse().unwrap(),
+                            dst: HOSTS[src].parse().unwrap(),
+                            proto: 17,
+                            src_port: dport,
+                            dst_port: sport,
+                        };
+                        b = b.icmp_error(IcmpError::PortUnreachable, quoted);
+                    }
+                    let m = b.build();
+                    let (key, side) = FlowKey::canonical(m.src, m.src_port, m.dst, m.dst_port, m.proto, m.vlan);
+                    tally(&mut sent, key, side, 1, u64::from(len));
+                    if t.ingest(&m) == IngestOutcome::Refused {
+                        tally(&mut refused, key, side, 1, u64::from(len));
+                        refusals += 1;
+                    }
+                    prop_assert!(t.live_flows() <= max_flows);
+                }
+                Step::Sweep { dt_ms } => {
+                    now += dt_ms * 1000;
+                    t.sweep(Timestamp::from_micros(now), &mut out);
+                }
+            }
+        }
+        let live = t.live_flows();
+        let before_drain = out.len();
+        t.drain(&mut out);
+        prop_assert_eq!(flushed(&out[before_drain..]), live);
+        prop_assert_eq!(t.live_flows(), 0);
+        for r in &out {
+            let client = if (r.client, r.client_port) == (r.key.a, r.key.a_port) { Side::A } else { Side::B };
+            tally(&mut recorded, r.key, client, r.new_packets_to_server(), r.new_bytes_to_server());
+            tally(&mut recorded, r.key, client.other(), r.new_packets_to_client(), r.new_bytes_to_client());
+        }
+        for (k, &(packets, bytes)) in &sent {
+            let (rp, rb) = recorded.get(k).copied().unwrap_or_default();
+            let (fp, fb) = refused.get(k).copied().unwrap_or_default();
+            prop_assert_eq!((rp + fp, rb + fb), (packets, bytes), "{:?}", k);
+        }
+        for (k, v) in &recorded {
+            prop_assert!(sent.contains_key(k) || *v == (0, 0), "a record of nothing sent: {:?}", k);
+        }
+        let c = t.counters();
+        prop_assert_eq!(c.refused, refusals);
+        prop_assert_eq!(c.records_dropped, 0);
+        prop_assert_eq!(c.created, c.expired + c.evicted + c.flushed);
+        let ends = out.iter().filter(|r| matches!(r.kind, RecordKind::End(_))).count() as u64;
+        prop_assert_eq!(ends, c.created);
+    }
+
+    /// A flood of mostly new flows through an ingest session (the
+    /// pipeline's path: probe groups, shards held across a group, released
+    /// for sweeps) never puts more than `max_flows` flows in the table,
+    /// and the flows it says it holds are the flows a drain finds.
+    #[test]
+    fn the_table_stays_within_max_flows(
+        max_flows in 1usize..40,
+        evict_min_idle_secs in 0u32..3,
+        pkts in prop::collection::vec((any::<u32>(), any::<u16>(), any::<bool>(), 0i64..400, prop::bool::weighted(0.1)), 1..600),
+    ) {
+        let t = FlowTable::new(FlowConfig { max_flows, evict_min_idle_secs, ..FlowConfig::default() });
+        let mut now = 1_700_000_000_000_000i64;
+        let mut metas = Vec::new();
+        let mut sweep_after = Vec::new();
+        for (src, sport, tcp, dt_ms, sweep) in pkts {
+            now += dt_ms * 1000;
+            let proto = if tcp { 6 } else { 17 };
+            metas.push(PacketMetaBuilder::new(Ipv4Addr::from(src), sport, [10, 9, 9, 9], 80, proto).flags(SYN).at_micros(now).build());
+            sweep_after.push(sweep);
         }
         let mut out = Vec::new();
-        t.sweep(Timestamp::from_micros((ts * 1e6) as i64), &mut out);
+        let mut session = t.session();
+        for (group, sweeps) in metas.chunks(PROBE_GROUP).zip(sweep_after.chunks(PROBE_GROUP)) {
+            let probes = session.probe(group.iter().map(Some));
+            for ((m, probe), sweep) in group.iter().zip(probes).zip(sweeps) {
+                session.ingest_probed(m, &probe.unwrap());
+                prop_assert!(t.live_flows() <= max_flows, "{} flows", t.live_flows());
+                if *sweep || t.needs_sweep() {
+                    session.release();
+                    t.sweep(m.ts, &mut out);
+                }
+            }
+        }
+        drop(session);
+        let live = t.live_flows();
+        prop_assert_eq!(t.counters().active, live as u64);
+        let before = out.len();
         t.drain(&mut out);
-        let ended: u64 = out.iter().filter(|r| matches!(r.kind, RecordKind::End(_)))
-            .map(|r| r.to_server.bytes + r.to_client.bytes).sum();
-        prop_assert_eq!(ended, total);
+        prop_assert_eq!(flushed(&out[before..]), live);
+    }
+
+    /// The fragment tracker never remembers more than its cap, whatever
+    /// the fragments: first fragments of many datagrams (some repeated),
+    /// later fragments, capture time going back and forth. A first
+    /// fragment it could not remember was met with a full tracker.
+    #[test]
+    fn the_fragment_tracker_stays_within_its_cap(
+        cap in 1usize..16,
+        frags in prop::collection::vec((0..HOSTS.len(), 0..HOSTS.len(), 0u32..24, any::<bool>(), -2_000i64..20_000), 1..400),
+    ) {
+        let mut fr = FragmentTracker::new(cap);
+        let mut now = 1_700_000_000_000_000i64;
+        for (src, dst, id, first, dt_ms) in frags {
+            now += dt_ms * 1000;
+            let fragment = if first { Fragment::First { id } } else { Fragment::NonFirst { id } };
+            let mut m = PacketMetaBuilder::udp(HOSTS[src], 5353, HOSTS[dst], 53)
+                .fragment(fragment)
+                .at_micros(now)
+                .build();
+            let (len, dropped) = (fr.len(), fr.not_remembered());
+            fr.resolve(&mut m);
+            prop_assert!(fr.len() <= cap, "{} datagrams remembered", fr.len());
+            if fr.not_remembered() > dropped {
+                prop_assert_eq!(fr.len(), cap);
+                prop_assert!(len == cap);
+            }
+        }
     }
 }
 

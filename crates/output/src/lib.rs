@@ -658,6 +658,39 @@ mod tests {
         assert!(s.admit(&numbered(3, 103)), "forgotten, so written again");
     }
 
+    proptest::proptest! {
+        /// Under any stream of alerts (a few signatures, many sources,
+        /// with or without a counterpart, capture time going back and
+        /// forth) the suppressor never remembers more than `max_entries`
+        /// findings, and suppresses only findings it has written before.
+        #[test]
+        fn memory_stays_within_max_entries(
+            window in 0u64..120,
+            max_entries in 1usize..16,
+            stream in proptest::collection::vec(
+                (0usize..3, 0u32..40, proptest::option::of(0u32..4), -30i64..90),
+                1..400,
+            ),
+        ) {
+            let mut s = Suppressor::new(window, max_entries);
+            let mut written = std::collections::HashSet::new();
+            let mut t = 1_700_000_000i64;
+            for (sig, src, dst, dt) in stream {
+                t += dt;
+                let mut a = numbered(src, t);
+                a.alert.signature = ["a", "b", "c"][sig];
+                a.dest_ip = dst.map(|d| IpAddr::from((d + 1).to_be_bytes()));
+                let identity = a.identity();
+                if s.admit(&a) {
+                    written.insert(identity);
+                } else {
+                    proptest::prop_assert!(written.contains(&identity), "{:?}", identity);
+                }
+                proptest::prop_assert!(s.len() <= max_entries, "{} findings", s.len());
+            }
+        }
+    }
+
     #[test]
     fn decisions_are_deterministic() {
         // A pseudo-random but fixed stream: two suppressors agree exactly.

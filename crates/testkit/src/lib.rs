@@ -1,7 +1,8 @@
 //! Test-only helpers for tapsentry: Ethernet frame builders and a pcap
 //! writer, so tests can make exactly the traffic they need, and the one
 //! builder of each test fixture: [`FlowRecordBuilder`] for flow records,
-//! [`DnsMessage`] for DNS messages, [`checksum`] for the internet checksum
+//! [`PacketMetaBuilder`] for decoded packets, [`DnsEventBuilder`] for DNS
+//! summaries, [`DnsMessage`] for DNS messages, [`checksum`] for the internet checksum
 //! and [`raw_pcap`] for pcap files libpcap's dumper does not write. Whole
 //! captures: [`office`] (three labelled hours with attacks) and [`week`]
 //! (a benign week of a 50-200-host office, streamed frame by frame), whose
@@ -29,6 +30,7 @@
 pub mod bench;
 pub mod checksum;
 mod dns;
+mod dns_event;
 mod flow_record;
 mod frames;
 pub mod hello;
@@ -42,6 +44,7 @@ mod wire;
 mod writer;
 
 pub use dns::{encode_name, DnsMessage, QUERY_FLAGS, RESPONSE_FLAGS};
+pub use dns_event::DnsEventBuilder;
 pub use flow_record::{Addr, FlowRecordBuilder, SESSION_FLAGS, START_SECS};
 pub use frames::{
     icmp_echo_v4, icmp_echo_v6, ip_proto_v4, ip_proto_v6, mac_for, tcp_v4, tcp_v4_seq, tcp_v6,

@@ -244,8 +244,80 @@ impl FlowRecord {
             .saturating_sub(self.reported_to_client.bytes)
     }
 
+    /// Packets client to server not carried by any earlier record of this flow.
+    pub fn new_packets_to_server(&self) -> u64 {
+        self.to_server
+            .packets
+            .saturating_sub(self.reported_to_server.packets)
+    }
+
+    /// Packets server to client not carried by any earlier record of this flow.
+    pub fn new_packets_to_client(&self) -> u64 {
+        self.to_client
+            .packets
+            .saturating_sub(self.reported_to_client.packets)
+    }
+
     /// True for the first record emitted for this flow (nothing reported before).
     pub fn is_first_report(&self) -> bool {
         self.reported_to_server.packets == 0 && self.reported_to_client.packets == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// Any IPv4 or IPv6 address, and often one of a few fixed ones (an
+    /// IPv4 address, its v4-mapped IPv6 form, the unspecified addresses)
+    /// so that both ends of a packet share an address often enough.
+    fn addr() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<Ipv4Addr>().prop_map(IpAddr::V4),
+            any::<Ipv6Addr>().prop_map(IpAddr::V6),
+            prop::sample::select(vec![
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped()),
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ]),
+        ]
+    }
+
+    /// Any port, and often one of the lowest four (equal ports, port 0).
+    fn port() -> impl Strategy<Value = u16> {
+        prop_oneof![any::<u16>(), 0u16..4]
+    }
+
+    proptest! {
+        /// A packet and its reply build the same key, with protocol and
+        /// VLAN kept; the key names the sender on the side it returns, and
+        /// the reply's side is the other one (unless both ends are one
+        /// address and port, where there is no other side).
+        #[test]
+        fn a_key_is_the_same_from_both_directions(
+            src in addr(),
+            sport in port(),
+            dst in addr(),
+            dport in port(),
+            proto in any::<u8>(),
+            vlan in any::<u16>(),
+        ) {
+            let (there, from_src) = FlowKey::canonical(src, sport, dst, dport, proto, vlan);
+            let (back, from_dst) = FlowKey::canonical(dst, dport, src, sport, proto, vlan);
+            prop_assert_eq!(there, back);
+            prop_assert_eq!((there.proto, there.vlan), (proto, vlan));
+            prop_assert!((there.a, there.a_port) <= (there.b, there.b_port));
+            prop_assert_eq!(there.endpoint(from_src), (src, sport));
+            prop_assert_eq!(there.endpoint(from_src.other()), (dst, dport));
+            prop_assert_eq!(back.endpoint(from_dst), (dst, dport));
+            if (src, sport) == (dst, dport) {
+                prop_assert_eq!((from_src, from_dst), (Side::A, Side::A));
+            } else {
+                prop_assert_eq!(from_dst, from_src.other());
+            }
+        }
     }
 }
