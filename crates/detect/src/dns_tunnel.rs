@@ -418,6 +418,7 @@ mod tests {
             rcode: 0,
             answers: 0,
             msg_len: 100,
+            answer_addrs: [None; 2],
         }
     }
 
