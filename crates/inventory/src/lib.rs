@@ -620,8 +620,9 @@ impl Inventory {
     }
 
     /// Rate limit: at most `max_records_per_hour` per capture-time clock
-    /// hour, counted past it. The hour is the record's own time, so the
-    /// limit does not depend on how records are batched.
+    /// hour, counted past it. The hour is the inventory's clock (the sweep
+    /// time), which only moves forward; a record's own timestamp (its
+    /// flow's first packet) does not, and would reset the count.
     fn raise(&mut self, r: InventoryRecord, out: &mut Vec<InventoryRecord>) {
         let hour = self.now.secs().div_euclid(3600);
         if hour != self.hour {

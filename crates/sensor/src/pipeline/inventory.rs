@@ -187,3 +187,60 @@ pub(crate) fn save_loop(rx: &Receiver<Vec<u8>>, path: PathBuf) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::bounded;
+    use tapsentry_intel::GeoIp;
+    use tapsentry_testkit::FlowRecordBuilder;
+
+    fn intel_db(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/intel/tests/data")
+            .join(name)
+    }
+
+    /// Flows to outside addresses the MaxMind test databases know: the
+    /// host's countries and ASNs come from them; a save at the end goes to
+    /// the save queue and parses back.
+    #[test]
+    fn the_feed_looks_up_outside_peers_and_saves_at_the_end() {
+        let geo = GeoIp::open(
+            Some(&intel_db("GeoIP2-City-Test.mmdb")),
+            Some(&intel_db("GeoLite2-ASN-Test.mmdb")),
+        )
+        .unwrap();
+        let intel = Arc::new(IntelHandle::new(IntelSnapshot {
+            geo,
+            ..IntelSnapshot::empty()
+        }));
+        let home = Arc::new(HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap());
+        let (tx, rx) = bounded::<Vec<u8>>(4);
+        let mut feed = InventoryFeed::new(
+            Inventory::new(InventoryConfig::default()),
+            300,
+            home,
+            intel,
+            tx,
+            false,
+            Arc::new(SharedStats::new()),
+        );
+        let recs = [
+            FlowRecordBuilder::tcp("10.0.0.5", 40_000, "81.2.69.142", 443).build(),
+            FlowRecordBuilder::tcp("10.0.0.5", 40_001, "1.128.0.1", 443).build(),
+            // Neither end inside: not the inventory's business.
+            FlowRecordBuilder::tcp("192.0.2.1", 40_000, "198.51.100.1", 80).build(),
+        ];
+        let now = recs[0].last_seen;
+        assert!(feed.observe(now, &[], &recs).is_empty());
+        feed.maybe_save(now, true);
+        let saved = rx.try_recv().unwrap();
+        let f = file::parse(&saved).unwrap();
+        assert_eq!(f.hosts.len(), 1);
+        let h = &f.hosts[0];
+        assert_eq!(h.countries.iter().collect::<Vec<_>>(), ["GB"]);
+        assert!(h.asns.contains(&1221), "{:?}", h.asns);
+        assert_eq!(lock(&feed.shared.inventory).hosts, 1);
+    }
+}
