@@ -11,6 +11,7 @@ mod config;
 mod detections;
 mod determinism;
 mod fuzz_seeds;
+mod inventory;
 mod linktypes;
 mod live;
 mod malformed;

@@ -17,7 +17,9 @@
 //! assert_eq!(parse_message(&bad), Err(DnsError::BadPointer));
 //! ```
 
-use tapsentry_types::{DnsEvent, DnsName, Fragment, PacketMeta};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use tapsentry_types::{DnsEvent, DnsName, Fragment, PacketMeta, DNS_ANSWER_ADDRS};
 
 const HEADER_LEN: usize = 12;
 /// RFC 1035 limits: 63 octets per label, 255 per name on the wire.
@@ -26,6 +28,9 @@ const MAX_NAME_WIRE: usize = 255;
 /// Compression pointers followed per name before giving up. Legitimate
 /// names need a handful; the limit bounds the work an attacker can ask for.
 const MAX_POINTERS: usize = 16;
+/// Answer records walked per response looking for addresses: bounds the
+/// work a response with a huge ANCOUNT can ask for.
+const MAX_ANSWERS_WALKED: u16 = 16;
 
 /// The first question and header facts of one DNS message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +50,9 @@ pub struct DnsSummary {
     pub answers: u16,
     /// Bytes of the message as captured (saturating at 65535).
     pub msg_len: u16,
+    /// The first A/AAAA addresses of the answer section of a NOERROR
+    /// response (none for queries, errors, or an answer section cut short).
+    pub answer_addrs: [Option<IpAddr>; DNS_ANSWER_ADDRS],
 }
 
 /// Why a DNS message could not be summarised.
@@ -173,6 +181,7 @@ pub fn event(m: &PacketMeta<'_>) -> Option<Result<DnsEvent, DnsError>> {
             rcode: d.rcode,
             answers: d.answers,
             msg_len: d.msg_len,
+            answer_addrs: d.answer_addrs,
         }
     }))
 }
@@ -191,15 +200,85 @@ pub fn parse_message(msg: &[u8]) -> Result<DnsSummary, DnsError> {
     // QTYPE and QCLASS must both be there for the question to be whole.
     let qtype = be16(msg, end).ok_or(DnsError::Truncated)?;
     be16(msg, end.saturating_add(2)).ok_or(DnsError::Truncated)?;
+    let is_response = flags & 0x8000 != 0;
+    let rcode = (flags & 0x000f) as u8;
+    let answer_addrs = if is_response && rcode == 0 && qdcount == 1 {
+        answer_addresses(msg, end.saturating_add(4), ancount)
+    } else {
+        [None; DNS_ANSWER_ADDRS]
+    };
     Ok(DnsSummary {
         id,
-        is_response: flags & 0x8000 != 0,
+        is_response,
         qname,
         qtype,
-        rcode: (flags & 0x000f) as u8,
+        rcode,
         answers: ancount,
         msg_len: u16::try_from(msg.len()).unwrap_or(u16::MAX),
+        answer_addrs,
     })
+}
+
+/// The first A/AAAA addresses among the answer records starting at `pos`.
+/// A record's owner name is skipped, not decoded (a CNAME chain still ends
+/// at the addresses of the name asked); a section cut short or malformed
+/// ends the walk with what was found, never an error: the summary of the
+/// question stays valid.
+fn answer_addresses(
+    msg: &[u8],
+    mut pos: usize,
+    ancount: u16,
+) -> [Option<IpAddr>; DNS_ANSWER_ADDRS] {
+    let mut out = [None; DNS_ANSWER_ADDRS];
+    let mut found = 0usize;
+    for _ in 0..ancount.min(MAX_ANSWERS_WALKED) {
+        let Some(p) = skip_name(msg, pos) else {
+            break;
+        };
+        let (Some(rtype), Some(class), Some(rdlen)) =
+            (be16(msg, p), be16(msg, p + 2), be16(msg, p + 8))
+        else {
+            break;
+        };
+        let rdata_at = p + 10;
+        let Some(rdata) = msg.get(rdata_at..rdata_at + usize::from(rdlen)) else {
+            break;
+        };
+        let addr = match (rtype, class, rdata.len()) {
+            (1, 1, 4) => rdata
+                .first_chunk::<4>()
+                .map(|a| IpAddr::V4(Ipv4Addr::from(*a))),
+            (28, 1, 16) => rdata
+                .first_chunk::<16>()
+                .map(|a| IpAddr::V6(Ipv6Addr::from(*a))),
+            _ => None,
+        };
+        if let (Some(a), Some(slot)) = (addr, out.get_mut(found)) {
+            *slot = Some(a);
+            found += 1;
+            if found == DNS_ANSWER_ADDRS {
+                break;
+            }
+        }
+        pos = rdata_at + usize::from(rdlen);
+    }
+    out
+}
+
+/// The offset just past the name at `pos` (labels up to the root label or
+/// a compression pointer), without decoding it; `None` if the message ends
+/// first or the name is longer than a name can be.
+fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    for _ in 0..=MAX_NAME_WIRE / 2 {
+        let len = *msg.get(pos)?;
+        match len {
+            0 => return Some(pos + 1),
+            1..=0x3f => pos += 1 + usize::from(len),
+            0xc0..=0xff => return Some(pos + 2).filter(|e| *e <= msg.len()),
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Summarises the first DNS message of a TCP segment payload: a 2-byte
@@ -290,6 +369,43 @@ mod tests {
 
     /// A header: id 1, no flags, one question, and nothing after it.
     const BARE_HEADER: [u8; 12] = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+
+    #[test]
+    fn answer_addresses_of_a_noerror_response() {
+        let m = DnsMessage::query(7, "fs.corp.example", 1)
+            .response(0)
+            .answer(5, 60, b"\x02fs\x00")
+            .answer(1, 60, &[10, 20, 1, 30])
+            .answer(28, 60, &[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+            .answer(1, 60, &[10, 20, 1, 31])
+            .encode();
+        let s = parse_message(&m).unwrap();
+        assert_eq!(
+            s.answer_addrs,
+            [
+                Some("10.20.1.30".parse().unwrap()),
+                Some("fd00::1".parse().unwrap())
+            ]
+        );
+        // NXDOMAIN and queries carry none; every cut of the answer section
+        // still summarises the question and never reads past the end.
+        assert_eq!(
+            parse_message(&response()).unwrap().answer_addrs,
+            [None, None]
+        );
+        let q = parse_message(&query(b"\x01a\x00", 1)).unwrap();
+        assert_eq!(q.answer_addrs, [None, None]);
+        let question_end = 12 + "fs.corp.example".len() + 2 + 4;
+        for cut in question_end..m.len() {
+            let s = parse_message(&m[..cut]).unwrap();
+            let ok = ["10.20.1.30", "fd00::1"];
+            assert!(s
+                .answer_addrs
+                .iter()
+                .flatten()
+                .all(|a| ok.contains(&a.to_string().as_str())));
+        }
+    }
 
     #[test]
     fn query_fields() {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tapsentry_detect::{DetectConfig, HomeNet};
 use tapsentry_flow::FlowConfig;
+use tapsentry_inventory::InventoryConfig;
 use tapsentry_types::{Problem, SectionProblems};
 
 /// The embedded default configuration: the example file, byte for byte.
@@ -38,6 +39,10 @@ pub struct SensorConfig {
     /// `[detect]`: per-detector settings.
     #[serde(default)]
     pub detect: DetectConfig,
+    /// `[inventory]`: the asset inventory's bounds and clocks (built when
+    /// `output.inventory` is set).
+    #[serde(default)]
+    pub inventory: InventoryConfig,
 }
 
 /// `[network]`.
@@ -176,6 +181,11 @@ pub struct OutputConfig {
     pub suppression_window_secs: u64,
     /// Findings remembered for suppression (memory bound). Default 100000.
     pub suppression_max_entries: usize,
+    /// The asset inventory file (JSON, replaced atomically, mode 0600),
+    /// saved every `inventory.save_interval_secs` of capture time and at
+    /// exit, loaded at start; `""` turns the inventory (and its records in
+    /// the alert log) off. Default "".
+    pub inventory: PathBuf,
 }
 
 impl Default for OutputConfig {
@@ -187,6 +197,7 @@ impl Default for OutputConfig {
             stats_interval_secs: 60,
             suppression_window_secs: 3600,
             suppression_max_entries: 100_000,
+            inventory: PathBuf::new(),
         }
     }
 }
@@ -300,6 +311,7 @@ impl SensorConfig {
         p.extend(self.pipeline.problems("pipeline"));
         p.extend(self.output.problems("output"));
         p.extend(self.capture.problems("capture"));
+        p.extend(self.inventory.problems("inventory"));
         p
     }
 }

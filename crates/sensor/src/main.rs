@@ -49,6 +49,9 @@ struct Common {
     /// Baseline state file, overriding detect.state_file ("" for none): loaded at start, saved periodically and at exit.
     #[arg(long, value_name = "FILE")]
     state_file: Option<PathBuf>,
+    /// Asset inventory file, overriding output.inventory ("" for none): loaded at start, saved periodically and at exit.
+    #[arg(long, value_name = "FILE")]
+    inventory: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +74,21 @@ enum Cmd {
         /// Interface, overriding capture.interface.
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
+    },
+    /// Show the asset inventory: one block per inside host (address, names, MACs, first/last seen, services).
+    Inventory {
+        /// Configuration file, for output.inventory (default: the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only this host.
+        #[arg(long, value_name = "IP")]
+        host: Option<std::net::IpAddr>,
+        /// Print the file's JSON as it is (with --host: that host's object).
+        #[arg(long)]
+        json: bool,
+        /// The inventory file (default: output.inventory of the configuration).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Validate a configuration file: exit 0, or print every problem and exit 2.
     CheckConfig {
@@ -109,6 +127,12 @@ fn main() -> ExitCode {
             pcaps,
         } => replay(common, speed, &pcaps),
         Cmd::Run { common, interface } => run_live(common, interface),
+        Cmd::Inventory {
+            config,
+            host,
+            json,
+            file,
+        } => show_inventory(config, host, json, file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,6 +175,69 @@ fn check_config(file: &std::path::Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `tapsentry inventory`: the file as a table, or its JSON as it is.
+fn show_inventory(
+    config: Option<PathBuf>,
+    host: Option<std::net::IpAddr>,
+    json: bool,
+    file: Option<PathBuf>,
+) -> Result<(), Failure> {
+    use std::io::Write;
+    let path = match file {
+        Some(f) => f,
+        None => {
+            let cfg = match &config {
+                Some(p) => SensorConfig::load(p),
+                None => SensorConfig::embedded_default(),
+            }
+            .map_err(|e| Failure::Config(e.to_string()))?;
+            configured(&cfg.output.inventory)
+                .map(std::path::Path::to_path_buf)
+                .ok_or_else(|| {
+                    Failure::Config(
+                        "tapsentry inventory: no file given and output.inventory is not set".into(),
+                    )
+                })?
+        }
+    };
+    let name = path.display();
+    let inv = match tapsentry_inventory::file::load(&path) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return Err(Failure::Runtime(format!(
+                "inventory file {name}: does not exist"
+            )))
+        }
+        Err(e) => return Err(Failure::Runtime(format!("inventory file {name}: {e}"))),
+    };
+    let text: Vec<u8> = match (host, json) {
+        (None, true) => std::fs::read(&path)
+            .map_err(|e| Failure::Runtime(format!("inventory file {name}: {e}")))?,
+        (None, false) => tapsentry_inventory::table::render(&inv).into_bytes(),
+        (Some(ip), as_json) => {
+            let h = inv
+                .host(ip)
+                .ok_or_else(|| Failure::Runtime(format!("inventory file {name}: no host {ip}")))?;
+            if as_json {
+                let mut v = serde_json::to_vec(h)
+                    .map_err(|e| Failure::Runtime(format!("inventory file {name}: {e}")))?;
+                v.push(b'\n');
+                v
+            } else {
+                tapsentry_inventory::table::host_block(h).into_bytes()
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is the reader's choice, not an error.
+    match out.write_all(&text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Runtime(format!("stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The configuration file (or the embedded default) with the flags'
 /// overrides applied.
 fn load_config(c: Common) -> Result<SensorConfig, Failure> {
@@ -173,6 +260,9 @@ fn load_config(c: Common) -> Result<SensorConfig, Failure> {
     }
     if let Some(s) = c.state_file {
         cfg.detect.state_file = s;
+    }
+    if let Some(i) = c.inventory {
+        cfg.output.inventory = i;
     }
     if let Some(w) = c.workers {
         if !(1..=64).contains(&w) {

@@ -43,9 +43,21 @@ impl DnsEventBuilder {
                 rcode: 0,
                 answers: 0,
                 msg_len: 100,
+                answer_addrs: [None; tapsentry_types::DNS_ANSWER_ADDRS],
             },
         }
         .name(name.as_bytes())
+    }
+
+    /// A response (QR set) answering with `addrs` (the first
+    /// `DNS_ANSWER_ADDRS` of them kept, as the decoder keeps them).
+    pub fn answered(mut self, addrs: &[std::net::IpAddr]) -> Self {
+        self.ev.is_response = true;
+        self.ev.answers = u16::try_from(addrs.len()).unwrap_or(u16::MAX);
+        for (slot, a) in self.ev.answer_addrs.iter_mut().zip(addrs) {
+            *slot = Some(*a);
+        }
+        self
     }
 
     /// The question name, as bytes (lower-cased and dotted, as the decoder

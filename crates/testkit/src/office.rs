@@ -29,7 +29,7 @@
 //! a 300 MB upload costs about 15 MB of file, not 300 MB. Only IPv4 is
 //! generated.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
@@ -537,6 +537,41 @@ impl Attack {
 ///
 /// Errors: any attack address that is not IPv4, and the writer's errors.
 pub fn generate(spec: &OfficeSpec, path: &Path) -> Result<Vec<Label>, pcap::Error> {
+    generate_with_truth(spec, path).map(|(labels, _)| labels)
+}
+
+/// What an inside host of a generated office offers on one port: the
+/// clients that got an answer, and when the first of each kind did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServedTruth {
+    /// Inside clients answered.
+    pub inside_clients: BTreeSet<IpAddr>,
+    /// Outside clients answered.
+    pub outside_clients: BTreeSet<IpAddr>,
+    /// Seconds after capture start of the first answer to an outside
+    /// client (`None`: never served outside).
+    pub first_outside_secs: Option<f64>,
+}
+
+/// The ground truth of a generated office's asset inventory, recorded as
+/// the frames were written: who sent anything, and who answered whom on
+/// which port.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryTruth {
+    /// Every inside address that sent at least one frame, with the time
+    /// (seconds after capture start) of its first.
+    pub hosts: BTreeMap<IpAddr, f64>,
+    /// Services: (inside server, `"tcp"`/`"udp"`, port). TCP: the server
+    /// sent a SYN-ACK; UDP: the server sent a datagram back to the side
+    /// that sent first on that address/port pair.
+    pub services: BTreeMap<(IpAddr, &'static str, u16), ServedTruth>,
+}
+
+/// [`generate`], also returning the ground truth of the inventory.
+pub fn generate_with_truth(
+    spec: &OfficeSpec,
+    path: &Path,
+) -> Result<(Vec<Label>, InventoryTruth), pcap::Error> {
     for a in &spec.attacks {
         check_v4(a)?;
     }
@@ -552,8 +587,9 @@ pub fn generate(spec: &OfficeSpec, path: &Path) -> Result<Vec<Label>, pcap::Erro
     for a in &spec.attacks {
         labels.push(g.attack(a));
     }
+    let truth = g.cap.truth(&g.o);
     g.cap.write(path)?;
-    Ok(labels)
+    Ok((labels, truth))
 }
 
 fn check_v4(a: &Attack) -> Result<(), pcap::Error> {
@@ -615,11 +651,20 @@ struct Rec {
     wire: u32,
 }
 
+/// An address and port.
+type Endpoint = (IpAddr, u16);
+
 /// All frames, in one byte arena, with their times and wire lengths.
 struct Capture {
     arena: Vec<u8>,
     recs: Vec<Rec>,
     ip_id: u16,
+    /// For the inventory's ground truth: the first frame time of each
+    /// sender, every SYN-ACK (time, server, port, client) and every UDP
+    /// datagram (time, source, destination).
+    senders: HashMap<IpAddr, i64>,
+    syn_acks: Vec<(i64, IpAddr, u16, IpAddr)>,
+    datagrams: Vec<(i64, Endpoint, Endpoint)>,
 }
 
 fn oct(a: IpAddr) -> [u8; 4] {
@@ -640,7 +685,53 @@ impl Capture {
             arena: Vec::with_capacity(32 << 20),
             recs: Vec::with_capacity(1 << 19),
             ip_id: 1,
+            senders: HashMap::new(),
+            syn_acks: Vec::new(),
+            datagrams: Vec::new(),
         }
+    }
+
+    /// The inventory ground truth of the frames written so far.
+    fn truth(&self, o: &Office) -> InventoryTruth {
+        let secs = |us: i64| (us - EPOCH_SECS * 1_000_000) as f64 / 1e6;
+        let mut t = InventoryTruth {
+            hosts: self
+                .senders
+                .iter()
+                .filter(|(a, _)| o.is_inside(**a))
+                .map(|(a, us)| (*a, secs(*us)))
+                .collect(),
+            ..InventoryTruth::default()
+        };
+        let mut serve = |us: i64, server: IpAddr, transport, port, client: IpAddr| {
+            let e = t.services.entry((server, transport, port)).or_default();
+            if o.is_inside(client) {
+                e.inside_clients.insert(client);
+            } else {
+                e.outside_clients.insert(client);
+                let s = secs(us);
+                e.first_outside_secs = Some(e.first_outside_secs.map_or(s, |f| f.min(s)));
+            }
+        };
+        for &(us, server, port, client) in &self.syn_acks {
+            if o.is_inside(server) {
+                serve(us, server, "tcp", port, client);
+            }
+        }
+        // The side that sent first on a pair of endpoints is the client;
+        // a datagram back from the other side is an answer. Sorted by time
+        // (stably, as the frames are written).
+        let mut dgrams = self.datagrams.clone();
+        dgrams.sort_by_key(|d| d.0);
+        let mut first: HashMap<(Endpoint, Endpoint), Endpoint> = HashMap::new();
+        for &(us, src, dst) in &dgrams {
+            let pair = if src <= dst { (src, dst) } else { (dst, src) };
+            let client = *first.entry(pair).or_insert(src);
+            if src != client && o.is_inside(src.0) {
+                serve(us, src.0, "udp", src.1, dst.0);
+            }
+        }
+        t
     }
 
     /// One IPv4 frame: `l4` is the transport header plus the captured part
@@ -648,6 +739,9 @@ impl Capture {
     /// missing tail is zeros, already counted in any checksum).
     fn ipv4(&mut self, t: f64, src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], l4_len: usize) {
         self.ip_id = self.ip_id.wrapping_add(1);
+        let us = now_us(t);
+        let first = self.senders.entry(src).or_insert(us);
+        *first = (*first).min(us);
         let off = self.arena.len();
         let wire = push_ipv4_frame(
             &mut self.arena,
@@ -692,12 +786,16 @@ impl Capture {
             flags,
         };
         tcp_segment(&mut seg, &f, &ZEROS[..keep], len);
+        if flags & 0x12 == 0x12 {
+            self.syn_acks.push((now_us(t), src, sport, dst));
+        }
         self.ipv4(t, src, dst, 6, &seg, 20 + len);
     }
 
     fn udp(&mut self, t: f64, (src, sport): (IpAddr, u16), (dst, dport): (IpAddr, u16), p: &[u8]) {
         let mut seg = Vec::with_capacity(8 + p.len());
         udp_datagram(&mut seg, (oct(src), sport), (oct(dst), dport), p, p.len());
+        self.datagrams.push((now_us(t), (src, sport), (dst, dport)));
         let len = seg.len();
         self.ipv4(t, src, dst, 17, &seg, len);
     }

@@ -106,4 +106,12 @@ pub struct DnsEvent {
     pub answers: u16,
     /// Bytes of the DNS message as captured.
     pub msg_len: u16,
+    /// The first A/AAAA addresses in the answer section of a NOERROR
+    /// response (at most [`DNS_ANSWER_ADDRS`]; `None` past the last), so an
+    /// inventory can name the hosts it sees ("`qname` is at this address").
+    pub answer_addrs: [Option<IpAddr>; DNS_ANSWER_ADDRS],
 }
+
+/// Answer addresses kept per DNS response: enough for the usual one or
+/// two, small enough that the event stays a fixed-size copy.
+pub const DNS_ANSWER_ADDRS: usize = 2;

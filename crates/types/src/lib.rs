@@ -33,7 +33,7 @@ mod time_fmt;
 pub use alert::{Alert, AlertBody, Category, GeoInfo, Mitre, Response};
 pub use app_proto::AppProto;
 pub use community_id::{community_id_of_key, community_id_v1};
-pub use dns::{DnsEvent, DnsName, DNS_NAME_MAX};
+pub use dns::{DnsEvent, DnsName, DNS_ANSWER_ADDRS, DNS_NAME_MAX};
 pub use flow::{DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, Side, TcpFlags};
 pub use problem::{Problem, SectionProblems};
 pub use time_fmt::Timestamp;

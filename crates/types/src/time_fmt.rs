@@ -1,4 +1,4 @@
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 
 /// A capture timestamp: microseconds since the Unix epoch, UTC.
@@ -63,6 +63,63 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Parses what [`Timestamp::to_rfc3339`] writes
+    /// (`2024-05-01T12:00:00.123456Z`, exactly that shape); `None` for
+    /// anything else. Files the sensor wrote itself (the inventory) are read
+    /// back with it, so the strict shape is enough.
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let b = s.as_bytes();
+        if b.len() != 27 || b[26] != b'Z' {
+            return None;
+        }
+        for (i, c) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+        ] {
+            if b[i] != c {
+                return None;
+            }
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            let d = s.get(r)?;
+            if !d.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            d.parse().ok()
+        };
+        let year = i32::try_from(num(0..4)?).ok()?;
+        let month = time::Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
+        let day = u8::try_from(num(8..10)?).ok()?;
+        let date = time::Date::from_calendar_date(year, month, day).ok()?;
+        let t = time::Time::from_hms_micro(
+            u8::try_from(num(11..13)?).ok()?,
+            u8::try_from(num(14..16)?).ok()?,
+            u8::try_from(num(17..19)?).ok()?,
+            num(20..26)?,
+        )
+        .ok()?;
+        let dt = time::PrimitiveDateTime::new(date, t).assume_utc();
+        let us = dt.unix_timestamp_nanos() / 1_000;
+        i64::try_from(us).ok().map(Timestamp)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s).ok_or_else(|| {
+            serde::de::Error::custom(format_args!(
+                "not an RFC 3339 UTC time with microseconds: {s:?}"
+            ))
+        })
+    }
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_rfc3339())
@@ -78,6 +135,33 @@ mod tests {
         let t = Timestamp::from_secs_nanos(1_700_000_000, 123_456_789);
         assert_eq!(t.to_rfc3339(), "2023-11-14T22:13:20.123456Z");
         assert_eq!(Timestamp::ZERO.to_rfc3339(), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn rfc3339_round_trips_and_rejects_other_shapes() {
+        for us in [
+            0i64,
+            1_700_000_000_123_456,
+            1_234_567,
+            253_402_300_799_999_999,
+        ] {
+            let t = Timestamp::from_micros(us);
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        }
+        for bad in [
+            "",
+            "2023-11-14T22:13:20Z",
+            "2023-11-14T22:13:20.123456+00:00",
+            "2023-13-14T22:13:20.123456Z",
+            "2023-11-14T25:13:20.123456Z",
+            "2023-11-14T22:13:20.12345xZ",
+            "+023-11-14T22:13:20.123456Z",
+            "2023-11-14 22:13:20.123456Z",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+        let t: Timestamp = serde_json::from_str("\"2023-11-14T22:13:20.123456Z\"").unwrap();
+        assert_eq!(t, Timestamp::from_secs_nanos(1_700_000_000, 123_456_000));
     }
 
     #[test]

@@ -28,6 +28,11 @@
 //!    an epoch already released, from a worker that does not exist, or a
 //!    second one from the same worker for the same epoch
 //!    ([`EpochCollector::accept`] returns it inside [`Refused`]).
+//! 6. **The sweeper's own records of an epoch (the asset inventory's) reach
+//!    the writer before the epoch's batches reach the workers**, on the
+//!    same queue as the replies, so they are held
+//!    ([`EpochCollector::attach`]) when the epoch completes and are written
+//!    right after its alerts, in the order the sweeper raised them.
 //!
 //! Live, the sweeper drops a batch when a worker's queue is full (counted),
 //! so 2 and 4 cannot hold: the writer then uses no collector and writes each
@@ -37,6 +42,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tapsentry_detect::Batch;
+use tapsentry_inventory::InventoryRecord;
 use tapsentry_types::{Alert, Timestamp};
 
 /// Most workers an [`EpochCollector`] can count replies from (one bit each);
@@ -196,6 +202,9 @@ pub struct Released {
     pub epoch: u64,
     /// Its alerts, from every worker, in [`alert_order`].
     pub alerts: Vec<Alert>,
+    /// The sweeper's inventory records of the epoch, in the order raised
+    /// (written after the alerts).
+    pub inventory: Vec<InventoryRecord>,
     /// When the sweeper handed it out.
     pub emitted: Instant,
 }
@@ -248,6 +257,7 @@ struct Pending {
     /// Bit `i` is set once worker `i` replied.
     replied: u64,
     alerts: Vec<Alert>,
+    inventory: Vec<InventoryRecord>,
     emitted: Instant,
 }
 
@@ -291,6 +301,7 @@ impl EpochCollector {
         let p = self.pending.entry(epoch).or_insert_with(|| Pending {
             replied: 0,
             alerts: Vec::new(),
+            inventory: Vec::new(),
             emitted: reply.emitted,
         });
         if p.replied & bit != 0 {
@@ -298,6 +309,29 @@ impl EpochCollector {
         }
         p.replied |= bit;
         p.alerts.extend(reply.alerts);
+        Ok(())
+    }
+
+    /// Holds the sweeper's inventory records of `epoch` until it is
+    /// released (invariant 6). An epoch already released (which the
+    /// protocol rules out) hands them back, to be written at once rather
+    /// than lost.
+    pub fn attach(
+        &mut self,
+        epoch: u64,
+        records: Vec<InventoryRecord>,
+        emitted: Instant,
+    ) -> Result<(), Vec<InventoryRecord>> {
+        if epoch < self.next {
+            return Err(records);
+        }
+        let p = self.pending.entry(epoch).or_insert_with(|| Pending {
+            replied: 0,
+            alerts: Vec::new(),
+            inventory: Vec::new(),
+            emitted,
+        });
+        p.inventory.extend(records);
         Ok(())
     }
 
@@ -312,9 +346,7 @@ impl EpochCollector {
         }
         let epoch = self.next;
         self.next += 1;
-        self.pending
-            .remove(&epoch)
-            .map(|p| released(epoch, p.alerts, p.emitted))
+        self.pending.remove(&epoch).map(|p| released(epoch, p))
     }
 
     /// Epochs not yet released (a worker died before replying), in epoch
@@ -323,16 +355,18 @@ impl EpochCollector {
     pub fn finish(self) -> impl Iterator<Item = Released> {
         self.pending
             .into_iter()
-            .map(|(epoch, p)| released(epoch, p.alerts, p.emitted))
+            .map(|(epoch, p)| released(epoch, p))
     }
 }
 
-fn released(epoch: u64, mut alerts: Vec<Alert>, emitted: Instant) -> Released {
+fn released(epoch: u64, p: Pending) -> Released {
+    let mut alerts = p.alerts;
     alerts.sort_by(alert_order);
     Released {
         epoch,
         alerts,
-        emitted,
+        inventory: p.inventory,
+        emitted: p.emitted,
     }
 }
 

@@ -11,18 +11,20 @@
 //!             payload arena           sweep ticks the ack     (+ first msgs)
 //!                                                                      └──────────── Flows(ended) ────────────────────┘
 //!  side threads: signals (SIGINT/SIGTERM stop, SIGHUP reload + reopen), stats (stats log every interval),
-//!  state-out (baseline state file: workers export at one capture time, it writes)
+//!  state-out (baseline state file: workers export at one capture time, it writes),
+//!  inventory-out (the asset inventory file: the sweeper encodes at one capture time, it writes)
 //! ```
 //!
 //! | thread | stage | owns | receives (queue, bound) | sends |
 //! | --- | --- | --- | --- | --- |
 //! | `cap-rx` | [`reader`] | the frame source, fragment tracker, capture counters; copies each payload's first bytes into the batch's arena | frames from the source; empty batches back from `flow-in` (`INGEST_QUEUE` + 2) | `IngestMsg` to `flow-in` (`INGEST_QUEUE` = 128) |
 //! | `flow-in` | [`ingest`] | the flow-table session (it classifies), pending DNS events and first-message metadata, tick clock | `IngestMsg` | `SweepMsg` to `flow-sweep` (1); replay waits for the ack (1) |
-//! | `flow-sweep` | [`sweep`] | the record buffer, epoch issuer, save clock, first-message metadata of live flows ([`flow_meta`]) | `SweepMsg` | `WorkerMsg` to each `det-i` (`pipeline.worker_queue`); ended flows to `alert-out` |
+//! | `flow-sweep` | [`sweep`] | the record buffer, epoch issuer, save clock, first-message metadata of live flows ([`flow_meta`]), the asset [`inventory`] | `SweepMsg` | `WorkerMsg` to each `det-i` (`pipeline.worker_queue`); ended flows and inventory records to `alert-out`; inventory saves to `inventory-out` (1) |
 //! | `det-0..N` | [`workers`] | the detectors of one shard of hosts | `WorkerMsg` | one `Reply` per epoch to `alert-out` (`pipeline.writer_queue`); state parts to `state-out` (2 × workers) |
 //! | `alert-out` | [`writer`] | the alert and flow logs, suppressor, [`epoch::EpochCollector`] | `WriterMsg` | files |
 //! | `stats` | [`stats`] | the stats log | a stop queue (1) | a [`StatsRecord`] every interval |
 //! | `state-out` | [`crate::state`] | the state file | `StatePart` | the file |
+//! | `inventory-out` | [`inventory`] | the inventory file | encoded saves | the file |
 //!
 //! Reading and decoding (`cap-rx`) and the flow-table ingest (`flow-in`) are
 //! two threads because together they were three quarters of a replay's
@@ -46,6 +48,7 @@
 pub mod epoch;
 pub mod flow_meta;
 pub mod ingest;
+pub mod inventory;
 pub mod reader;
 pub mod stats;
 pub mod sweep;
@@ -183,6 +186,28 @@ impl Pipeline {
         let (writer_tx, writer_rx) = bounded::<WriterMsg>(cfg.pipeline.writer_queue);
         let (state_tx, state_rx) = bounded::<StatePart>(workers.saturating_mul(2));
         let (stats_stop_tx, stats_stop_rx) = bounded::<()>(1);
+        // The asset inventory, loaded before any packet (a broken file is
+        // one warning and an empty start).
+        let inventory_path = configured(&cfg.output.inventory).map(Path::to_path_buf);
+        let (inv_save_tx, inv_save_rx) = bounded::<Vec<u8>>(1);
+        let inventory_out = match inventory_path.clone() {
+            Some(path) => Some(spawn("inventory-out", move || {
+                inventory::save_loop(&inv_save_rx, path)
+            })?),
+            None => None,
+        };
+        let inventory_feed = inventory_path.as_deref().map(|path| {
+            inventory::InventoryFeed::new(
+                inventory::load(&cfg.inventory, path),
+                cfg.inventory.save_interval_secs,
+                Arc::clone(&home),
+                Arc::clone(&control.intel),
+                inv_save_tx.clone(),
+                live,
+                Arc::clone(&shared),
+            )
+        });
+        drop(inv_save_tx);
 
         // The threads, downstream first.
         let state_out = match built.saver {
@@ -217,11 +242,16 @@ impl Pipeline {
             shared: Arc::clone(&shared),
         };
         let flow_log = writer.flows.is_some().then(|| writer_tx.clone());
+        let inventory_writer = inventory_feed.is_some().then(|| writer_tx.clone());
         drop(writer_tx);
         let writer = spawn("alert-out", move || writer.run(&writer_rx))?;
+        let mut router = Router::new(home, worker_txs, flow_log, live, Arc::clone(&shared));
+        if let (Some(feed), Some(tx)) = (inventory_feed, inventory_writer) {
+            router = router.with_inventory(feed, tx);
+        }
         let sweep = Sweep {
             table: Arc::clone(&table),
-            router: Router::new(home, worker_txs, flow_log, live, Arc::clone(&shared)),
+            router,
             saves: state_out
                 .is_some()
                 .then(|| SaveClock::new(cfg.detect.state_interval_secs.0)),
@@ -268,6 +298,10 @@ impl Pipeline {
         let capture_errors = join(capture)?;
         join(ingest)?;
         join(sweeper)?;
+        // The sweeper sent the exit save; the file is written.
+        if let Some(h) = inventory_out {
+            join(h)?;
+        }
         for h in worker_handles {
             join(h)?;
         }

@@ -17,6 +17,7 @@ use serde::Serialize;
 use tapsentry_capture::KernelStats;
 use tapsentry_decode::{dns, DecodeError};
 use tapsentry_flow::{FlowCounters, FlowTable};
+use tapsentry_inventory::InventoryCounters;
 use tapsentry_output::JsonlSink;
 use tapsentry_telemetry::{wall, Drops, LatencyHist, LatencySummary, ReasonCounts};
 use tapsentry_types::Timestamp;
@@ -84,6 +85,7 @@ pub(crate) struct WriterStats {
     pub suppressed: u64,
     pub by_category: BTreeMap<&'static str, u64>,
     pub flow_records_logged: u64,
+    pub inventory_written: u64,
     pub alert_latency: LatencyHist,
     pub write_error: Option<String>,
 }
@@ -96,6 +98,7 @@ impl WriterStats {
         to.suppressed = self.suppressed;
         to.by_category.clone_from(&self.by_category);
         to.flow_records_logged = self.flow_records_logged;
+        to.inventory_written = self.inventory_written;
         to.alert_latency.merge(&self.alert_latency);
         self.alert_latency.reset();
         if to.write_error.is_none() {
@@ -108,6 +111,8 @@ impl WriterStats {
 pub(crate) struct SharedStats {
     pub capture: Mutex<CaptureStats>,
     pub writer: Mutex<WriterStats>,
+    /// The asset inventory's counters, published by the sweeper.
+    pub inventory: Mutex<InventoryCounters>,
     pub drops: Drops,
     pub started: Instant,
 }
@@ -117,6 +122,7 @@ impl SharedStats {
         SharedStats {
             capture: Mutex::new(CaptureStats::new()),
             writer: Mutex::new(WriterStats::default()),
+            inventory: Mutex::new(InventoryCounters::default()),
             drops: Drops::default(),
             started: wall::instant(),
         }
@@ -164,6 +170,10 @@ impl SharedStats {
                 by_category: by_category(&w.by_category),
             },
             flow_log_records: w.flow_records_logged,
+            inventory: InventoryStats {
+                counters: *lock(&self.inventory),
+                written: w.inventory_written,
+            },
             latency: LatencyRecord {
                 packet_processing: cap.packet_time.summary(),
                 flow_end_to_alert: w.alert_latency.summary(),
@@ -206,8 +216,22 @@ pub struct StatsRecord {
     pub alerts: AlertsRecord,
     /// Ended flows written to the flow log.
     pub flow_log_records: u64,
+    /// The asset inventory: its size, what its bounds refused, its records.
+    pub inventory: InventoryStats,
     /// Latency percentiles.
     pub latency: LatencyRecord,
+}
+
+/// The stats log's `inventory` object (all zero when `output.inventory`
+/// is off).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct InventoryStats {
+    /// The inventory's own counters (hosts, refusals at each bound,
+    /// records raised and rate-limited).
+    #[serde(flatten)]
+    pub counters: InventoryCounters,
+    /// Inventory records written to the alert log.
+    pub written: u64,
 }
 
 /// Capture time covered so far.
@@ -468,6 +492,19 @@ mod tests {
             "flows.interim_records",
             "flows.records_dropped",
             "flows.refused",
+            "inventory",
+            "inventory.asns_refused",
+            "inventory.clients_not_counted",
+            "inventory.countries_refused",
+            "inventory.hosts",
+            "inventory.hosts_expired",
+            "inventory.hosts_refused",
+            "inventory.names_refused",
+            "inventory.names_unattached_dropped",
+            "inventory.records",
+            "inventory.records_suppressed",
+            "inventory.services_refused",
+            "inventory.written",
             "latency",
             "latency.flow_end_to_alert",
             "latency.flow_end_to_alert.count",

@@ -20,6 +20,7 @@ use tapsentry_types::{DnsEvent, FlowRecord, RecordKind, Timestamp};
 use super::epoch::EpochIssuer;
 use super::flow_meta::{FlowMetaTable, LoggedFlow};
 use super::ingest::TickEvents;
+use super::inventory::InventoryFeed;
 use super::stats::SharedStats;
 use super::workers::WorkerMsg;
 use super::writer::WriterMsg;
@@ -62,6 +63,9 @@ pub(crate) struct Router {
     issuer: EpochIssuer,
     live: bool,
     shared: Arc<SharedStats>,
+    /// The asset inventory (with `output.inventory`), fed each epoch
+    /// before the workers get it, and the writer its records go to.
+    inventory: Option<(InventoryFeed, Sender<WriterMsg>)>,
 }
 
 impl Router {
@@ -82,6 +86,20 @@ impl Router {
             flow_meta: FlowMetaTable::default(),
             live,
             shared,
+            inventory: None,
+        }
+    }
+
+    /// Feeds `feed` every epoch; its records go to `writer`.
+    pub fn with_inventory(mut self, feed: InventoryFeed, writer: Sender<WriterMsg>) -> Router {
+        self.inventory = Some((feed, writer));
+        self
+    }
+
+    /// Saves the inventory if a boundary passed (see [`InventoryFeed::maybe_save`]).
+    fn save_inventory(&mut self, now: Timestamp, last: bool) {
+        if let Some((feed, _)) = self.inventory.as_mut() {
+            feed.maybe_save(now, last);
         }
     }
 
@@ -140,6 +158,28 @@ impl Router {
         let mut epoch = self
             .issuer
             .open(step.now, step.capture_start, wall::instant());
+        if let Some((feed, writer)) = self.inventory.as_mut() {
+            let records = feed.observe(step.now, dns, recs);
+            // Sent before the batches, so the writer has them when the
+            // epoch completes (invariant 6 of the epoch protocol).
+            if !records.is_empty() {
+                let msg = WriterMsg::Inventory {
+                    epoch: epoch.epoch(),
+                    records,
+                };
+                if self.live {
+                    if let Err(TrySendError::Full(WriterMsg::Inventory { records, .. })) =
+                        writer.try_send(msg)
+                    {
+                        self.shared
+                            .drops
+                            .add(DropReason::AlertQueueFull, records.len() as u64);
+                    }
+                } else {
+                    let _ = writer.send(msg);
+                }
+            }
+        }
         for ev in dns {
             if let Some(b) = epoch.shard_mut(shard_for(ev.client, n)) {
                 b.dns.push(*ev);
@@ -280,6 +320,7 @@ impl Sweep {
                 .as_mut()
                 .and_then(|s| s.due(last_now, step.capture_start, last));
             router.dispatch(step, &events, &recs, save);
+            router.save_inventory(last_now, last);
             if last {
                 break;
             }
@@ -391,7 +432,7 @@ mod tests {
             .try_iter()
             .flat_map(|m| match m {
                 WriterMsg::Flows(r) => r.into_iter().map(|f| f.rec).collect(),
-                WriterMsg::Alerts(_) => Vec::new(),
+                WriterMsg::Alerts(_) | WriterMsg::Inventory { .. } => Vec::new(),
             })
             .collect();
         assert_eq!(logged.len(), 2, "both drained flows go to the flow log");

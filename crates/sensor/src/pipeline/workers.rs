@@ -192,7 +192,7 @@ mod tests {
                     r.epoch(),
                     r.alerts().iter().map(|a| a.alert.category).collect(),
                 ),
-                WriterMsg::Flows(_) => (0, Vec::new()),
+                WriterMsg::Flows(_) | WriterMsg::Inventory { .. } => (0, Vec::new()),
             })
             .collect();
         assert_eq!(

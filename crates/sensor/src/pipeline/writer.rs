@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tapsentry_telemetry::wall;
+
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
+use tapsentry_inventory::InventoryRecord;
 use tapsentry_output::{JsonlSink, Suppressor};
 use tapsentry_types::{
     community_id_v1, proto_name, Alert, AppProto, EndReason, FlowRecord, FlowState, RecordKind,
@@ -30,6 +33,12 @@ pub(crate) enum WriterMsg {
     Alerts(Reply),
     /// Ended flows, for the flow log.
     Flows(Vec<LoggedFlow>),
+    /// The asset inventory's records of one epoch (from the sweeper,
+    /// before the epoch's batches went out).
+    Inventory {
+        epoch: u64,
+        records: Vec<InventoryRecord>,
+    },
 }
 
 /// The writer stage: its sinks, the suppressor, and (replay) the epoch
@@ -91,6 +100,14 @@ impl WriterStage {
                     }
                 },
                 Ok(WriterMsg::Flows(recs)) => w.write_flows(&recs),
+                Ok(WriterMsg::Inventory { epoch, records }) => match epochs.as_mut() {
+                    Some(c) => {
+                        if let Err(records) = c.attach(epoch, records, wall::instant()) {
+                            w.write_inventory(&records);
+                        }
+                    }
+                    None => w.write_inventory(&records),
+                },
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -127,6 +144,23 @@ impl Sinks {
 
     fn write_released(&mut self, r: Released) {
         self.write_alerts(r.alerts, r.emitted);
+        self.write_inventory(&r.inventory);
+    }
+
+    /// Inventory records: rate-limited by the inventory itself, so not
+    /// through the alert suppressor.
+    fn write_inventory(&mut self, records: &[InventoryRecord]) {
+        for r in records {
+            match self.alerts.write_record(r) {
+                Ok(()) => self.st.inventory_written += 1,
+                Err(e) => {
+                    if self.st.write_error.is_none() {
+                        eprintln!("tapsentry: error: {e}");
+                        self.st.write_error = Some(e.to_string());
+                    }
+                }
+            }
+        }
     }
 
     /// Writes `alerts`, already in [`alert_order`].
