@@ -30,7 +30,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tapsentry_types::{
-    proto_name, Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp,
+    proto_name, AppProto, Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp,
 };
 
 use crate::common::{Finding, HostTable};
@@ -331,7 +331,7 @@ impl Detector for ExfiltrationDetector {
                 svc: Service {
                     port: 0,
                     proto: 0,
-                    app: tapsentry_types::AppProto::Unknown,
+                    app: AppProto::Unknown,
                 },
                 largest: 0,
                 flows: 0,
@@ -375,7 +375,10 @@ impl Detector for ExfiltrationDetector {
             st.base.learn(closed, now, &p, learning);
         }
         let svc = Service::of(rec);
-        if rec.proto == 6 && host == rec.client && rec.server_port == 21 {
+        // An FTP control connection vouches for the data connections with
+        // that peer: on port 21, or wherever the classifier found FTP.
+        let ftp_control = rec.server_port == 21 || rec.app_proto == AppProto::Ftp;
+        if rec.proto == 6 && host == rec.client && ftp_control {
             st.note_ftp_peer(peer, now);
         }
         if sent > 0 {

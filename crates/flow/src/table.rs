@@ -797,17 +797,32 @@ impl<'t> IngestSession<'t> {
         payload: &[u8],
         p: &FlowProbe,
     ) -> IngestOutcome {
+        self.ingest_probed_verdict(m, payload, p).0
+    }
+
+    /// [`IngestSession::ingest_probed_payload`] that also returns the
+    /// flow's application-protocol verdict after this packet (`Unknown` for
+    /// a refused packet). Read from the entry already in hand: no second
+    /// lookup, so a caller can act on the verdict per packet for free (the
+    /// pipeline parses DNS of flows named `dns` on other ports).
+    pub fn ingest_probed_verdict(
+        &mut self,
+        m: &PacketMeta<'_>,
+        payload: &[u8],
+        p: &FlowProbe,
+    ) -> (IngestOutcome, AppProto) {
         let table = self.table;
         if let Some((_, quoted)) = m.icmp_error {
             self.note_icmp_error(m.vlan, &quoted);
         }
         if let Some(shard) = self.shard(p.shard) {
             if let Some((_, e)) = shard.find_mut(p.hash, |(k, _)| *k == p.key) {
-                if let Some(dir) = e.update(p.side, m, payload) {
-                    let proto = e.proto.verdict();
+                let first = e.update(p.side, m, payload);
+                let proto = e.proto.verdict();
+                if let Some(dir) = first {
                     self.first_message(p.key, m.ts, dir, proto, payload);
                 }
-                return IngestOutcome::Updated;
+                return (IngestOutcome::Updated, proto);
             }
         }
         let mut outcome = IngestOutcome::Created;
@@ -816,14 +831,14 @@ impl<'t> IngestSession<'t> {
             self.release();
             if !table.evict_idle(m.ts) {
                 table.refused.fetch_add(1, Ordering::Relaxed);
-                return IngestOutcome::Refused;
+                return (IngestOutcome::Refused, AppProto::Unknown);
             }
             outcome = IngestOutcome::CreatedAfterEviction;
         }
         let Some(shard) = self.shard(p.shard) else {
             // Not reached: the probe's shard index came from this table.
             table.refused.fetch_add(1, Ordering::Relaxed);
-            return IngestOutcome::Refused;
+            return (IngestOutcome::Refused, AppProto::Unknown);
         };
         // Growth rehashes with the table's own hash, so every flow stays
         // where a probe computes it to be.
@@ -835,7 +850,7 @@ impl<'t> IngestSession<'t> {
         }
         table.live.fetch_add(1, Ordering::Relaxed);
         table.created.fetch_add(1, Ordering::Relaxed);
-        outcome
+        (outcome, proto)
     }
 
     /// Keeps the metadata of a direction's first message, if it has any

@@ -50,4 +50,5 @@ pub use frames::{
 pub use office::{generate as generate_office, Attack, Label, Office, OfficeSpec, ScanKind};
 pub use packet_meta::PacketMetaBuilder;
 pub use scenario::Scenario;
+pub use wire::remap_port;
 pub use writer::{write_pcap, PcapWriter};
