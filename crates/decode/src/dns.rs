@@ -156,10 +156,7 @@ pub fn event(m: &PacketMeta<'_>) -> Option<Result<DnsEvent, DnsError>> {
 /// packet's payload or its first bytes): for a flow known to speak DNS on
 /// another port (the caller knows, from the protocol classifier). `None`
 /// unless it is TCP or UDP with a payload that is not a later fragment.
-pub fn event_any_port(
-    m: &PacketMeta<'_>,
-    payload: &[u8],
-) -> Option<Result<DnsEvent, DnsError>> {
+pub fn event_any_port(m: &PacketMeta<'_>, payload: &[u8]) -> Option<Result<DnsEvent, DnsError>> {
     if !matches!(m.proto, 6 | 17)
         || payload.is_empty()
         || matches!(m.fragment, Fragment::NonFirst { .. })

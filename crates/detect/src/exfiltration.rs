@@ -855,6 +855,15 @@ mod tests {
         assert_eq!(a[0].evidence["app_protocol"], "FTP");
         assert_eq!(a[0].alert.mitre.technique, "T1048.003");
         assert_eq!(a[0].alert.severity, 2);
+        // The control connection on 2121, named FTP by the classifier: its
+        // passive data connections are FTP's too.
+        let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
+        assert!(browse(&mut d, "10.0.0.8", 0, 60).is_empty());
+        let mut ctl = upload("10.0.0.8", "198.51.100.9", 2121, 2_000, 3_000, 3700);
+        ctl.app_proto = AppProto::Ftp;
+        assert!(run_at(&mut d, "10.0.0.8", &ctl, 3700).is_empty());
+        let a = run_at(&mut d, "10.0.0.8", &data, 3760);
+        assert_eq!(a[0].evidence["app_protocol"], "FTP");
         // Active mode: the server connects back from port 20.
         let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
         assert!(browse(&mut d, "10.0.0.8", 0, 60).is_empty());

@@ -149,7 +149,10 @@ pub fn remap_port(frame: &mut [u8], from: u16, to: u16) -> bool {
             if frag != 0 {
                 return false;
             }
-            (frame.get(ip + 9).copied(), ip + usize::from(vihl & 0x0f) * 4)
+            (
+                frame.get(ip + 9).copied(),
+                ip + usize::from(vihl & 0x0f) * 4,
+            )
         }
         (0x86dd, Some(_)) => (frame.get(ip + 6).copied(), ip + 40),
         _ => return false,
@@ -198,7 +201,14 @@ mod tests {
 
     #[test]
     fn remapped_ports_keep_a_valid_checksum() {
-        let mut t = tcp_v4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 22, TcpFlagsSpec::PSH_ACK, b"SSH-2.0-x\r\n");
+        let mut t = tcp_v4(
+            [10, 0, 0, 1],
+            40000,
+            [10, 0, 0, 2],
+            22,
+            TcpFlagsSpec::PSH_ACK,
+            b"SSH-2.0-x\r\n",
+        );
         assert!(verifies(&t, 6));
         assert!(remap_port(&mut t, 22, 902));
         assert_eq!(&t[36..38], &902u16.to_be_bytes());

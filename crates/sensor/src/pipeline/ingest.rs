@@ -15,9 +15,9 @@ use std::mem;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tapsentry_decode::dns;
 use tapsentry_flow::{FlowTable, IngestSession, PROBE_GROUP};
 use tapsentry_telemetry::{wall, DropReason, LatencyHist};
-use tapsentry_decode::dns;
 use tapsentry_types::{AppProto, DnsEvent, PacketMeta, Timestamp};
 
 use super::stats::{lock, SharedStats};
