@@ -231,7 +231,20 @@ fn unusual_ports_stay_quiet_on_the_shared_benign_captures() {
 #[test]
 fn dns_tunnels_on_port_1053_are_found() {
     let dir = tempfile::tempdir().unwrap();
+    // The six tunnels of the corpus (iodine x2, dnscat, dnscat2, dns2tcp,
+    // DNSExfiltrator), as `detections.rs` finds them on 53.
     for (file, client, resolver) in [
+        ("dns-tunnel-iodine-elastic.pcap", "10.0.2.30", "10.0.2.20"),
+        (
+            "dns-tunnel-dnscat-ndpi.pcap",
+            "192.168.220.56",
+            "192.168.203.167",
+        ),
+        (
+            "dns-tunnel-dns2tcp-small.pcap",
+            "192.168.1.17",
+            "192.168.1.210",
+        ),
         (
             "dns-tunnel-iodine-small.pcap",
             "192.168.1.17",

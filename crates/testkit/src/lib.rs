@@ -47,7 +47,9 @@ pub use frames::{
     icmp_echo_v4, icmp_echo_v6, ip_proto_v4, ip_proto_v6, mac_for, tcp_v4, tcp_v4_seq, tcp_v6,
     udp_v4, udp_v6, with_vlan, TcpFlagsSpec,
 };
-pub use office::{generate as generate_office, Attack, Label, Office, OfficeSpec, ScanKind};
+pub use office::{
+    generate as generate_office, Attack, Label, Office, OfficeSpec, ScanKind, Speaks,
+};
 pub use packet_meta::PacketMetaBuilder;
 pub use scenario::Scenario;
 pub use wire::remap_port;
