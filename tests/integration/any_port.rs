@@ -273,6 +273,7 @@ fn dns_tunnels_on_port_1053_are_found() {
         assert_eq!(tunnel.len(), 1, "{file}: {alerts:#?}");
         assert_eq!(tunnel[0]["src_ip"], client, "{file}");
         assert_eq!(tunnel[0]["dest_ip"], resolver, "{file}");
+        assert_eq!(tunnel[0]["dest_port"], 1053, "{file}");
     }
 }
 

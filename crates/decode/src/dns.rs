@@ -169,16 +169,17 @@ pub fn event_any_port(m: &PacketMeta<'_>, payload: &[u8]) -> Option<Result<DnsEv
         parse_message(payload)
     };
     Some(parsed.map(|d| {
-        let (client, server, client_port) = if d.is_response {
-            (m.dst, m.src, m.dst_port)
+        let (client, server, client_port, server_port) = if d.is_response {
+            (m.dst, m.src, m.dst_port, m.src_port)
         } else {
-            (m.src, m.dst, m.src_port)
+            (m.src, m.dst, m.src_port, m.dst_port)
         };
         DnsEvent {
             ts: m.ts,
             client,
             server,
             client_port,
+            server_port,
             proto: m.proto,
             id: d.id,
             is_response: d.is_response,

@@ -31,10 +31,14 @@ pub struct UnusualProtocolConfig {
     /// Run this detector. Default true.
     pub enabled: bool,
     /// Seconds of capture time from the start during which every
-    /// (client, server, protocol) seen is learned as normal. Default 1800.
+    /// (client, server, protocol) seen, and every well-known protocol seen
+    /// on another port between inside hosts, is learned as normal.
+    /// Default 1800.
     pub learning_secs: u64,
-    /// (client, server, protocol) triples remembered per worker (memory
-    /// bound, ~100 bytes each; least recently seen dropped). Default 100000.
+    /// (client, server, protocol) triples and (client, server, protocol,
+    /// port) entries of protocols on other ports, remembered per worker
+    /// together (memory bound, ~100 bytes each; least recently seen
+    /// dropped). Default 100000.
     pub max_pairs: usize,
 }
 
