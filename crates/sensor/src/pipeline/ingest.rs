@@ -240,6 +240,8 @@ pub struct IngestStep {
     last_ts: Timestamp,
     packet_time: LatencyHist,
     dns_dropped: u64,
+    /// DNS messages parsed here (other ports) since the last publish.
+    dns_other_ports: u64,
 }
 
 impl IngestStep {
@@ -254,6 +256,7 @@ impl IngestStep {
             last_ts: Timestamp::ZERO,
             packet_time: LatencyHist::new(),
             dns_dropped: 0,
+            dns_other_ports: 0,
         }
     }
 
@@ -310,6 +313,7 @@ impl IngestStep {
                     // they join the reader's events in frame order.
                     if verdict == AppProto::Dns && !item.dns && !m.is_dns_port() {
                         if let Some(Ok(event)) = dns::event_any_port(m, payload) {
+                            self.dns_other_ports += 1;
                             if self.dns.len() < self.max_pending_dns {
                                 self.dns.push(event);
                             } else {
@@ -392,7 +396,11 @@ impl IngestStep {
 
     /// Hands the latency samples and DNS drops gathered so far to `shared`.
     fn publish(&mut self, shared: &SharedStats) {
-        lock(&shared.capture).packet_time.merge(&self.packet_time);
+        {
+            let mut cap = lock(&shared.capture);
+            cap.packet_time.merge(&self.packet_time);
+            cap.dns_messages_other_ports += mem::take(&mut self.dns_other_ports);
+        }
         self.packet_time.reset();
         if self.dns_dropped > 0 {
             shared
