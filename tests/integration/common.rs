@@ -100,3 +100,24 @@ pub fn capinfos(path: &Path) -> Option<(u64, u64)> {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A copy of the real capture `src` in `dir` with TCP and UDP port `from`
+/// moved to `to` (checksums kept right): the same packets, the service on
+/// another port. Ethernet captures only (pcap or pcapng in, pcap out).
+pub fn remapped(src: &Path, dir: &Path, from: u16, to: u16) -> PathBuf {
+    use tapsentry_capture::{FileSource, FrameSource, LinkType, Next};
+    let name = src.file_name().unwrap().to_string_lossy();
+    let out = dir.join(format!("{to}-{name}.pcap"));
+    let mut source = FileSource::open(&[src.to_path_buf()]).unwrap();
+    let mut w = tapsentry_testkit::PcapWriter::create(&out, LinkType::ETHERNET).unwrap();
+    let mut moved = 0;
+    while let Next::Frame(f) = source.next_frame().unwrap() {
+        assert_eq!(f.link, LinkType::ETHERNET, "{name}: Ethernet only");
+        let mut data = f.data.to_vec();
+        moved += usize::from(tapsentry_testkit::remap_port(&mut data, from, to));
+        w.write_with_wire_len(f.ts, &data, f.wire_len);
+    }
+    w.finish().unwrap();
+    assert!(moved > 0, "{name}: nothing on port {from}");
+    out
+}

@@ -59,6 +59,8 @@ fn office(dir: &Path) -> (std::path::PathBuf, InventoryTruth) {
                 attacker: ip("203.0.113.66"),
                 server: o.build_server,
                 port: 22,
+                speaks: None,
+                secs: 0.0,
             },
             Attack::PortScan {
                 at_secs: 4200.0,

@@ -5,6 +5,7 @@
     reason = "a test panics to report its failure, its helpers included"
 )]
 
+mod any_port;
 mod badinput;
 mod common;
 mod config;

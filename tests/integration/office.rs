@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::net::IpAddr;
 
-use tapsentry_testkit::office::{generate, Attack, Label, Office, OfficeSpec};
+use tapsentry_testkit::office::{generate, Attack, Label, Office, OfficeSpec, Speaks};
 use tapsentry_testkit::scenario::EPOCH_SECS;
 use tapsentry_types::Timestamp;
 
@@ -175,4 +175,66 @@ fn varied_attacks_are_found_on_a_busier_office() {
         },
     ];
     attacks_are_found(8, 1.5, attacks);
+}
+
+/// Remote access and mail moved to other ports, speaking their real first
+/// messages: each login and the spambot are found by protocol. The logins
+/// last seconds (judged by what they exchanged, not by the 60 s the port
+/// rule asks for); the brute force's failed sessions are not logins.
+#[test]
+fn services_on_other_ports_are_found_by_protocol() {
+    let o = Office::standard();
+    let v4 = |a: [u8; 4]| IpAddr::from(a);
+    let login = |at_secs, attacker, server, port, speaks, secs| Attack::ExternalLoginSuccess {
+        at_secs,
+        attacker: v4(attacker),
+        server,
+        port,
+        speaks: Some(speaks),
+        secs,
+    };
+    let attacks = vec![
+        login(
+            2400.0,
+            [203, 0, 113, 81],
+            o.rdp_server,
+            13389,
+            Speaks::Rdp,
+            12.0,
+        ),
+        login(3000.0, [203, 0, 113, 82], o.wiki, 6900, Speaks::Vnc, 8.0),
+        login(
+            3600.0,
+            [203, 0, 113, 83],
+            o.build_server,
+            2323,
+            Speaks::Telnet,
+            20.0,
+        ),
+        login(
+            4200.0,
+            [203, 0, 113, 84],
+            o.file_server,
+            8085,
+            Speaks::Winrm,
+            6.0,
+        ),
+        Attack::ExternalBruteForce {
+            at_secs: 4800.0,
+            attacker: v4([203, 0, 113, 85]),
+            server: o.domain_controller,
+            port: 13389,
+            attempts: 30,
+            interval_secs: 4.0,
+            speaks: Some(Speaks::Rdp),
+        },
+        Attack::Spambot {
+            at_secs: 5400.0,
+            host: o.workstations[10],
+            mail_servers: (200..206).map(|i| v4([203, 0, 113, i])).collect(),
+            mails: 30,
+            port: Some(2525),
+        },
+    ];
+    attacks_are_found(5, 1.0, attacks);
 }

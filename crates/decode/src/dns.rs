@@ -154,25 +154,40 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 /// with a payload that is not a later fragment; otherwise the parsed
 /// message, with client and server told apart by the QR bit.
 pub fn event(m: &PacketMeta<'_>) -> Option<Result<DnsEvent, DnsError>> {
-    if !m.is_dns_port() || m.payload.is_empty() || matches!(m.fragment, Fragment::NonFirst { .. }) {
+    if !m.is_dns_port() {
+        return None;
+    }
+    event_any_port(m, m.payload)
+}
+
+/// The DNS event of a packet whatever its ports, from `payload` (the
+/// packet's payload or its first bytes): for a flow known to speak DNS on
+/// another port (the caller knows, from the protocol classifier). `None`
+/// unless it is TCP or UDP with a payload that is not a later fragment.
+pub fn event_any_port(m: &PacketMeta<'_>, payload: &[u8]) -> Option<Result<DnsEvent, DnsError>> {
+    if !matches!(m.proto, 6 | 17)
+        || payload.is_empty()
+        || matches!(m.fragment, Fragment::NonFirst { .. })
+    {
         return None;
     }
     let parsed = if m.proto == 6 {
-        parse_tcp_segment(m.payload)
+        parse_tcp_segment(payload)
     } else {
-        parse_message(m.payload)
+        parse_message(payload)
     };
     Some(parsed.map(|d| {
-        let (client, server, client_port) = if d.is_response {
-            (m.dst, m.src, m.dst_port)
+        let (client, server, client_port, server_port) = if d.is_response {
+            (m.dst, m.src, m.dst_port, m.src_port)
         } else {
-            (m.src, m.dst, m.src_port)
+            (m.src, m.dst, m.src_port, m.dst_port)
         };
         DnsEvent {
             ts: m.ts,
             client,
             server,
             client_port,
+            server_port,
             proto: m.proto,
             id: d.id,
             is_response: d.is_response,

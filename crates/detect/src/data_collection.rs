@@ -22,7 +22,7 @@ use tapsentry_types::{proto_name, Category, FlowRecord, Mitre, Problem, SectionP
 use crate::common::{Finding, HostTable};
 use crate::state::{entry_value, parse_entry};
 use crate::volume::{
-    app_protocol, dominant, human, service_port, versus_typical, VolumeBaseline, VolumeParams,
+    app_protocol, dominant, human, versus_typical, Service, VolumeBaseline, VolumeParams,
     WindowedVolume,
 };
 use crate::Bound;
@@ -221,8 +221,7 @@ impl Detector for DataCollectionDetector {
         if let Some(closed) = st.win.advance(now, &p) {
             st.base.learn(closed, now, &p, learning);
         }
-        st.win
-            .add(peer, service_port(rec), rec.proto, received, sent);
+        st.win.add(peer, Service::of(rec), received, sent);
         if learning || now < st.quiet_until {
             return;
         }
@@ -233,9 +232,14 @@ impl Detector for DataCollectionDetector {
         }
         let top = st.win.top_peers(now, &p);
         let dominant = dominant(&top, observed);
-        let app = top
-            .first()
-            .map_or("other", |t| app_protocol(t.proto, t.port, false));
+        let app = top.first().map_or("other", |t| {
+            let svc = Service {
+                port: t.port,
+                proto: t.proto,
+                app: t.app,
+            };
+            app_protocol(svc, false)
+        });
         let mut evidence = j.evidence(&p, "bytes_received_inside", "top_sources", None, &top);
         evidence.insert("app_protocol", json!(app));
         let from = match dominant {

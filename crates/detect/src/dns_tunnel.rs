@@ -16,7 +16,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{Category, DnsEvent, FlowRecord, Mitre, Problem, SectionProblems, Timestamp};
+use tapsentry_types::{
+    AppProto, Category, DnsEvent, FlowRecord, Mitre, Problem, SectionProblems, Timestamp,
+};
 
 use crate::common::{Finding, HostTable};
 use crate::{Bound, DetectCx, Detector};
@@ -262,7 +264,14 @@ impl Detector for DnsTunnelDetector {
     /// record's server, inside; it is a resolver when it answers DNS for
     /// another inside host.
     fn on_flow(&mut self, host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
-        if rec.server_port == 53
+        // A resolver answers on 53, or wherever the classifier found DNS,
+        // except the multicast and NetBIOS name services that share its
+        // format: any host answers LLMNR or NetBIOS name queries for its
+        // own name, and would otherwise be taken for a resolver whose own
+        // queries are not judged.
+        let dns_service = rec.server_port == 53
+            || (rec.app_proto == AppProto::Dns && !matches!(rec.server_port, 137 | 5353 | 5355));
+        if dns_service
             && matches!(rec.proto, 6 | 17)
             && rec.responder_answered
             && rec.client != host
@@ -399,7 +408,7 @@ impl Detector for DnsTunnelDetector {
             },
             src: ev.client,
             dest: Some(ev.server),
-            ports: Some((ev.client_port, 53)),
+            ports: Some((ev.client_port, ev.server_port)),
             proto: Some(ev.proto),
             evidence,
             community_id: None,
@@ -507,6 +516,43 @@ mod tests {
         assert!(run(&mut d, &tunnel("10.0.0.53", "198.51.100.1")).is_empty());
         // The client itself is still judged.
         assert_eq!(run(&mut d, &tunnel("10.0.0.7", "10.0.0.53")).len(), 1);
+
+        // A resolver on 5300, named DNS by the classifier, is one too; a
+        // host answering LLMNR (5355) for its own name is not.
+        let dns_on = |server: &str, port: u16| {
+            tapsentry_testkit::FlowRecordBuilder::udp("10.0.0.7", 40000, server, port)
+                .answered(true)
+                .app_proto(AppProto::Dns)
+                .build()
+        };
+        let mut d = DnsTunnelDetector::new(DnsTunnelConfig::default());
+        let r = dns_on("10.0.0.54", 5300);
+        assert!(crate::testutil::run_at(&mut d, "10.0.0.54", &r, 0).is_empty());
+        let r = dns_on("10.0.0.9", 5355);
+        assert!(crate::testutil::run_at(&mut d, "10.0.0.9", &r, 0).is_empty());
+        assert!(run(&mut d, &tunnel("10.0.0.54", "198.51.100.1")).is_empty());
+        let a = run(&mut d, &tunnel("10.0.0.9", "198.51.100.1"));
+        assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn the_alert_names_the_server_port_of_dns_on_another_port() {
+        let mut d = DnsTunnelDetector::new(DnsTunnelConfig::default());
+        let evs: Vec<DnsEvent> = (0..40)
+            .map(|i| {
+                let mut q = query(
+                    "10.0.0.7",
+                    &format!("{}.t.evil-tunnel.com", random_label(i, 60)),
+                    16,
+                    i as i64,
+                );
+                q.server_port = 1053;
+                q
+            })
+            .collect();
+        let a = run(&mut d, &evs);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].dest_port, Some(1053));
     }
 
     #[test]

@@ -30,14 +30,14 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tapsentry_types::{
-    proto_name, Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp,
+    proto_name, AppProto, Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp,
 };
 
 use crate::common::{Finding, HostTable};
 use crate::home::parse_net;
 use crate::state::{entry_value, parse_entry};
 use crate::volume::{
-    app_protocol, dominant, human, service_port, versus_typical, PeerBytes, VolumeBaseline,
+    app_protocol, dominant, human, versus_typical, PeerBytes, Service, VolumeBaseline,
     VolumeParams, WindowedVolume,
 };
 use crate::Bound;
@@ -183,8 +183,8 @@ struct Accumulation {
     /// Bytes per second this host was seen sending to `dest` while learning
     /// (or at its last alert): its known habit.
     known_rate: f64,
-    port: u16,
-    proto: u8,
+    /// The service of the largest contribution.
+    svc: Service,
     largest: u64,
     flows: u64,
     alerted: bool,
@@ -346,8 +346,11 @@ impl Detector for ExfiltrationDetector {
                 at: seen,
                 since: seen,
                 known_rate,
-                port: 0,
-                proto: 0,
+                svc: Service {
+                    port: 0,
+                    proto: 0,
+                    app: AppProto::Unknown,
+                },
                 largest: 0,
                 flows: 0,
                 alerted: false,
@@ -389,12 +392,15 @@ impl Detector for ExfiltrationDetector {
         if let Some(closed) = st.win.advance(now, &p) {
             st.base.learn(closed, now, &p, learning);
         }
-        let port = service_port(rec);
-        if rec.proto == 6 && host == rec.client && rec.server_port == 21 {
+        let svc = Service::of(rec);
+        // An FTP control connection vouches for the data connections with
+        // that peer: on port 21, or wherever the classifier found FTP.
+        let ftp_control = rec.server_port == 21 || rec.app_proto == AppProto::Ftp;
+        if rec.proto == 6 && host == rec.client && ftp_control {
             st.note_ftp_peer(peer, now);
         }
         if sent > 0 {
-            st.win.add(peer, port, rec.proto, sent, received);
+            st.win.add(peer, svc, sent, received);
         }
         let tau = cfg.slow_horizon_secs;
         let idx = match st.dests.iter().position(|d| d.dest == peer) {
@@ -407,8 +413,7 @@ impl Detector for ExfiltrationDetector {
                     at: now,
                     since: now,
                     known_rate: 0.0,
-                    port,
-                    proto: rec.proto,
+                    svc,
                     largest: 0,
                     flows: 0,
                     alerted: false,
@@ -449,7 +454,7 @@ impl Detector for ExfiltrationDetector {
             d.received += received as f64;
             d.flows = d.flows.saturating_add(u64::from(rec.is_first_report()));
             if sent > d.largest {
-                (d.largest, d.port, d.proto) = (sent, port, rec.proto);
+                (d.largest, d.svc) = (sent, svc);
             }
             if learning {
                 let elapsed =
@@ -518,7 +523,7 @@ impl Detector for ExfiltrationDetector {
         }
         d.alerted = true;
         d.known_rate = d.known_rate.max(d.sent / tau.max(1) as f64);
-        let app = app_protocol(d.proto, d.port, ftp);
+        let app = app_protocol(d.svc, ftp);
         let mut evidence = BTreeMap::new();
         evidence.insert("accumulated_bytes_sent", json!(d.sent.round() as u64));
         evidence.insert(
@@ -542,7 +547,8 @@ impl Detector for ExfiltrationDetector {
         );
         evidence.insert("slow_factor", json!(cfg.slow_factor));
         evidence.insert("app_protocol", json!(app));
-        evidence.insert("dest_port", json!(d.port));
+        evidence.insert("app_proto", json!(d.svc.app));
+        evidence.insert("dest_port", json!(d.svc.port));
         let norm = norm_total.max(norm_dest);
         let versus = if norm < 1.0 {
             "with no earlier traffic to compare".to_string()
@@ -558,12 +564,12 @@ impl Detector for ExfiltrationDetector {
             "{host} has sent {} to {} ({app}, {}/{}) over {} min, {versus}",
             human(d.sent),
             d.dest,
-            d.port,
-            proto_name(d.proto),
+            d.svc.port,
+            proto_name(d.svc.proto),
             span / 60,
         );
         let severity = if d.sent >= 5.0 * threshold { 1 } else { 2 };
-        let (dest, port, proto) = (d.dest, d.port, d.proto);
+        let (dest, port, proto) = (d.dest, d.svc.port, d.svc.proto);
         let finding = Finding {
             ts: now,
             category: Category::EXFILTRATION,
@@ -599,7 +605,14 @@ fn burst_finding(
     dominant: Option<PeerBytes>,
     ftp: bool,
 ) -> Finding {
-    let app = dominant.map_or("other", |d| app_protocol(d.proto, d.port, ftp));
+    let app = dominant.map_or("other", |d| {
+        let svc = Service {
+            port: d.port,
+            proto: d.proto,
+            app: d.app,
+        };
+        app_protocol(svc, ftp)
+    });
     let mut evidence = j.evidence(
         &cfg.params(),
         "bytes_sent_outside",
@@ -649,6 +662,7 @@ mod tests {
     use super::*;
     use crate::testutil::run_at;
     use tapsentry_testkit::FlowRecordBuilder;
+    use tapsentry_types::AppProto;
 
     /// A record of `up` bytes sent by `c` to `s:sp` ending at `at`.
     fn upload(c: &str, s: &str, sp: u16, up: u64, down: u64, at: i64) -> FlowRecord {
@@ -712,6 +726,37 @@ mod tests {
         assert!(a.evidence["bytes_sent_outside"].as_u64().unwrap() >= 50_000_000);
         assert!(a.evidence["baseline_typical_bytes"].as_u64().unwrap() < 100_000);
         assert!(a.response.is_some());
+    }
+
+    #[test]
+    fn the_protocol_is_named_from_the_verdict_not_the_port() {
+        // SSH on 443 (a tunnel dressed as HTTPS) and HTTP on 8888: the
+        // port alone would say HTTPS and "other".
+        for (port, app, name, technique) in [
+            (443, AppProto::Ssh, "SSH", "T1048.002"),
+            (8888, AppProto::Http, "HTTP", "T1048.003"),
+            (8888, AppProto::Unknown, "other", "T1048"),
+        ] {
+            let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
+            assert!(browse(&mut d, "10.0.0.5", 0, 120).is_empty());
+            let mut r = upload("10.0.0.5", "203.0.113.66", port, 120_000_000, 10_000, 7300);
+            r.app_proto = app;
+            let a = run_at(&mut d, "10.0.0.5", &r, 7300);
+            assert_eq!(a.len(), 1, "{a:#?}");
+            assert_eq!(a[0].evidence["app_protocol"], name, "{app}");
+            assert_eq!(
+                a[0].evidence["top_destinations"][0]["app_proto"],
+                app.as_str()
+            );
+            assert_eq!(a[0].alert.mitre.technique, technique, "{app}");
+            assert!(
+                a[0].alert
+                    .description
+                    .contains(&format!("({name}, {port}/TCP)")),
+                "{}",
+                a[0].alert.description
+            );
+        }
     }
 
     #[test]
@@ -828,6 +873,15 @@ mod tests {
         assert_eq!(a[0].evidence["app_protocol"], "FTP");
         assert_eq!(a[0].alert.mitre.technique, "T1048.003");
         assert_eq!(a[0].alert.severity, 2);
+        // The control connection on 2121, named FTP by the classifier: its
+        // passive data connections are FTP's too.
+        let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
+        assert!(browse(&mut d, "10.0.0.8", 0, 60).is_empty());
+        let mut ctl = upload("10.0.0.8", "198.51.100.9", 2121, 2_000, 3_000, 3700);
+        ctl.app_proto = AppProto::Ftp;
+        assert!(run_at(&mut d, "10.0.0.8", &ctl, 3700).is_empty());
+        let a = run_at(&mut d, "10.0.0.8", &data, 3760);
+        assert_eq!(a[0].evidence["app_protocol"], "FTP");
         // Active mode: the server connects back from port 20.
         let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
         assert!(browse(&mut d, "10.0.0.8", 0, 60).is_empty());

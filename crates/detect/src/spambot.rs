@@ -1,4 +1,9 @@
 //! `spambot`: outbound SMTP from an inside host with no mail history.
+//!
+//! A connection is SMTP when the classifier named it so, on whatever port
+//! (a bot may submit through a relay listening on 2525 or 8025, or through
+//! an open proxy), or when it goes to one of `smtp_ports` (refused
+//! connections carry no bytes to name, and SMTPS on 465 is TLS).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -6,7 +11,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{Category, FlowRecord, Mitre, Problem, Response, SectionProblems, Timestamp};
+use tapsentry_types::{
+    AppProto, Category, FlowRecord, Mitre, Problem, Response, SectionProblems, Timestamp,
+};
 
 use crate::common::{Finding, HostTable};
 use crate::home::parse_net;
@@ -19,7 +26,9 @@ use crate::{Bound, DetectCx, Detector, StateError};
 pub struct SpambotConfig {
     /// Run this detector. Default true.
     pub enabled: bool,
-    /// TCP ports that carry mail submission or relay. Default [25, 465, 587].
+    /// TCP ports that carry mail submission or relay, counted whatever the
+    /// classifier says (refused connections, SMTPS); SMTP recognised by its
+    /// bytes counts on any port as well. Default [25, 465, 587].
     pub smtp_ports: Vec<u16>,
     /// Inside mail servers and relays (CIDRs or addresses): never alerted.
     /// Hosts seen sending SMTP during the learning period are added
@@ -82,6 +91,10 @@ impl SpambotConfig {
 /// Distinct servers remembered per host (beyond it only the count grows).
 const MAX_SERVERS_PER_HOST: usize = 256;
 
+/// Server ports outside `smtp_ports` remembered per host (for the block
+/// rule and the evidence).
+const MAX_OTHER_PORTS_PER_HOST: usize = 16;
+
 #[derive(Debug, Clone, Default)]
 struct SmtpActivity {
     /// A mail host: learned, or configured.
@@ -90,6 +103,8 @@ struct SmtpActivity {
     servers: BTreeSet<IpAddr>,
     connections: u64,
     refused: u64,
+    /// Server ports of SMTP recognised outside `smtp_ports`.
+    other_ports: BTreeSet<u16>,
     alerted: bool,
 }
 
@@ -181,8 +196,9 @@ impl Detector for SpambotDetector {
     /// Registered [`crate::Perspective::InsideClientFirstRecord`]: `host`
     /// is the client, inside, and this is the flow's first record.
     fn on_flow(&mut self, _host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        let listed = self.cfg.smtp_ports.contains(&rec.server_port);
         if rec.proto != 6
-            || !self.cfg.smtp_ports.contains(&rec.server_port)
+            || !(listed || rec.app_proto == AppProto::Smtp)
             || cx.home.contains(rec.server)
         {
             return;
@@ -212,6 +228,9 @@ impl Detector for SpambotDetector {
         if a.servers.len() < MAX_SERVERS_PER_HOST {
             a.servers.insert(rec.server);
         }
+        if !listed && a.other_ports.len() < MAX_OTHER_PORTS_PER_HOST {
+            a.other_ports.insert(rec.server_port);
+        }
         let servers = a.servers.len();
         if a.alerted || (servers < self.cfg.min_servers && a.connections < self.cfg.min_connections)
         {
@@ -237,6 +256,12 @@ impl Detector for SpambotDetector {
                 .collect::<Vec<_>>()),
         );
         evidence.insert("mail_history", json!(false));
+        // SMTP found by its bytes on ports outside the list: where the
+        // block rule must reach too.
+        evidence.insert(
+            "smtp_on_other_ports",
+            json!(a.other_ports.iter().collect::<Vec<_>>()),
+        );
         let description = format!(
             "{} has no mail history but opened {} SMTP connections to {} outside mail server{} within {} s",
             rec.client,
@@ -250,7 +275,14 @@ impl Detector for SpambotDetector {
         } else {
             2
         };
-        let ports: Vec<String> = self.cfg.smtp_ports.iter().map(u16::to_string).collect();
+        let mut ports: Vec<u16> = self.cfg.smtp_ports.clone();
+        ports.extend(
+            a.other_ports
+                .iter()
+                .filter(|p| !ports.contains(p))
+                .collect::<Vec<_>>(),
+        );
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         let mut block = BTreeMap::new();
         let (fam, tool) = if rec.client.is_ipv4() {
             ("ip", "iptables")
@@ -476,6 +508,50 @@ mod tests {
             .problems("detect.spambot")
             .len(),
             1
+        );
+    }
+
+    #[test]
+    fn smtp_recognised_on_any_port_counts_other_traffic_there_does_not() {
+        let mut d = SpambotDetector::new(SpambotConfig::default());
+        let on = |server: &str, port: u16, app: AppProto, at: i64| {
+            FlowRecordBuilder::tcp("10.0.0.66", 40000, server, port)
+                .at(at)
+                .app_proto(app)
+                .build()
+        };
+        // HTTP on 2525 is no mail; SMTP on 2525 and 8025 is.
+        for i in 1..=3 {
+            let r = on(&format!("192.0.2.{i}"), 2525, AppProto::Http, 4000 + i);
+            assert!(run_at(&mut d, "10.0.0.66", &r, 4000 + i).is_empty());
+        }
+        assert!(run_at(
+            &mut d,
+            "10.0.0.66",
+            &on("192.0.2.1", 2525, AppProto::Smtp, 4010),
+            4010
+        )
+        .is_empty());
+        assert!(run_at(
+            &mut d,
+            "10.0.0.66",
+            &on("192.0.2.2", 8025, AppProto::Smtp, 4020),
+            4020
+        )
+        .is_empty());
+        let a = run_at(
+            &mut d,
+            "10.0.0.66",
+            &on("192.0.2.3", 2525, AppProto::Smtp, 4030),
+            4030,
+        );
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].alert.signature, "spambot.outbound_smtp");
+        assert_eq!(a[0].evidence["smtp_on_other_ports"], json!([2525, 8025]));
+        let block = &a[0].response.as_ref().unwrap().block;
+        assert!(
+            block["nftables"].contains("25, 465, 587, 2525, 8025"),
+            "{block:?}"
         );
     }
 }

@@ -1,13 +1,24 @@
 //! `unusual_protocol`: an IP protocol other than TCP, UDP, ICMP and ICMPv6
 //! between an inside client and a server, never seen for that pair while
-//! learning.
+//! learning; and, between two inside hosts, a well-known application
+//! protocol spoken on a port that is not its own (SSH on 443, SMB on 8080),
+//! never seen for that pair, protocol and port while learning.
+//!
+//! The second judgement uses the classifier's verdict ([`own_ports`] lists
+//! the protocols it covers and their ports). It is limited to inside
+//! servers: an inside client reaching an outside SSH server on 443 is
+//! ordinary (cloud consoles, git over 443), a tunnel or a relay set up on
+//! an inside host is what lateral movement looks like. HTTP and TLS are left
+//! out: they are served on any port by design.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp};
+use tapsentry_types::{
+    proto_name, AppProto, Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp,
+};
 
 use crate::common::{record_community_id, Finding, HostTable};
 use crate::state::{entry_value, parse_entry};
@@ -20,10 +31,14 @@ pub struct UnusualProtocolConfig {
     /// Run this detector. Default true.
     pub enabled: bool,
     /// Seconds of capture time from the start during which every
-    /// (client, server, protocol) seen is learned as normal. Default 1800.
+    /// (client, server, protocol) seen, and every well-known protocol seen
+    /// on another port between inside hosts, is learned as normal.
+    /// Default 1800.
     pub learning_secs: u64,
-    /// (client, server, protocol) triples remembered per worker (memory
-    /// bound, ~100 bytes each; least recently seen dropped). Default 100000.
+    /// (client, server, protocol) triples and (client, server, protocol,
+    /// port) entries of protocols on other ports, remembered per worker
+    /// together (memory bound, ~100 bytes each; least recently seen
+    /// dropped). Default 100000.
     pub max_pairs: usize,
 }
 
@@ -61,18 +76,34 @@ struct ClientEntry {
 #[serde(deny_unknown_fields)]
 struct KnownPair {
     server: IpAddr,
+    /// The IP protocol; for a protocol on another port, its transport.
     proto: u8,
+    /// For a well-known protocol on another port: the protocol...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    app_proto: Option<AppProto>,
+    /// ...and the server port it was spoken on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
     /// Seen while learning (rather than first seen after, and alerted).
     learned: bool,
     /// Capture time (µs since the epoch) last seen: the eviction order.
     last_seen_us: i64,
 }
 
+/// What a client did with a server: an IP protocol, or a well-known
+/// application protocol on a port not its own (transport, protocol, port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Usage {
+    Ip(u8),
+    OffPort(u8, AppProto, u16),
+}
+
 /// See the module documentation.
 pub struct UnusualProtocolDetector {
     cfg: UnusualProtocolConfig,
-    /// (client, server, proto) -> learned during the learning period.
-    seen: HostTable<(IpAddr, IpAddr, u8), bool>,
+    /// (client, server, usage) -> learned during the learning period. One
+    /// table for both judgements, so `max_pairs` bounds them together.
+    seen: HostTable<(IpAddr, IpAddr, Usage), bool>,
 }
 
 impl UnusualProtocolDetector {
@@ -86,6 +117,111 @@ impl UnusualProtocolDetector {
     pub fn evicted(&self) -> u64 {
         self.seen.evicted()
     }
+
+    /// A TCP or UDP record: a well-known protocol on a port not its own,
+    /// between two inside hosts, new for the pair after learning.
+    fn off_port(&mut self, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        let Some(own) = own_ports(rec.app_proto) else {
+            return;
+        };
+        let is_own = |p: u16| own.iter().any(|r| r.contains(&p));
+        // On its own port, or seen from the wrong end (a capture that
+        // started mid-flow names the server the client): nothing odd.
+        if is_own(rec.server_port) || is_own(rec.client_port) || !cx.home.contains(rec.server) {
+            return;
+        }
+        let learning = cx.learning(self.cfg.learning_secs);
+        let usage = Usage::OffPort(rec.proto, rec.app_proto, rec.server_port);
+        let key = (rec.client, rec.server, usage);
+        let known = self.seen.get(&key).is_some();
+        let _ = self.seen.touch(key, rec.last_seen, || learning);
+        if known || learning {
+            return;
+        }
+        let usual: Vec<String> = own
+            .iter()
+            .map(|r| {
+                if r.start() == r.end() {
+                    r.start().to_string()
+                } else {
+                    format!("{}-{}", r.start(), r.end())
+                }
+            })
+            .collect();
+        let mut evidence = BTreeMap::new();
+        evidence.insert("protocol", json!(rec.proto));
+        evidence.insert("app_proto", json!(rec.app_proto));
+        evidence.insert("server_port", json!(rec.server_port));
+        evidence.insert("usual_ports", json!(usual));
+        evidence.insert("server_inside", json!(true));
+        evidence.insert("packets_to_server", json!(rec.to_server.packets));
+        evidence.insert("packets_to_client", json!(rec.to_client.packets));
+        evidence.insert("bytes_to_server", json!(rec.to_server.bytes));
+        evidence.insert("bytes_to_client", json!(rec.to_client.bytes));
+        evidence.insert("learning_secs", json!(self.cfg.learning_secs));
+        let finding = Finding {
+            ts: rec.first_seen,
+            category: Category::UNUSUAL_PROTOCOL,
+            signature: "unusual_protocol.unusual_port",
+            severity: 2,
+            description: format!(
+                "{} spoke {} to inside host {} on {}/{}, not a port of {} (usual: {}), never seen between them while learning",
+                rec.client,
+                rec.app_proto,
+                rec.server,
+                rec.server_port,
+                proto_name(rec.proto),
+                rec.app_proto,
+                usual.join(", "),
+            ),
+            // Non-Standard Port.
+            mitre: Mitre {
+                tactic: "TA0011",
+                technique: "T1571",
+            },
+            src: rec.client,
+            dest: Some(rec.server),
+            ports: Some((rec.client_port, rec.server_port)),
+            proto: Some(rec.proto),
+            evidence,
+            community_id: Some(record_community_id(rec)),
+            app_proto: Some(rec.app_proto),
+            outside: None,
+        };
+        let alert = finding.into_alert(cx);
+        cx.raise(alert);
+    }
+}
+
+/// The ports a well-known protocol is served on, for the protocols whose
+/// move to another port between inside hosts is worth a look: remote
+/// access, file sharing, directory, databases, mail, DNS. `None` for the
+/// rest (HTTP and TLS run on any port by design; DCE-RPC's endpoints are
+/// dynamic; FTP data, NTP and SNMP are left out). DNS's own ports include
+/// mDNS (5353), LLMNR (5355) and NetBIOS name service (137), which share
+/// its format. VNC's are its display range (5900 + display, 5800 + display
+/// for the Java viewer).
+fn own_ports(app: AppProto) -> Option<&'static [std::ops::RangeInclusive<u16>]> {
+    Some(match app {
+        AppProto::Ssh => &[22..=22],
+        AppProto::Telnet => &[23..=23],
+        AppProto::Rdp => &[3389..=3389],
+        AppProto::Vnc => &[5800..=5899, 5900..=5999],
+        AppProto::Smb => &[139..=139, 445..=445],
+        AppProto::Winrm => &[80..=80, 443..=443, 5985..=5986],
+        AppProto::Ldap => &[389..=389, 636..=636, 3268..=3269],
+        AppProto::Kerberos => &[88..=88, 464..=464],
+        AppProto::Mssql => &[1433..=1434],
+        AppProto::Mysql => &[3306..=3306],
+        AppProto::Postgresql => &[5432..=5432],
+        AppProto::Redis => &[6379..=6379],
+        AppProto::Dns => &[53..=53, 137..=137, 5353..=5353, 5355..=5355],
+        AppProto::Smtp => &[25..=25, 465..=465, 587..=587, 2525..=2525],
+        AppProto::Imap => &[143..=143, 993..=993],
+        AppProto::Pop3 => &[110..=110, 995..=995],
+        AppProto::Ftp => &[21..=21, 990..=990],
+        _ => return None,
+    })
 }
 
 /// Protocols that carry other traffic inside them (ATT&CK T1572).
@@ -131,16 +267,22 @@ impl Detector for UnusualProtocolDetector {
         // The table is keyed by triple; the file by client (the host whose
         // shard owns the triples), pairs sorted so a state writes one way.
         let mut by_client: BTreeMap<IpAddr, Vec<KnownPair>> = BTreeMap::new();
-        for (&(client, server, proto), seen, &learned) in self.seen.iter_seen() {
+        for (&(client, server, usage), seen, &learned) in self.seen.iter_seen() {
+            let (proto, app_proto, port) = match usage {
+                Usage::Ip(p) => (p, None, None),
+                Usage::OffPort(t, a, port) => (t, Some(a), Some(port)),
+            };
             by_client.entry(client).or_default().push(KnownPair {
                 server,
                 proto,
+                app_proto,
+                port,
                 learned,
                 last_seen_us: seen.micros(),
             });
         }
         for (client, mut known) in by_client {
-            known.sort_by_key(|k| (k.server, k.proto));
+            known.sort_by_key(|k| (k.server, k.proto, k.app_proto, k.port));
             out(client, entry_value(&ClientEntry { known }));
         }
     }
@@ -150,8 +292,13 @@ impl Detector for UnusualProtocolDetector {
         // Through the bounded table: at max_pairs the most recent stay.
         for k in e.known {
             let seen = Timestamp::from_micros(k.last_seen_us);
-            self.seen
-                .restore((host, k.server, k.proto), seen, k.learned);
+            let usage = match (k.app_proto, k.port) {
+                (None, None) => Usage::Ip(k.proto),
+                (Some(a), Some(port)) => Usage::OffPort(k.proto, a, port),
+                // One without the other is no entry this version wrote.
+                _ => return Err(StateError::Invalid("app_proto and port go together".into())),
+            };
+            self.seen.restore((host, k.server, usage), seen, k.learned);
         }
         Ok(())
     }
@@ -159,7 +306,11 @@ impl Detector for UnusualProtocolDetector {
     /// Registered [`crate::Perspective::InsideClient`]: `host` is the
     /// record's client, inside.
     fn on_flow(&mut self, _host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
-        if matches!(rec.proto, 1 | 6 | 17 | 58) {
+        if matches!(rec.proto, 6 | 17) {
+            self.off_port(rec, cx);
+            return;
+        }
+        if matches!(rec.proto, 1 | 58) {
             return;
         }
         // Multicast and broadcast "servers" (OSPF hellos, VRRP, PIM) are
@@ -168,7 +319,7 @@ impl Detector for UnusualProtocolDetector {
             return;
         }
         let learning = cx.learning(self.cfg.learning_secs);
-        let key = (rec.client, rec.server, rec.proto);
+        let key = (rec.client, rec.server, Usage::Ip(rec.proto));
         let known = self.seen.get(&key).is_some();
         let _ = self.seen.touch(key, rec.last_seen, || learning);
         if known || learning {
@@ -357,5 +508,65 @@ mod tests {
             assert!(d.seen.len() <= 50);
         }
         assert_eq!(d.evicted(), 450);
+    }
+
+    /// A TCP record of `app` from `c` to `s:port`.
+    fn spoken(app: AppProto, c: &str, s: &str, port: u16, at: i64) -> FlowRecord {
+        tapsentry_testkit::FlowRecordBuilder::tcp(c, 50_000, s, port)
+            .at(at)
+            .app_proto(app)
+            .build()
+    }
+
+    #[test]
+    fn a_well_known_protocol_on_another_port_between_inside_hosts() {
+        let mut d = UnusualProtocolDetector::new(UnusualProtocolConfig::default());
+        // Learned: an admin's SSH on 2222 to one server.
+        let learned = spoken(AppProto::Ssh, "10.0.0.1", "10.0.0.2", 2222, 100);
+        assert!(run_at(&mut d, "10.0.0.1", &learned, 100).is_empty());
+        let again = spoken(AppProto::Ssh, "10.0.0.1", "10.0.0.2", 2222, 4000);
+        assert!(run_at(&mut d, "10.0.0.1", &again, 4000).is_empty());
+        // Own ports, HTTP anywhere, outside servers, unnamed flows: quiet.
+        for r in [
+            spoken(AppProto::Ssh, "10.0.0.1", "10.0.0.3", 22, 4000),
+            spoken(AppProto::Vnc, "10.0.0.1", "10.0.0.3", 5901, 4000),
+            spoken(AppProto::Dns, "10.0.0.1", "10.0.0.3", 5353, 4000),
+            spoken(AppProto::Http, "10.0.0.1", "10.0.0.3", 8081, 4000),
+            spoken(AppProto::Tls, "10.0.0.1", "10.0.0.3", 8443, 4000),
+            spoken(AppProto::Ssh, "10.0.0.1", "198.51.100.1", 443, 4000),
+            spoken(AppProto::Unknown, "10.0.0.1", "10.0.0.3", 443, 4000),
+        ] {
+            assert!(run_at(&mut d, "10.0.0.1", &r, 4000).is_empty(), "{r:?}");
+        }
+        // A reply seen as the opener (client port 22): not a new service.
+        let mut rev = spoken(AppProto::Ssh, "10.0.0.1", "10.0.0.3", 50_000, 4000);
+        rev.client_port = 22;
+        assert!(run_at(&mut d, "10.0.0.1", &rev, 4000).is_empty());
+        // SSH on 443 between inside hosts, never seen while learning.
+        let odd = spoken(AppProto::Ssh, "10.0.0.1", "10.0.0.2", 443, 4100);
+        let a = run_at(&mut d, "10.0.0.1", &odd, 4100);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].alert.signature, "unusual_protocol.unusual_port");
+        assert_eq!(a[0].alert.mitre.technique, "T1571");
+        assert_eq!(a[0].src_ip.to_string(), "10.0.0.1");
+        assert_eq!(a[0].dest_ip.unwrap().to_string(), "10.0.0.2");
+        assert_eq!(a[0].dest_port, Some(443));
+        assert_eq!(a[0].evidence["app_proto"], "ssh");
+        assert_eq!(a[0].evidence["usual_ports"], json!(["22"]));
+        assert_eq!(a[0].app_proto, Some(AppProto::Ssh));
+        // Once per pair, protocol and port; across a restart too.
+        assert!(run_at(&mut d, "10.0.0.1", &odd, 4200).is_empty());
+        let saved = export(&d);
+        assert_eq!(saved[0].1["known"][0]["app_proto"], "ssh");
+        let mut d2 = UnusualProtocolDetector::new(UnusualProtocolConfig::default());
+        transfer(&d, &mut d2);
+        assert!(run_at(&mut d2, "10.0.0.1", &odd, 9000).is_empty());
+        assert!(run_at(&mut d2, "10.0.0.1", &learned, 9000).is_empty());
+        let smb = spoken(AppProto::Smb, "10.0.0.1", "10.0.0.2", 8080, 9000);
+        assert_eq!(run_at(&mut d2, "10.0.0.1", &smb, 9000).len(), 1);
+        // An entry with a protocol but no port is refused.
+        let host: IpAddr = "10.0.0.1".parse().unwrap();
+        let bad = json!({"known": [{"server": "10.0.0.2", "proto": 6, "app_proto": "ssh", "learned": true, "last_seen_us": 1}]});
+        assert!(d2.import_state(host, bad).is_err());
     }
 }

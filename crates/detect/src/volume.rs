@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{proto_name, SectionProblems, Timestamp};
+use tapsentry_types::{proto_name, AppProto, SectionProblems, Timestamp};
 
 use crate::common::LogEwma;
 
@@ -261,6 +261,7 @@ impl Judgement {
                 }
                 o.insert("port".into(), json!(t.port));
                 o.insert("proto".into(), json!(proto_name(t.proto)));
+                o.insert("app_proto".into(), json!(t.app));
                 serde_json::Value::Object(o)
             })
             .collect();
@@ -287,6 +288,8 @@ pub(crate) struct PeerBytes {
     /// The service port and protocol of the largest contribution.
     pub port: u16,
     pub proto: u8,
+    /// The classifier's verdict on the largest contribution.
+    pub app: AppProto,
     largest: u64,
 }
 
@@ -299,13 +302,13 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, peer: IpAddr, port: u16, proto: u8, bytes: u64, reverse: u64) {
+    fn add(&mut self, peer: IpAddr, svc: Service, bytes: u64, reverse: u64) {
         self.bytes = self.bytes.saturating_add(bytes);
         if let Some(p) = self.peers.iter_mut().find(|p| p.peer == peer) {
             p.bytes = p.bytes.saturating_add(bytes);
             p.reverse = p.reverse.saturating_add(reverse);
             if bytes > p.largest {
-                (p.largest, p.port, p.proto) = (bytes, port, proto);
+                (p.largest, p.port, p.proto, p.app) = (bytes, svc.port, svc.proto, svc.app);
             }
             return;
         }
@@ -313,8 +316,9 @@ impl Tally {
             peer,
             bytes,
             reverse,
-            port,
-            proto,
+            port: svc.port,
+            proto: svc.proto,
+            app: svc.app,
             largest: bytes,
         };
         if self.peers.len() < MAX_PEERS_PER_WINDOW {
@@ -372,8 +376,8 @@ impl WindowedVolume {
 
     /// Counts `bytes` moved with `peer` (and `reverse` bytes the other way
     /// in the same flows) in the current window.
-    pub(crate) fn add(&mut self, peer: IpAddr, port: u16, proto: u8, bytes: u64, reverse: u64) {
-        self.cur.add(peer, port, proto, bytes, reverse);
+    pub(crate) fn add(&mut self, peer: IpAddr, svc: Service, bytes: u64, reverse: u64) {
+        self.cur.add(peer, svc, bytes, reverse);
     }
 
     /// Fraction of the previous window still within one window of `now`.
@@ -418,6 +422,26 @@ impl WindowedVolume {
     }
 }
 
+/// What a flow's bytes went over: its service port, IP protocol and the
+/// classifier's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Service {
+    pub port: u16,
+    pub proto: u8,
+    pub app: AppProto,
+}
+
+impl Service {
+    /// The service of `rec` (see [`service_port`]).
+    pub(crate) fn of(rec: &tapsentry_types::FlowRecord) -> Service {
+        Service {
+            port: service_port(rec),
+            proto: rec.proto,
+            app: rec.app_proto,
+        }
+    }
+}
+
 /// The service port of a flow: the server's, except for an active-mode FTP
 /// data connection, which the FTP server opens from port 20 (so the port
 /// that names the service is the client's).
@@ -443,9 +467,16 @@ pub(crate) fn versus_typical(observed: f64, j: &Judgement) -> String {
     }
 }
 
-/// The application protocol a transfer most likely used, from its service
-/// port (names are what an analyst searches a firewall log for).
-pub(crate) fn app_protocol(proto: u8, port: u16, ftp_peer: bool) -> &'static str {
+/// The application protocol a transfer used, as an analyst names it (what
+/// they search a firewall log for): from the classifier's verdict when it
+/// named one, so an upload over HTTP on 8888 or SSH on 443 says so; else,
+/// for flows it could not name, from the service port (FTP data
+/// connections, which only their control connection can name, among them).
+pub(crate) fn app_protocol(svc: Service, ftp_peer: bool) -> &'static str {
+    if let Some(name) = verdict_name(svc.app, svc.port) {
+        return name;
+    }
+    let Service { port, proto, .. } = svc;
     match (proto, port) {
         (6, 21) | (6, 20) => "FTP",
         _ if ftp_peer && proto == 6 => "FTP",
@@ -459,6 +490,46 @@ pub(crate) fn app_protocol(proto: u8, port: u16, ftp_peer: bool) -> &'static str
         (6, 873) => "rsync",
         _ => "other",
     }
+}
+
+/// The analyst's name of a verdict; `None` for `unknown`. TLS is HTTPS on
+/// the HTTPS ports, plain TLS elsewhere (IMAPS, LDAPS, a custom service);
+/// QUIC is HTTP/3 in practice, so HTTPS as before.
+fn verdict_name(app: AppProto, port: u16) -> Option<&'static str> {
+    Some(match app {
+        AppProto::Unknown => return None,
+        AppProto::Http => "HTTP",
+        AppProto::Tls if matches!(port, 443 | 8443) => "HTTPS",
+        AppProto::Tls => "TLS",
+        AppProto::Quic => "HTTPS",
+        AppProto::Ssh => "SSH",
+        AppProto::Smtp => "SMTP",
+        AppProto::Smb => "SMB",
+        AppProto::Dns => "DNS",
+        AppProto::Ftp | AppProto::FtpData => "FTP",
+        AppProto::Rdp => "RDP",
+        AppProto::Vnc => "VNC",
+        AppProto::Telnet => "Telnet",
+        AppProto::Dcerpc => "DCE-RPC",
+        AppProto::Kerberos => "Kerberos",
+        AppProto::Ldap => "LDAP",
+        AppProto::Winrm => "WinRM",
+        AppProto::Imap => "IMAP",
+        AppProto::Pop3 => "POP3",
+        AppProto::Ntp => "NTP",
+        AppProto::Snmp => "SNMP",
+        AppProto::Mysql => "MySQL",
+        AppProto::Postgresql => "PostgreSQL",
+        AppProto::Mssql => "MSSQL",
+        AppProto::Redis => "Redis",
+        AppProto::Tor => "Tor",
+        AppProto::Openvpn => "OpenVPN",
+        AppProto::Wireguard => "WireGuard",
+        AppProto::Ike | AppProto::Ipsec => "IPsec",
+        AppProto::Bittorrent | AppProto::BittorrentDht => "BitTorrent",
+        AppProto::Anydesk => "AnyDesk",
+        AppProto::Teamviewer => "TeamViewer",
+    })
 }
 
 /// Bytes as an analyst reads them ("61.2 MB").
@@ -505,9 +576,9 @@ mod tests {
         let base = 1_700_000_200; // 200 s before a boundary
         let at = |s: i64| Timestamp::from_micros((base + s) * 1_000_000);
         assert_eq!(w.advance(at(0), &p), None);
-        w.add(ip("203.0.113.1"), 443, 6, 30_000_000, 0);
+        w.add(ip("203.0.113.1"), svc(6, 443), 30_000_000, 0);
         assert_eq!(w.advance(at(300), &p), Some(30_000_000));
-        w.add(ip("203.0.113.1"), 443, 6, 30_000_000, 0);
+        w.add(ip("203.0.113.1"), svc(6, 443), 30_000_000, 0);
         // 100 s into the new window: 5/6 of the previous one still counts.
         let s = w.sliding(at(300), &p);
         assert_eq!(s, 55_000_000);
@@ -586,9 +657,9 @@ mod tests {
     fn tally_keeps_the_heaviest_peers() {
         let mut tl = Tally::default();
         for i in 0..20u8 {
-            tl.add(IpAddr::from([203, 0, 113, i]), 443, 6, 1_000, 0);
+            tl.add(IpAddr::from([203, 0, 113, i]), svc(6, 443), 1_000, 0);
         }
-        tl.add(ip("198.51.100.9"), 21, 6, 5_000_000, 10);
+        tl.add(ip("198.51.100.9"), svc(6, 21), 5_000_000, 10);
         assert_eq!(tl.peers.len(), MAX_PEERS_PER_WINDOW);
         assert!(tl.peers.iter().any(|p| p.peer == ip("198.51.100.9")));
         assert_eq!(tl.bytes, 20 * 1_000 + 5_000_000);
@@ -598,16 +669,40 @@ mod tests {
         );
     }
 
+    fn svc(proto: u8, port: u16) -> Service {
+        Service {
+            port,
+            proto,
+            app: AppProto::Unknown,
+        }
+    }
+
     #[test]
     fn protocols_by_port() {
-        assert_eq!(app_protocol(6, 443, false), "HTTPS");
-        assert_eq!(app_protocol(17, 443, false), "HTTPS");
-        assert_eq!(app_protocol(6, 80, false), "HTTP");
-        assert_eq!(app_protocol(17, 53, false), "DNS");
-        assert_eq!(app_protocol(6, 21, false), "FTP");
-        assert_eq!(app_protocol(6, 50123, true), "FTP");
-        assert_eq!(app_protocol(6, 50123, false), "other");
+        assert_eq!(app_protocol(svc(6, 443), false), "HTTPS");
+        assert_eq!(app_protocol(svc(17, 443), false), "HTTPS");
+        assert_eq!(app_protocol(svc(6, 80), false), "HTTP");
+        assert_eq!(app_protocol(svc(17, 53), false), "DNS");
+        assert_eq!(app_protocol(svc(6, 21), false), "FTP");
+        assert_eq!(app_protocol(svc(6, 50123), true), "FTP");
+        assert_eq!(app_protocol(svc(6, 50123), false), "other");
         assert_eq!(human(61_234_567.0), "61.2 MB");
+    }
+
+    #[test]
+    fn protocols_by_verdict_before_port() {
+        let with = |proto, port, app| Service { port, proto, app };
+        assert_eq!(app_protocol(with(6, 8888, AppProto::Http), false), "HTTP");
+        assert_eq!(app_protocol(with(6, 443, AppProto::Ssh), false), "SSH");
+        assert_eq!(app_protocol(with(6, 80, AppProto::Tls), false), "TLS");
+        assert_eq!(app_protocol(with(6, 8443, AppProto::Tls), false), "HTTPS");
+        assert_eq!(app_protocol(with(17, 1053, AppProto::Dns), false), "DNS");
+        // A verdict beats the FTP-peer guess; an unnamed flow keeps it.
+        assert_eq!(app_protocol(with(6, 50123, AppProto::Tls), true), "TLS");
+        assert_eq!(app_protocol(with(6, 50123, AppProto::Unknown), true), "FTP");
+        for a in AppProto::ALL {
+            assert_eq!(verdict_name(a, 1).is_none(), a.is_unknown(), "{a}");
+        }
     }
 
     proptest! {
@@ -633,7 +728,7 @@ mod tests {
         ) {
             let mut tl = Tally::default();
             for (h, b) in &adds {
-                tl.add(IpAddr::from([10, 0, 0, *h]), 443, 6, *b, 1);
+                tl.add(IpAddr::from([10, 0, 0, *h]), svc(6, 443), *b, 1);
             }
             prop_assert!(tl.peers.len() <= MAX_PEERS_PER_WINDOW);
             prop_assert_eq!(tl.peers.iter().map(|p| p.bytes).sum::<u64>() + tl.other_bytes, tl.bytes);

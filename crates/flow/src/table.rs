@@ -851,6 +851,20 @@ impl<'t> IngestSession<'t> {
         payload: &[u8],
         p: &FlowProbe,
     ) -> IngestOutcome {
+        self.ingest_probed_verdict(m, payload, p).0
+    }
+
+    /// [`IngestSession::ingest_probed_payload`] that also returns the
+    /// flow's application-protocol verdict after this packet (`Unknown` for
+    /// a refused packet). Read from the entry already in hand: no second
+    /// lookup, so a caller can act on the verdict per packet for free (the
+    /// pipeline parses DNS of flows named `dns` on other ports).
+    pub fn ingest_probed_verdict(
+        &mut self,
+        m: &PacketMeta<'_>,
+        payload: &[u8],
+        p: &FlowProbe,
+    ) -> (IngestOutcome, AppProto) {
         let table = self.table;
         if let Some((_, quoted)) = m.icmp_error {
             self.note_icmp_error(m.vlan, &quoted);
@@ -869,7 +883,7 @@ impl<'t> IngestSession<'t> {
                 if proto == AppProto::Ftp && !payload.is_empty() {
                     table.ftp_control(m, from_server, payload);
                 }
-                return IngestOutcome::Updated;
+                return (IngestOutcome::Updated, proto);
             }
         }
         let mut outcome = IngestOutcome::Created;
@@ -878,14 +892,14 @@ impl<'t> IngestSession<'t> {
             self.release();
             if !table.evict_idle(m.ts) {
                 table.refused.fetch_add(1, Ordering::Relaxed);
-                return IngestOutcome::Refused;
+                return (IngestOutcome::Refused, AppProto::Unknown);
             }
             outcome = IngestOutcome::CreatedAfterEviction;
         }
         let Some(shard) = self.shard(p.shard) else {
             // Not reached: the probe's shard index came from this table.
             table.refused.fetch_add(1, Ordering::Relaxed);
-            return IngestOutcome::Refused;
+            return (IngestOutcome::Refused, AppProto::Unknown);
         };
         // Growth rehashes with the table's own hash, so every flow stays
         // where a probe computes it to be.
@@ -902,7 +916,7 @@ impl<'t> IngestSession<'t> {
         }
         table.live.fetch_add(1, Ordering::Relaxed);
         table.created.fetch_add(1, Ordering::Relaxed);
-        outcome
+        (outcome, proto)
     }
 
     /// Keeps the metadata of a direction's first message, if it has any

@@ -35,6 +35,7 @@ impl DnsEventBuilder {
                 client: client.addr(),
                 server: server.addr(),
                 client_port: 40000,
+                server_port: 53,
                 proto: 17,
                 id: 1,
                 is_response: false,

@@ -324,6 +324,45 @@ pub fn ike_sa_init(spi_i: u64, spi_r: u64, response: bool) -> Vec<u8> {
     m
 }
 
+/// The RDP server's answer to [`rdp_connection_request`]: TPKT, X.224
+/// connection confirm and an RDP negotiation response selecting CredSSP
+/// (MS-RDPBCGR 2.2.1.2).
+pub fn rdp_connection_confirm() -> Vec<u8> {
+    // LI 14: CC code, dst ref, src ref, class 0, then RDP_NEG_RSP (type 2,
+    // flags, length 8, selected protocol PROTOCOL_HYBRID).
+    let mut m = vec![
+        0x03, 0x00, 0x00, 0x13, 0x0e, 0xd0, 0x00, 0x00, 0x12, 0x34, 0x00,
+    ];
+    m.extend_from_slice(&[0x02, 0x1f, 0x08, 0x00, 0x02, 0x00, 0x00, 0x00]);
+    m
+}
+
+/// The RFB ProtocolVersion message both VNC sides send first (RFC 6143
+/// 7.1.1): `RFB 003.008\n`, the server before the client.
+pub fn rfb_version() -> Vec<u8> {
+    b"RFB 003.008\n".to_vec()
+}
+
+/// A Telnet side's opening option negotiation (RFC 854/855): the server
+/// asks for the terminal type, speed, X display and environment (IAC DO
+/// ...), the client offers them (IAC WILL ...).
+pub fn telnet_negotiation(server: bool) -> Vec<u8> {
+    let verb = if server { 0xfd } else { 0xfb };
+    [0x18, 0x20, 0x23, 0x27]
+        .iter()
+        .flat_map(|&opt| [0xff, verb, opt])
+        .collect()
+}
+
+/// A WinRM request head (MS-WSMV over HTTP): `POST /wsman` with a SOAP
+/// body of `content_length` bytes to follow.
+pub fn winrm_request(host: &str, content_length: u64) -> Vec<u8> {
+    format!(
+        "POST /wsman HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/soap+xml;charset=UTF-8\r\nUser-Agent: Microsoft WinRM Client\r\nContent-Length: {content_length}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +390,16 @@ mod tests {
             assert_eq!(&m[4..8], b"\xfeSMB");
         }
         assert_eq!(smb2_negotiate_request(1).len(), 4 + 64 + 36 + 10);
+    }
+
+    #[test]
+    fn rdp_confirm_telnet_and_rfb_shapes() {
+        let m = rdp_connection_confirm();
+        assert_eq!(usize::from(u16::from_be_bytes([m[2], m[3]])), m.len());
+        assert_eq!(usize::from(m[4]) + 5, m.len());
+        assert_eq!(rfb_version().len(), 12);
+        assert_eq!(telnet_negotiation(true)[..3], [0xff, 0xfd, 0x18]);
+        assert!(winrm_request("h", 10).starts_with(b"POST /wsman HTTP/1.1\r\n"));
     }
 
     #[test]

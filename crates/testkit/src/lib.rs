@@ -52,8 +52,9 @@ pub use frames::{
 };
 pub use office::{
     generate as generate_office, generate_with_truth, Attack, InventoryTruth, Label, Office,
-    OfficeSpec, ScanKind, ServedTruth,
+    OfficeSpec, ScanKind, ServedTruth, Speaks,
 };
 pub use packet_meta::PacketMetaBuilder;
 pub use scenario::Scenario;
+pub use wire::remap_port;
 pub use writer::{write_pcap, PcapWriter};

@@ -104,6 +104,72 @@ pub enum ScanKind {
     Udp,
 }
 
+/// The protocol an attack's TCP sessions speak: each side's first message
+/// is the real one (from [`crate::hello`]), so the sensor's classifier
+/// names the session whatever its port; the rest of the session is
+/// zero-filled at the protocol's usual volumes. Attacks without it send
+/// zeros only, and the sensor can go by the port alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// SSH: both identification lines, the server's first.
+    Ssh,
+    /// RDP: X.224 connection request and confirm.
+    Rdp,
+    /// VNC: the RFB version of the server, then the client's.
+    Vnc,
+    /// Telnet: the server's option requests, the client's offers.
+    Telnet,
+    /// WinRM over HTTP: `POST /wsman`, then the server's answer.
+    Winrm,
+    /// SMTP: the server's 220 greeting, the client's EHLO.
+    Smtp,
+}
+
+impl Speaks {
+    /// (first message, from the client?) in the order they are sent.
+    fn first_messages(self) -> [(Vec<u8>, bool); 2] {
+        use crate::hello;
+        match self {
+            Speaks::Ssh => [
+                (hello::ssh_banner("OpenSSH_9.6p1 Debian-4"), false),
+                (hello::ssh_banner("OpenSSH_9.2p1"), true),
+            ],
+            Speaks::Rdp => [
+                (hello::rdp_connection_request("administrator"), true),
+                (hello::rdp_connection_confirm(), false),
+            ],
+            Speaks::Vnc => [(hello::rfb_version(), false), (hello::rfb_version(), true)],
+            Speaks::Telnet => [
+                (hello::telnet_negotiation(true), false),
+                (hello::telnet_negotiation(false), true),
+            ],
+            Speaks::Winrm => [
+                (hello::winrm_request("srv.corp.example:5985", 4_000), true),
+                (hello::http_response(200, "OK", 5_000), false),
+            ],
+            Speaks::Smtp => [
+                (hello::smtp_greeting("mx.example.net"), false),
+                (hello::smtp_ehlo("localhost"), true),
+            ],
+        }
+    }
+
+    /// What a logged-in session of the protocol moves in a short time:
+    /// (bytes up, bytes down) after the first messages, in 60 exchanges. Well past
+    /// the sensor's login bounds (docs/detections.md), as real sessions
+    /// are: a shell's output, a desktop's bitmaps, a SOAP conversation.
+    fn login_volume(self) -> (u64, u64) {
+        match self {
+            Speaks::Ssh => (9_000, 40_000),
+            Speaks::Rdp => (30_000, 400_000),
+            Speaks::Vnc => (6_000, 300_000),
+            Speaks::Telnet => (2_400, 8_000),
+            Speaks::Winrm => (12_000, 15_000),
+            Speaks::Smtp => (8_000, 1_000),
+        }
+    }
+}
+
 /// One injected attack. Times are seconds after capture start.
 #[derive(Debug, Clone)]
 pub enum Attack {
@@ -215,7 +281,8 @@ pub enum Attack {
         interval_secs: f64,
     },
     /// An inside host without mail history sends mail to several outside
-    /// servers on 25 and 587; about one in five sessions is refused.
+    /// servers on 25 and 587 (or on `port`); about one in five sessions is
+    /// refused. Accepted sessions speak real SMTP first messages.
     Spambot {
         /// Start.
         at_secs: f64,
@@ -225,6 +292,8 @@ pub enum Attack {
         mail_servers: Vec<IpAddr>,
         /// Sessions.
         mails: u32,
+        /// The servers' port; `None` for the usual mix of 25 and 587.
+        port: Option<u16>,
     },
     /// Packets of an IP protocol the pair never used (e.g. 47 GRE, 253).
     UnusualProtocol {
@@ -251,9 +320,14 @@ pub enum Attack {
         attempts: u32,
         /// Seconds between session starts.
         interval_secs: f64,
+        /// The protocol the sessions speak; `None`: zeros only.
+        speaks: Option<Speaks>,
     },
-    /// One long interactive session from outside to a server whose logins
-    /// normally come from inside.
+    /// One interactive session from outside to a server whose logins
+    /// normally come from inside: 20 minutes of small exchanges, or, when it
+    /// speaks a protocol, its first messages and a logged-in session's
+    /// volume within `secs` (seconds are enough for the sensor to judge it
+    /// by what was exchanged).
     ExternalLoginSuccess {
         /// Start.
         at_secs: f64,
@@ -263,6 +337,10 @@ pub enum Attack {
         server: IpAddr,
         /// 22, 3389, ...
         port: u16,
+        /// The protocol the session speaks; `None`: 20 minutes of zeros.
+        speaks: Option<Speaks>,
+        /// Length of a session that speaks a protocol.
+        secs: f64,
     },
 }
 
@@ -500,6 +578,7 @@ impl Attack {
                 host: ws(10),
                 mail_servers: (200..212).map(|i| v4([203, 0, 113, i])).collect(),
                 mails: 60,
+                port: None,
             },
             Attack::UnusualProtocol {
                 at_secs: slot(9),
@@ -514,12 +593,15 @@ impl Attack {
                 port: 22,
                 attempts: 40,
                 interval_secs: 3.0,
+                speaks: None,
             },
             Attack::ExternalLoginSuccess {
                 at_secs: slot(11),
                 attacker: v4([203, 0, 113, 77]),
                 server: o.rdp_server,
                 port: 3389,
+                speaks: None,
+                secs: 1200.0,
             },
             Attack::SlowExfil {
                 at_secs: slot(12),
@@ -792,6 +874,33 @@ impl Capture {
         self.ipv4(t, src, dst, 6, &seg, 20 + len);
     }
 
+    /// A TCP segment carrying `data`, captured whole (a first message).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a generated exchange is exactly these fields; a struct would only rename them"
+    )]
+    fn tcp_data(
+        &mut self,
+        t: f64,
+        (src, sport): (IpAddr, u16),
+        (dst, dport): (IpAddr, u16),
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        data: &[u8],
+    ) {
+        let mut seg = Vec::with_capacity(20 + data.len());
+        let f = TcpFields {
+            src: (oct(src), sport),
+            dst: (oct(dst), dport),
+            seq,
+            ack,
+            flags,
+        };
+        tcp_segment(&mut seg, &f, data, data.len());
+        self.ipv4(t, src, dst, 6, &seg, 20 + data.len());
+    }
+
     fn udp(&mut self, t: f64, (src, sport): (IpAddr, u16), (dst, dport): (IpAddr, u16), p: &[u8]) {
         let mut seg = Vec::with_capacity(8 + p.len());
         udp_datagram(&mut seg, (oct(src), sport), (oct(dst), dport), p, p.len());
@@ -864,6 +973,27 @@ impl Conn {
         };
         cap.tcp(t, a, b, seq, ack, flags, len);
         let adv = len as u32 + u32::from(flags & 0x03 != 0);
+        if from_client {
+            self.cseq = self.cseq.wrapping_add(adv);
+        } else {
+            self.sseq = self.sseq.wrapping_add(adv);
+        }
+    }
+
+    /// One segment carrying `data` (PSH+ACK), captured whole.
+    fn send(&mut self, cap: &mut Capture, t: f64, from_client: bool, data: &[u8]) {
+        let (seq, ack) = if from_client {
+            (self.cseq, self.sseq)
+        } else {
+            (self.sseq, self.cseq)
+        };
+        let (a, b) = if from_client {
+            (self.c, self.s)
+        } else {
+            (self.s, self.c)
+        };
+        cap.tcp_data(t, a, b, seq, ack, 0x18, data);
+        let adv = data.len() as u32;
         if from_client {
             self.cseq = self.cseq.wrapping_add(adv);
         } else {
@@ -1078,6 +1208,50 @@ impl Gen {
             now += self.rng.exp(gap).max(0.05);
         }
         self.close(&mut k, end.max(now), true)
+    }
+
+    /// The first message of each side of `speaks`, in its order, one
+    /// round trip apart. Returns the time after the last.
+    fn greet(&mut self, k: &mut Conn, t: f64, speaks: Speaks) -> f64 {
+        let mut now = t;
+        for (msg, from_client) in speaks.first_messages() {
+            k.send(&mut self.cap, now, from_client, &msg);
+            now += k.rtt;
+        }
+        now
+    }
+
+    /// A logged-in session of `speaks` lasting about `secs`: the first
+    /// messages, then 60 exchanges carrying the protocol's login volume.
+    fn login(
+        &mut self,
+        t: f64,
+        c: IpAddr,
+        s: IpAddr,
+        sport: u16,
+        speaks: Speaks,
+        secs: f64,
+    ) -> f64 {
+        let mut k = self.open(t, c, s, sport);
+        let start = t + k.rtt * 2.0;
+        let mut now = self.greet(&mut k, start, speaks);
+        let (up, down) = speaks.login_volume();
+        let n = 60u64;
+        let gap = (secs / n as f64).max(0.01);
+        for _ in 0..n {
+            let u = (up / n).max(1) as usize;
+            k.seg(&mut self.cap, now, true, 0x18, u);
+            now = k.bulk(
+                &mut self.cap,
+                now + k.rtt,
+                false,
+                (down / n).max(1),
+                gap / 2.0,
+            );
+            k.seg(&mut self.cap, now + k.rtt / 2.0, true, 0x10, 0);
+            now += gap / 2.0;
+        }
+        self.close(&mut k, now, true)
     }
 
     fn next_dns_id(&mut self) -> u16 {
@@ -1625,20 +1799,28 @@ impl Gen {
                 host,
                 mail_servers,
                 mails,
+                port,
             } => {
                 let mut t = at_secs;
                 for i in 0..mails as usize {
                     let Some(s) = mail_servers.get(i % mail_servers.len().max(1)).copied() else {
                         break;
                     };
-                    let port = if i % 3 == 2 { 587 } else { 25 };
+                    let port = port.unwrap_or(if i % 3 == 2 { 587 } else { 25 });
                     if self.rng.chance(0.2) {
                         let mut k = self.open(t, host, s, port);
                         k.seg(&mut self.cap, t + 0.1, false, 0x18, 80); // 554 banner
                         self.close(&mut k, t + 0.2, false);
                     } else {
+                        // Greeting and EHLO, then the mail.
                         let up = self.rng.int(3000, 12_000);
-                        self.session(t, host, s, port, up, 500, 1.5);
+                        let mut k = self.open(t, host, s, port);
+                        let start = t + k.rtt * 2.0;
+                        let now = self.greet(&mut k, start, Speaks::Smtp);
+                        let now = k.bulk(&mut self.cap, now, true, up, 1.0);
+                        k.seg(&mut self.cap, now + k.rtt, false, 0x18, 120);
+                        let fin = now + k.rtt * 2.0;
+                        self.close(&mut k, fin, true);
                     }
                     t += self.rng.range(2.0, 10.0);
                 }
@@ -1689,13 +1871,17 @@ impl Gen {
                 port,
                 attempts,
                 interval_secs,
+                speaks,
             } => {
                 let mut t = at_secs;
                 let mut end = t;
                 for _ in 0..attempts {
                     let mut k = self.open(t, attacker, server, port);
                     let mut now = t + k.rtt * 2.0;
-                    k.seg(&mut self.cap, now, false, 0x18, 40);
+                    match speaks {
+                        Some(p) => now = self.greet(&mut k, now, p),
+                        None => k.seg(&mut self.cap, now, false, 0x18, 40),
+                    }
                     k.seg(&mut self.cap, now + k.rtt, true, 0x18, 1100);
                     now += k.rtt * 2.0;
                     k.seg(&mut self.cap, now, false, 0x18, 1080);
@@ -1711,7 +1897,7 @@ impl Gen {
                     Some(server),
                     at_secs,
                     end,
-                    format!("{attempts} failed login sessions on port {port}"),
+                    format!("{attempts} failed login sessions on port {port} ({speaks:?})"),
                 )
             }
             Attack::ExternalLoginSuccess {
@@ -1719,15 +1905,26 @@ impl Gen {
                 attacker,
                 server,
                 port,
+                speaks,
+                secs,
             } => {
-                let end = self.interactive(at_secs, attacker, server, port, 1200.0, 2.0);
+                let (end, what) = match speaks {
+                    Some(p) => (
+                        self.login(at_secs, attacker, server, port, p, secs),
+                        format!("{secs} s {p:?} login"),
+                    ),
+                    None => (
+                        self.interactive(at_secs, attacker, server, port, 1200.0, 2.0),
+                        "20-minute interactive session".to_string(),
+                    ),
+                };
                 label(
                     "external_login",
                     attacker,
                     Some(server),
                     at_secs,
                     end,
-                    format!("20-minute interactive session on port {port}"),
+                    format!("{what} on port {port}"),
                 )
             }
         }

@@ -90,6 +90,8 @@ pub struct DnsEvent {
     pub server: IpAddr,
     /// Client port.
     pub client_port: u16,
+    /// Server port: 53, or the port of a flow the classifier named DNS.
+    pub server_port: u16,
     /// Transport: 17 UDP or 6 TCP.
     pub proto: u8,
     /// DNS message id.

@@ -15,9 +15,10 @@ use std::mem;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tapsentry_decode::dns;
 use tapsentry_flow::{FirstMessage, FlowTable, IngestSession, PROBE_GROUP};
 use tapsentry_telemetry::{wall, DropReason, LatencyHist};
-use tapsentry_types::{DnsEvent, PacketMeta, Timestamp};
+use tapsentry_types::{AppProto, DnsEvent, PacketMeta, Timestamp};
 
 use super::stats::{lock, SharedStats};
 use super::sweep::SweepMsg;
@@ -265,6 +266,8 @@ pub struct IngestStep {
     packet_time: LatencyHist,
     dns_dropped: u64,
     first_dropped: u64,
+    /// DNS messages parsed here (other ports) since the last publish.
+    dns_other_ports: u64,
 }
 
 impl IngestStep {
@@ -283,6 +286,7 @@ impl IngestStep {
             packet_time: LatencyHist::new(),
             dns_dropped: 0,
             first_dropped: 0,
+            dns_other_ports: 0,
         }
     }
 
@@ -322,7 +326,31 @@ impl IngestStep {
                     let payload = arena
                         .get(start as usize..start as usize + len as usize)
                         .unwrap_or_default();
-                    session.ingest_probed_payload(m, payload, &probe);
+                    let (_, verdict) = session.ingest_probed_verdict(m, payload, &probe);
+                    // DNS on a port other than 53. The reader summarises
+                    // port 53 only: at that stage nothing says what another
+                    // port speaks, and trying to parse every payload as DNS
+                    // would cost every packet and invite false events from
+                    // binary that happens to parse. Here the flow's verdict
+                    // is in hand (read from the slot the packet was just
+                    // counted on, no second lookup), so the test costs one
+                    // compare per packet, and only flows the classifier
+                    // named `dns` (one well-formed question, RFC 1035) are
+                    // parsed, from the payload prefix the arena keeps (512
+                    // bytes: a question's name is at most 255). The verdict
+                    // is made in capture order by this one thread, so the
+                    // events are the same at any speed and worker count;
+                    // they join the reader's events in frame order.
+                    if verdict == AppProto::Dns && !item.dns && !m.is_dns_port() {
+                        if let Some(Ok(event)) = dns::event_any_port(m, payload) {
+                            self.dns_other_ports += 1;
+                            if self.events.dns.len() < self.max_pending_dns {
+                                self.events.dns.push(event);
+                            } else {
+                                self.dns_dropped += 1;
+                            }
+                        }
+                    }
                 }
                 if item.dns {
                     if let Some(event) = events.next() {
@@ -418,7 +446,11 @@ impl IngestStep {
 
     /// Hands the latency samples and DNS drops gathered so far to `shared`.
     fn publish(&mut self, shared: &SharedStats) {
-        lock(&shared.capture).packet_time.merge(&self.packet_time);
+        {
+            let mut cap = lock(&shared.capture);
+            cap.packet_time.merge(&self.packet_time);
+            cap.dns_messages_other_ports += mem::take(&mut self.dns_other_ports);
+        }
         self.packet_time.reset();
         if self.dns_dropped > 0 {
             shared

@@ -31,6 +31,8 @@ pub(crate) struct CaptureStats {
     pub ip_bytes: u64,
     pub decode_errors: ReasonCounts,
     pub dns_messages: u64,
+    /// Filled by the ingest thread, like `packet_time`.
+    pub dns_messages_other_ports: u64,
     pub dns_errors: ReasonCounts,
     pub fragments_unattributed: u64,
     pub fragments_not_remembered: u64,
@@ -49,6 +51,7 @@ impl CaptureStats {
             ip_bytes: 0,
             decode_errors: ReasonCounts::new(&DecodeError::ALL_REASONS),
             dns_messages: 0,
+            dns_messages_other_ports: 0,
             dns_errors: ReasonCounts::new(&dns::DnsError::ALL_REASONS),
             fragments_unattributed: 0,
             fragments_not_remembered: 0,
@@ -148,6 +151,7 @@ impl SharedStats {
                 decode_errors_total: cap.decode_errors.total(),
                 decode_errors: cap.decode_errors,
                 dns_messages: cap.dns_messages,
+                dns_messages_other_ports: cap.dns_messages_other_ports,
                 dns_errors: cap.dns_errors,
                 fragments_unattributed: cap.fragments_unattributed,
                 fragments_not_remembered: cap.fragments_not_remembered,
@@ -256,8 +260,11 @@ pub struct CaptureRecord {
     pub decode_errors: ReasonCounts,
     /// Frames not decoded, in total.
     pub decode_errors_total: u64,
-    /// DNS messages summarised.
+    /// DNS messages summarised (on port 53, by the reader).
     pub dns_messages: u64,
+    /// DNS messages summarised on other ports, in flows the classifier
+    /// named `dns` (by the ingest thread).
+    pub dns_messages_other_ports: u64,
     /// DNS messages not parsed, by reason (non-zero reasons only).
     pub dns_errors: ReasonCounts,
     /// Later IP fragments whose first fragment was never seen.
@@ -454,6 +461,7 @@ mod tests {
             "capture.decode_errors_total",
             "capture.dns_errors",
             "capture.dns_messages",
+            "capture.dns_messages_other_ports",
             "capture.fragments_not_remembered",
             "capture.fragments_unattributed",
             "capture.ip_bytes",
