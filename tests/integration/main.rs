@@ -23,3 +23,4 @@ mod state;
 mod tor;
 mod volume;
 mod week;
+mod week_source;

@@ -2,9 +2,17 @@
 //! of a small office goes through the real binary, and the first messages
 //! the generator writes decode as what they claim to be.
 
-use tapsentry_testkit::week::{Week, WeekSpec};
+use std::net::IpAddr;
 
-use crate::common::{replay, stderr};
+use tapsentry::config::SensorConfig;
+use tapsentry::control::Control;
+use tapsentry::pipeline::{Mode, Pipeline, Speed};
+use tapsentry_intel::IntelSnapshot;
+use tapsentry_output::JsonlSink;
+use tapsentry_testkit::week::{Role, Week, WeekSpec};
+
+use crate::common::{read_jsonl, replay, stderr};
+use crate::week_source::WeekSource;
 
 /// The server name of a TLS ClientHello that starts `p` (a TCP payload),
 /// read by walking the record as a parser would: record and handshake
@@ -96,4 +104,77 @@ fn two_office_hours_replay_and_first_messages_decode() {
         stats["capture"]["dns_messages"].as_u64().unwrap() > 500,
         "{stats}"
     );
+}
+
+/// Runs `spec`'s week through the sensor in-process; returns the alerts,
+/// the flow log and the week's hosts.
+fn week_run(
+    spec: &WeekSpec,
+) -> (
+    Vec<serde_json::Value>,
+    Vec<serde_json::Value>,
+    Vec<(IpAddr, Role)>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[network]\nhome_net = [\"10.30.0.0/16\"]\n[intel]\ntor_exit_list = \"\"\ngeoip_city = \"\"\ngeoip_asn = \"\"\n";
+    let cfg = SensorConfig::parse(text, "week.toml").unwrap();
+    let log = dir.path().join("alerts.jsonl");
+    let flow_log = dir.path().join("flows.jsonl");
+    let week = Week::new(spec);
+    let hosts = week.hosts().into_iter().map(|h| (h.ip, h.role)).collect();
+    let pipeline = Pipeline {
+        alerts: JsonlSink::open_as(log.to_str().unwrap(), "alert log").unwrap(),
+        cfg,
+        mode: Mode::Replay(Speed::Max),
+        source: Box::new(WeekSource::new(week)),
+        flows: Some(JsonlSink::open_as(flow_log.to_str().unwrap(), "flow log").unwrap()),
+        stats: None,
+    };
+    pipeline.run(&Control::new(IntelSnapshot::empty())).unwrap();
+    (read_jsonl(&log), read_jsonl(&flow_log), hosts)
+}
+
+/// Issue 12, direction of initiative: on half a day of a 24-host office
+/// (seed 2), the public web server serves installers to visitors and the
+/// VPN concentrator carries remote workers' file pulls down the tunnels
+/// they opened; the flow log shows that each served an outside client
+/// more than the pushed floor (50 MB) in one flow, which the sensor used
+/// to judge as uploads, and neither raises `exfiltration`.
+#[test]
+fn servers_serving_outside_clients_raise_no_exfiltration() {
+    let spec = WeekSpec {
+        seed: 2,
+        hosts: 24,
+        days: 0.5,
+        start_weekday: 3,
+        start_hour: 0.0,
+        density: 1.0,
+        volume: 1.0,
+    };
+    let (alerts, flows, hosts) = week_run(&spec);
+    for role in [Role::WebServer, Role::VpnConcentrator] {
+        let ip = hosts
+            .iter()
+            .find(|(_, r)| *r == role)
+            .unwrap()
+            .0
+            .to_string();
+        // Bytes it sent on flows an outside client opened.
+        let served: Vec<u64> = flows
+            .iter()
+            .filter(|f| f["dest_ip"] == ip.as_str())
+            .filter(|f| !f["src_ip"].as_str().unwrap().starts_with("10.30."))
+            .map(|f| f["flow"]["bytes_toclient"].as_u64().unwrap())
+            .collect();
+        let (total, largest) = (served.iter().sum::<u64>(), served.iter().max().copied());
+        assert!(
+            total > 200_000_000 && largest > Some(50_000_000),
+            "{role:?} served {total} B, at most {largest:?} B in a flow"
+        );
+        let found: Vec<_> = alerts
+            .iter()
+            .filter(|a| a["alert"]["category"] == "exfiltration" && a["src_ip"] == ip.as_str())
+            .collect();
+        assert!(found.is_empty(), "{role:?}: {found:#?}");
+    }
 }

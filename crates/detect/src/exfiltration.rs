@@ -19,6 +19,18 @@
 //! be mostly one way (video calls send as much as they receive; an upload
 //! does not).
 //!
+//! Direction of initiative: bytes a host *pushes* on connections it opened
+//! (it is the flow's client) and bytes it *serves* on connections an
+//! outside peer opened (it is the flow's server) have separate baselines
+//! and windows. Pushed bytes are judged as above; served bytes only by a
+//! burst against the host's own served baseline, with the much higher
+//! floor `served_min_bytes` and one outside client taking most of it (a
+//! dump pulled through a webshell or an exposed service). So a public web
+//! server's downloads neither raise alerts as uploads nor inflate the norm
+//! a connection it opens itself is judged against. An active-mode FTP data
+//! connection (the outside peer connects from port 20) carries what the
+//! host asked to send over its own control connection: pushed.
+//!
 //! FTP data connections carry no port of their own: a connection to a peer
 //! the host also holds an FTP control connection with (port 21), or one
 //! that the peer opened from port 20 (active mode), is reported as FTP.
@@ -94,6 +106,13 @@ pub struct ExfiltrationConfig {
     /// Outside destinations never counted (CIDRs or addresses): known
     /// backup and sync services. Default [].
     pub allow: Vec<String>,
+    /// Bytes a host *serves* (sent on connections an outside peer opened)
+    /// within one window below which serving never alerts, whatever the
+    /// served baseline; one outside client must also have taken two thirds
+    /// of them. Served bytes are judged apart from pushed ones, against
+    /// the host's served baseline, and never by the slow check.
+    /// Default 1000000000.
+    pub served_min_bytes: u64,
     /// Inside hosts tracked per worker (memory bound; least recently seen
     /// dropped). Default 50000.
     pub max_hosts: usize,
@@ -121,6 +140,7 @@ impl Default for ExfiltrationConfig {
             slow_min_span_secs: 1800,
             min_asymmetry: 3.0,
             allow: Vec::new(),
+            served_min_bytes: 1_000_000_000,
             max_hosts: 50_000,
             max_destinations: 16,
         }
@@ -138,6 +158,7 @@ impl ExfiltrationConfig {
             }
         }
         p.at_least("slow_horizon_secs", self.slow_horizon_secs, 1);
+        p.at_least("served_min_bytes", self.served_min_bytes, 1);
         for (k, v) in [
             ("slow_factor", self.slow_factor),
             ("min_asymmetry", self.min_asymmetry),
@@ -161,6 +182,15 @@ impl ExfiltrationConfig {
             alpha: self.alpha,
             peak_factor: self.peak_factor,
             peak_half_life_secs: self.peak_half_life_secs,
+        }
+    }
+
+    /// The knobs of the served-bytes judgement: the pushed ones with the
+    /// served floor.
+    fn served_params(&self) -> VolumeParams {
+        VolumeParams {
+            min_bytes: self.served_min_bytes,
+            ..self.params()
         }
     }
 }
@@ -192,10 +222,13 @@ struct Accumulation {
 
 #[derive(Debug, Clone, Default)]
 struct HostState {
+    /// Bytes pushed on connections the host opened.
     base: VolumeBaseline,
     win: WindowedVolume,
     /// No new burst alert before this time (the window has slid past).
     quiet_until: Timestamp,
+    /// Bytes served on connections outside peers opened: judged apart.
+    served: Served,
     dests: Vec<Accumulation>,
     ftp_peers: Vec<(IpAddr, Timestamp)>,
 }
@@ -216,6 +249,22 @@ impl HostState {
             *oldest = (peer, now);
         }
     }
+}
+
+/// What a host serves to outside clients: its own baseline and window.
+#[derive(Debug, Clone, Default)]
+struct Served {
+    base: VolumeBaseline,
+    win: WindowedVolume,
+    quiet_until: Timestamp,
+}
+
+/// Whether the host is the side that asked for this flow's bytes to move:
+/// it opened the flow, or it is an active-mode FTP data connection (the
+/// outside server connects from port 20 because the host asked it to
+/// over its own control connection).
+fn pushed_by(host: IpAddr, rec: &FlowRecord) -> bool {
+    host == rec.client || (rec.proto == 6 && rec.client_port == 20)
 }
 
 fn decay(x: f64, from: Timestamp, to: Timestamp, tau_secs: u64) -> f64 {
@@ -251,7 +300,13 @@ fn mitre_for(app: &str) -> Mitre {
 #[serde(deny_unknown_fields)]
 struct HostEntry {
     last_seen_us: i64,
+    /// The pushed-bytes baseline. In a file written before pushed and
+    /// served bytes were told apart (no `served_baseline`) it learned both;
+    /// it is kept as the pushed baseline (see `import_state`).
     baseline: VolumeBaseline,
+    /// The served-bytes baseline; absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    served_baseline: Option<VolumeBaseline>,
     /// (destination, learned bytes per second), largest first.
     known_destinations: Vec<(IpAddr, f64)>,
 }
@@ -260,6 +315,7 @@ struct HostEntry {
 pub struct ExfiltrationDetector {
     cfg: ExfiltrationConfig,
     params: VolumeParams,
+    served_params: VolumeParams,
     allow: Vec<IpNet>,
     hosts: HostTable<IpAddr, HostState>,
 }
@@ -272,6 +328,7 @@ impl ExfiltrationDetector {
         let hosts = HostTable::new(cfg.max_hosts);
         ExfiltrationDetector {
             params: cfg.params(),
+            served_params: cfg.served_params(),
             cfg,
             allow,
             hosts,
@@ -322,6 +379,7 @@ impl Detector for ExfiltrationDetector {
             let e = HostEntry {
                 last_seen_us: seen.micros(),
                 baseline: st.base,
+                served_baseline: Some(st.served.base),
                 known_destinations: known,
             };
             out(*host, entry_value(&e));
@@ -330,9 +388,21 @@ impl Detector for ExfiltrationDetector {
 
     fn import_state(&mut self, host: IpAddr, entry: serde_json::Value) -> Result<(), StateError> {
         let e: HostEntry = parse_entry(entry)?;
-        if !e.baseline.is_sane() {
+        if !e.baseline.is_sane() || e.served_baseline.is_some_and(|b| !b.is_sane()) {
             return Err(StateError::Invalid("volume baseline out of range".into()));
         }
+        // An entry from before pushed and served bytes were told apart has
+        // one baseline of both. It becomes the pushed baseline: for a host
+        // that only opens connections (most hosts) it is exactly that; for
+        // a server it is too high (it counted what it served) until the
+        // served-free windows wear it down, which errs towards the old
+        // behaviour rather than relearning every host from nothing. The
+        // served baseline then starts empty: served bytes are judged on
+        // their floor until it learns.
+        let served = Served {
+            base: e.served_baseline.unwrap_or_default(),
+            ..Served::default()
+        };
         let seen = Timestamp::from_micros(e.last_seen_us);
         let dests = e
             .known_destinations
@@ -358,6 +428,7 @@ impl Detector for ExfiltrationDetector {
             .collect();
         let st = HostState {
             base: e.baseline,
+            served,
             dests,
             ..HostState::default()
         };
@@ -387,10 +458,14 @@ impl Detector for ExfiltrationDetector {
         let now = rec.last_seen;
         let learning = cx.learning(self.cfg.learning_secs);
         let p = self.params;
+        let sp = self.served_params;
         let cfg = &self.cfg;
         let st = self.hosts.touch(host, now, HostState::default);
         if let Some(closed) = st.win.advance(now, &p) {
             st.base.learn(closed, now, &p, learning);
+        }
+        if let Some(closed) = st.served.win.advance(now, &sp) {
+            st.served.base.learn(closed, now, &sp, learning);
         }
         let svc = Service::of(rec);
         // An FTP control connection vouches for the data connections with
@@ -398,6 +473,17 @@ impl Detector for ExfiltrationDetector {
         let ftp_control = rec.server_port == 21 || rec.app_proto == AppProto::Ftp;
         if rec.proto == 6 && host == rec.client && ftp_control {
             st.note_ftp_peer(peer, now);
+        }
+        if !pushed_by(host, rec) {
+            // Served: an outside client opened this flow. Its own window
+            // and baseline, no per-destination accumulation.
+            if sent > 0 {
+                st.served.win.add(peer, svc, sent, received);
+            }
+            if !learning {
+                judge_served(host, &mut st.served, now, cfg, &sp, cx);
+            }
+            return;
         }
         if sent > 0 {
             st.win.add(peer, svc, sent, received);
@@ -486,7 +572,7 @@ impl Detector for ExfiltrationDetector {
             };
             if j.exceeded && out_b as f64 >= cfg.min_asymmetry * back_b as f64 {
                 let ftp = dominant.is_some_and(|d| st.is_ftp_peer(d.peer, now));
-                let finding = burst_finding(host, now, cfg, &j, &top, dominant, ftp);
+                let finding = burst_finding(host, now, cfg, &p, &j, &top, dominant, ftp, false);
                 let mut alert = finding.into_alert(cx);
                 if let Some(d) = dominant {
                     alert.dest_port = Some(d.port);
@@ -549,6 +635,7 @@ impl Detector for ExfiltrationDetector {
         evidence.insert("app_protocol", json!(app));
         evidence.insert("app_proto", json!(d.svc.app));
         evidence.insert("dest_port", json!(d.svc.port));
+        evidence.insert("initiative", json!("pushed"));
         let norm = norm_total.max(norm_dest);
         let versus = if norm < 1.0 {
             "with no earlier traffic to compare".to_string()
@@ -596,14 +683,57 @@ impl Detector for ExfiltrationDetector {
     }
 }
 
+/// Served bytes: a burst to one outside client that connected to the host,
+/// above the served floor and the host's served baseline, mostly one way.
+fn judge_served(
+    host: IpAddr,
+    st: &mut Served,
+    now: Timestamp,
+    cfg: &ExfiltrationConfig,
+    sp: &VolumeParams,
+    cx: &mut DetectCx<'_>,
+) {
+    if now < st.quiet_until {
+        return;
+    }
+    let observed = st.win.sliding(now, sp);
+    let j = st.base.judge(observed, now, sp);
+    if !j.exceeded {
+        return;
+    }
+    let top = st.win.top_peers(now, sp);
+    // Many visitors each taking their share is what a server is for; one
+    // client taking most of it is a dump.
+    let Some(d) = dominant(&top, observed) else {
+        return;
+    };
+    if (d.bytes as f64) < cfg.min_asymmetry * d.reverse as f64 {
+        return;
+    }
+    let finding = burst_finding(host, now, cfg, sp, &j, &top, Some(d), false, true);
+    let mut alert = finding.into_alert(cx);
+    // The service is the host's own port; the client's is ephemeral.
+    alert.src_port = Some(d.port);
+    alert.proto = Some(proto_name(d.proto).into_owned());
+    cx.raise(alert);
+    st.base.absorb_alert(observed, now, sp);
+    st.quiet_until = now.plus_secs(cfg.window_secs);
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one finding's facts, each distinct"
+)]
 fn burst_finding(
     host: IpAddr,
     now: Timestamp,
     cfg: &ExfiltrationConfig,
+    p: &VolumeParams,
     j: &crate::volume::Judgement,
     top: &[PeerBytes],
     dominant: Option<PeerBytes>,
     ftp: bool,
+    served: bool,
 ) -> Finding {
     let app = dominant.map_or("other", |d| {
         let svc = Service {
@@ -614,7 +744,7 @@ fn burst_finding(
         app_protocol(svc, ftp)
     });
     let mut evidence = j.evidence(
-        &cfg.params(),
+        p,
         "bytes_sent_outside",
         "top_destinations",
         Some("bytes_received"),
@@ -622,7 +752,18 @@ fn burst_finding(
     );
     evidence.insert("app_protocol", json!(app));
     evidence.insert("min_asymmetry", json!(cfg.min_asymmetry));
+    evidence.insert(
+        "initiative",
+        json!(if served { "served" } else { "pushed" }),
+    );
     let to = match dominant {
+        Some(d) if served => format!(
+            ", {} of it to {}, a client that connected to its {app} service on {}/{}",
+            human(d.bytes as f64),
+            d.peer,
+            d.port,
+            proto_name(d.proto)
+        ),
         Some(d) => format!(
             ", {} of it to {} ({app}, {}/{})",
             human(d.bytes as f64),
@@ -632,8 +773,9 @@ fn burst_finding(
         ),
         None => format!(" spread over {} destinations", top.len()),
     };
+    let what = if served { "served" } else { "sent" };
     let description = format!(
-        "{host} sent {} to outside hosts within {} s{to}: {} (threshold {})",
+        "{host} {what} {} to outside hosts within {} s{to}: {} (threshold {})",
         human(j.observed as f64),
         cfg.window_secs,
         versus_typical(j.observed as f64, j),
@@ -724,6 +866,7 @@ mod tests {
         assert_eq!(a.evidence["app_protocol"], "HTTPS");
         assert_eq!(a.alert.mitre.technique, "T1048.002");
         assert!(a.evidence["bytes_sent_outside"].as_u64().unwrap() >= 50_000_000);
+        assert_eq!(a.evidence["initiative"], "pushed");
         assert!(a.evidence["baseline_typical_bytes"].as_u64().unwrap() < 100_000);
         assert!(a.response.is_some());
     }
@@ -937,6 +1080,195 @@ mod tests {
         let mut fresh = ExfiltrationDetector::new(ExfiltrationConfig::default());
         browse(&mut fresh, "10.0.0.20", 1800, 40);
         assert_eq!(run_at(&mut fresh, "10.0.0.20", &r, 4200).len(), 1);
+    }
+
+    /// `bytes` served by `server:sp` to the outside client `visitor` that
+    /// connected to it (the visitor is the flow's client), ending at `at`.
+    fn served(server: &str, sp: u16, visitor: &str, bytes: u64, at: i64) -> FlowRecord {
+        FlowRecordBuilder::tcp(visitor, 40_000 + (at % 20_000) as u16, server, sp)
+            .at(at)
+            .bytes(bytes / 100 + 600, bytes)
+            .build()
+    }
+
+    /// A public web server's day: a page or two a minute to ever-new
+    /// visitors (`per_minute` bytes in all), for `minutes` from `from`.
+    fn visitors(
+        d: &mut ExfiltrationDetector,
+        server: &str,
+        from: i64,
+        minutes: i64,
+        per_minute: u64,
+    ) -> Vec<tapsentry_types::Alert> {
+        let mut out = Vec::new();
+        for m in 0..minutes {
+            let at = from + m * 60;
+            let v = format!("198.18.{}.{}", (at / 60 / 250) % 250, (at / 60) % 250);
+            out.extend(run_at(
+                d,
+                server,
+                &served(server, 443, &v, per_minute, at),
+                at,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn a_web_server_serving_installers_to_visitors_raises_nothing() {
+        let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
+        let web = "10.0.1.10";
+        assert!(visitors(&mut d, web, 0, 120, 400_000).is_empty());
+        // 200 MB of installers: 150 MB to one visitor within 5 minutes (its
+        // download reported as interim records), then 50 MB to another.
+        let mut alerts = Vec::new();
+        for i in 1..=5u64 {
+            let at = 7200 + 60 * i as i64;
+            let mut r = served(web, 443, "198.51.100.77", 30_000_000 * i, at);
+            r.client_port = 52_000;
+            r.reported_to_client.bytes = 30_000_000 * (i - 1);
+            r.reported_to_client.packets = u64::from(i > 1);
+            alerts.extend(run_at(&mut d, web, &r, at));
+            alerts.extend(visitors(&mut d, web, at + 1, 1, 400_000));
+        }
+        let r = served(web, 443, "198.51.100.78", 50_000_000, 7560);
+        alerts.extend(run_at(&mut d, web, &r, 7560));
+        assert!(alerts.is_empty(), "{alerts:#?}");
+    }
+
+    #[test]
+    fn a_server_trickling_on_connections_it_opened_is_slow_exfiltration() {
+        let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
+        let web = "10.0.1.10";
+        // Busy serving: 6 MB a minute to visitors (60 MB per window), which
+        // is no upload and must not become the norm its own pushes meet.
+        // What it opens itself is small: update checks and the like. After
+        // an hour it sends 400 MB over 6 hours to one outside host, on
+        // connections it opens every 5 minutes.
+        let mut alerts = Vec::new();
+        for m in 0..420i64 {
+            let at = m * 60;
+            alerts.extend(visitors(&mut d, web, at, 1, 6_000_000));
+            if m < 60 || m % 5 == 0 {
+                alerts.extend(browse(&mut d, web, at + 10, 1));
+            }
+            if m >= 60 && m % 5 == 0 {
+                let r = upload(web, "203.0.113.99", 443, 5_555_555, 20_000, at + 30);
+                alerts.extend(run_at(&mut d, web, &r, at + 30));
+            }
+        }
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let a = &alerts[0];
+        assert_eq!(a.alert.signature, "exfiltration.slow");
+        assert_eq!(a.src_ip.to_string(), web);
+        assert_eq!(a.dest_ip.unwrap().to_string(), "203.0.113.99");
+        assert_eq!(a.evidence["initiative"], "pushed");
+        // Its norm is what it pushes, not the 60 MB windows it serves.
+        assert!(a.evidence["host_typical_window_bytes"].as_u64().unwrap() < 20_000_000);
+    }
+
+    #[test]
+    fn a_vpn_concentrators_tunnelled_downloads_raise_nothing() {
+        let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
+        let vpn = "10.0.1.5";
+        // Remote workers keep their tunnels up (they opened them: WireGuard
+        // over UDP 51820, and IPsec ESP); file pulls go down the tunnel.
+        let tunnel = |remote: &str, down: u64, at: i64| -> FlowRecord {
+            if remote.ends_with(".9") {
+                FlowRecordBuilder::new(remote, 0, vpn, 0, 50)
+                    .at(at)
+                    .bytes(down / 40 + 100, down)
+                    .build()
+            } else {
+                FlowRecordBuilder::udp(remote, 51_820, vpn, 51_820)
+                    .at(at)
+                    .bytes(down / 40 + 100, down)
+                    .build()
+            }
+        };
+        let remotes = ["192.0.2.7", "192.0.2.8", "192.0.2.9"];
+        let mut alerts = Vec::new();
+        for m in 0..60i64 {
+            for r in remotes {
+                let at = m * 60;
+                alerts.extend(run_at(&mut d, vpn, &tunnel(r, 3_000, at), at));
+            }
+        }
+        assert!(alerts.is_empty(), "{alerts:#?}");
+        // Each remote worker pulls 400 MB from the file server in turn, 100 MB
+        // a minute through the tunnel, an hour apart.
+        for (k, r) in remotes.iter().enumerate() {
+            for i in 0..4i64 {
+                let at = 3600 + k as i64 * 3600 + i * 60;
+                alerts.extend(run_at(&mut d, vpn, &tunnel(r, 100_000_000, at), at));
+            }
+        }
+        assert!(alerts.is_empty(), "{alerts:#?}");
+    }
+
+    #[test]
+    fn a_dump_served_to_one_client_still_alerts_as_served() {
+        let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
+        let web = "10.0.1.10";
+        assert!(visitors(&mut d, web, 0, 120, 400_000).is_empty());
+        // A webshell download: 1.2 GB to one client within 8 minutes.
+        let mut alerts = Vec::new();
+        for i in 1..=8u64 {
+            let at = 7200 + 60 * i as i64;
+            let mut r = served(web, 443, "198.51.100.66", 150_000_000 * i, at);
+            r.client_port = 53_000;
+            r.reported_to_client.bytes = 150_000_000 * (i - 1);
+            r.reported_to_client.packets = u64::from(i > 1);
+            alerts.extend(run_at(&mut d, web, &r, at));
+        }
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let a = &alerts[0];
+        assert_eq!(a.alert.signature, "exfiltration.volume");
+        assert_eq!(a.src_ip.to_string(), web);
+        assert_eq!(a.dest_ip.unwrap().to_string(), "198.51.100.66");
+        assert_eq!(a.src_port, Some(443));
+        assert_eq!(a.evidence["initiative"], "served");
+        assert_eq!(a.evidence["min_bytes"], 1_000_000_000u64);
+        assert!(a.evidence["bytes_sent_outside"].as_u64().unwrap() >= 1_000_000_000);
+    }
+
+    #[test]
+    fn a_state_file_from_before_the_split_keeps_its_baseline_as_the_pushed_one() {
+        let mut d = ExfiltrationDetector::new(ExfiltrationConfig::default());
+        browse(&mut d, "10.0.0.20", 0, 10);
+        let r = upload("10.0.0.20", "198.51.100.200", 443, 90_000_000, 50_000, 600);
+        assert!(run_at(&mut d, "10.0.0.20", &r, 600).is_empty());
+        browse(&mut d, "10.0.0.20", 660, 40);
+        let mut saved = Vec::new();
+        d.export_state(&mut |h, v| saved.push((h, v)));
+        // The entry as the previous version wrote it: one baseline, no
+        // served one.
+        let (host, mut old) = saved.pop().unwrap();
+        let served = old
+            .as_object_mut()
+            .unwrap()
+            .remove("served_baseline")
+            .expect("the new format writes a served baseline");
+        assert_eq!(
+            served,
+            serde_json::to_value(VolumeBaseline::default()).unwrap()
+        );
+        let mut again = ExfiltrationDetector::new(ExfiltrationConfig::default());
+        again.import_state(host, old.clone()).unwrap();
+        let mut resaved = Vec::new();
+        again.export_state(&mut |h, v| resaved.push((h, v)));
+        assert_eq!(resaved[0].1["baseline"], old["baseline"]);
+        // It is in force as the pushed baseline: the next backup is quiet,
+        // where a host with no history alerts (see the restart test).
+        let r = upload(
+            "10.0.0.20",
+            "198.51.100.200",
+            443,
+            120_000_000,
+            50_000,
+            4200,
+        );
+        assert!(run_at(&mut again, "10.0.0.20", &r, 4200).is_empty());
     }
 
     #[test]
