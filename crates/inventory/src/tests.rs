@@ -6,7 +6,7 @@
 
 use super::*;
 use tapsentry_testkit::{DnsEventBuilder, DnsMessage, FlowRecordBuilder, START_SECS};
-use tapsentry_types::{DirCounts, DnsName, EndReason, RecordKind};
+use tapsentry_types::{DirCounts, EndReason, RecordKind};
 
 fn t(secs: i64) -> Timestamp {
     Timestamp::from_micros((START_SECS + secs) * 1_000_000)
