@@ -75,7 +75,7 @@ enum Cmd {
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
     },
-    /// Show the asset inventory: one block per inside host (address, names, MACs, first/last seen, services).
+    /// Show the asset inventory: one block per inside host (address, names, first/last seen, services; MACs are not collected yet).
     Inventory {
         /// Configuration file, for output.inventory (default: the embedded default).
         #[arg(long, value_name = "FILE")]
