@@ -28,7 +28,8 @@ fn transport_number(name: &str) -> u8 {
 
 /// Replays one capture and returns the last `app_proto` the flow log gives
 /// each flow, under both orientations of its endpoints.
-fn app_protos(file: &std::path::Path) -> HashMap<Key, AppProto> {
+/// The flow log of one replay of `file`, parsed.
+fn flow_log(file: &std::path::Path) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let flows = dir.path().join("flows.jsonl");
     let out = std::process::Command::new(crate::common::bin())
@@ -39,8 +40,12 @@ fn app_protos(file: &std::path::Path) -> HashMap<Key, AppProto> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    read_jsonl(&flows)
+}
+
+fn app_protos(file: &std::path::Path) -> HashMap<Key, AppProto> {
     let mut got = HashMap::new();
-    for r in read_jsonl(&flows) {
+    for r in flow_log(file) {
         let ip = |f: &str| r[f].as_str().unwrap().parse::<IpAddr>().unwrap();
         let port = |f: &str| r[f].as_u64().map_or(0, |p| u16::try_from(p).unwrap());
         let transport = transport_number(r["proto"].as_str().unwrap());
@@ -188,17 +193,7 @@ fn flow_log_carries_first_message_metadata() {
             println!("{} not found: skipped", path.display());
             continue;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let flows = dir.path().join("flows.jsonl");
-        let out = std::process::Command::new(crate::common::bin())
-            .args(["replay", "--alerts", "/dev/null", "--stats", "/dev/null"])
-            .arg("--flows")
-            .arg(&flows)
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", crate::common::stderr(&out));
-        let recs = read_jsonl(&flows);
+        let recs = flow_log(&path);
         let hit = recs.iter().find(|r| {
             r["dest_port"] == port && r["app_proto"] == proto && r.pointer(pointer).is_some()
         });
@@ -221,17 +216,7 @@ fn flow_log_carries_first_message_metadata() {
         })
         .unwrap_or_default();
     for path in tls {
-        let dir = tempfile::tempdir().unwrap();
-        let flows = dir.path().join("flows.jsonl");
-        let out = std::process::Command::new(crate::common::bin())
-            .args(["replay", "--alerts", "/dev/null", "--stats", "/dev/null"])
-            .arg("--flows")
-            .arg(&flows)
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let recs = read_jsonl(&flows);
+        let recs = flow_log(&path);
         assert!(
             recs.iter().any(|r| r["app_proto"] == "tls"
                 && r["tls"]["sni"].as_str().is_some_and(|s| s.contains('.'))),
