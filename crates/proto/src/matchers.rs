@@ -611,7 +611,7 @@ pub(crate) fn wireguard(p: &[u8]) -> bool {
 /// for one in each direction.
 pub(crate) fn wireguard_data(p: &[u8]) -> bool {
     p.len() >= 32
-        && (p.len() - 16) % 16 == 0
+        && (p.len() - 16).is_multiple_of(16)
         && p.get(0..4) == Some(&[4, 0, 0, 0][..])
         && le32(p, 4).is_some_and(|r| r != 0)
         && p.get(13..16) == Some(&[0, 0, 0][..])
