@@ -75,7 +75,7 @@ enum Cmd {
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
     },
-    /// Show the asset inventory: one block per inside host (address, names, first/last seen, services; MACs are not collected yet).
+    /// Show the asset inventory: one block per inside host (address, MACs, VLAN, names, first/last seen, bytes, services).
     Inventory {
         /// Configuration file, for output.inventory (default: the embedded default).
         #[arg(long, value_name = "FILE")]

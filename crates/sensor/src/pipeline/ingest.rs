@@ -11,14 +11,17 @@
 //! In replay a tick waits for the sweeper's ack, so flow expiry never races
 //! with ingest; live, a tick is skipped when the sweeper is busy.
 
+use std::collections::HashMap;
 use std::mem;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tapsentry_decode::dns;
-use tapsentry_flow::{FirstMessage, FlowTable, IngestSession, PROBE_GROUP};
+use tapsentry_detect::HomeNet;
+use tapsentry_flow::{FirstMessage, FlowTable, IngestOutcome, IngestSession, PROBE_GROUP};
 use tapsentry_telemetry::{wall, DropReason, LatencyHist};
-use tapsentry_types::{AppProto, DnsEvent, PacketMeta, Timestamp};
+use tapsentry_types::{AppProto, DnsEvent, MacSighting, PacketMeta, Timestamp};
 
 use super::stats::{lock, SharedStats};
 use super::sweep::SweepMsg;
@@ -73,6 +76,9 @@ pub(crate) struct Ingest {
     /// adds its own part (an eighth of its group's lookups, then the count)
     /// and records the sum as the packet's processing time.
     pub decode_ns: Option<u32>,
+    /// Destination then source MAC of an Ethernet frame, when the reader
+    /// keeps them (the inventory is on); zero otherwise.
+    pub macs: [u8; 12],
 }
 
 /// Frames in capture order plus the DNS summaries taken from them: what
@@ -161,6 +167,9 @@ pub struct TickEvents {
     /// What the first message of a direction of a flow revealed (from the
     /// flow table).
     pub first: Vec<FirstMessage>,
+    /// Inside hosts' MAC addresses, new or changed, as new flows showed
+    /// them (only with the inventory on).
+    pub macs: Vec<MacSighting>,
 }
 
 impl TickEvents {
@@ -168,6 +177,7 @@ impl TickEvents {
     pub fn clear(&mut self) {
         self.dns.clear();
         self.first.clear();
+        self.macs.clear();
     }
 }
 
@@ -268,6 +278,55 @@ pub struct IngestStep {
     first_dropped: u64,
     /// DNS messages parsed here (other ports) since the last publish.
     dns_other_ports: u64,
+    /// The MAC each inside address last showed, when the inventory is on.
+    macs: Option<MacMemory>,
+}
+
+/// The MAC each inside address last showed at a flow's start: a sighting
+/// goes to the inventory only when it is new or changed, so a host's
+/// thousands of flows cost one event. Its capacity is fixed at the start
+/// (`inventory.max_hosts`), so nothing allocates per packet; an address
+/// past it is not reported, counted as `inventory.macs_not_tracked`.
+struct MacMemory {
+    home: Arc<HomeNet>,
+    last: HashMap<IpAddr, [u8; 6]>,
+    cap: usize,
+    not_tracked: u64,
+}
+
+impl MacMemory {
+    /// Notes what the first frame of a new flow shows: the initiator
+    /// (`src`) behind the source MAC, the responder behind the destination
+    /// MAC. Group (multicast, broadcast) and zero addresses name no host.
+    fn new_flow(&mut self, m: &PacketMeta<'_>, macs: &[u8; 12], out: &mut Vec<MacSighting>) {
+        let (dst_mac, src_mac) = macs.split_at(6);
+        for (ip, mac) in [(m.src, src_mac), (m.dst, dst_mac)] {
+            let Ok(mac) = <[u8; 6]>::try_from(mac) else {
+                continue;
+            };
+            if mac[0] & 1 != 0 || mac == [0; 6] || !self.home.contains(ip) {
+                continue;
+            }
+            let full = self.last.len() >= self.cap;
+            match self.last.get_mut(&ip) {
+                Some(known) if *known == mac => continue,
+                Some(known) => *known = mac,
+                None if full => {
+                    self.not_tracked += 1;
+                    continue;
+                }
+                None => {
+                    self.last.insert(ip, mac);
+                }
+            }
+            out.push(MacSighting {
+                ts: m.ts,
+                ip,
+                mac,
+                vlan: m.vlan,
+            });
+        }
+    }
 }
 
 impl IngestStep {
@@ -280,6 +339,7 @@ impl IngestStep {
             events: TickEvents {
                 dns: Vec::with_capacity(1024),
                 first: Vec::with_capacity(1024),
+                macs: Vec::new(),
             },
             next_tick: None,
             last_ts: Timestamp::ZERO,
@@ -287,7 +347,21 @@ impl IngestStep {
             dns_dropped: 0,
             first_dropped: 0,
             dns_other_ports: 0,
+            macs: None,
         }
+    }
+
+    /// Also reports inside hosts' MAC addresses (for the inventory): at
+    /// most `cap` addresses are remembered.
+    pub fn with_macs(mut self, home: Arc<HomeNet>, cap: usize) -> IngestStep {
+        self.events.macs.reserve(1024);
+        self.macs = Some(MacMemory {
+            home,
+            last: HashMap::with_capacity(cap),
+            cap,
+            not_tracked: 0,
+        });
+        self
     }
 
     /// Counts every frame of `batch` on its flow, takes its DNS events and
@@ -326,7 +400,16 @@ impl IngestStep {
                     let payload = arena
                         .get(start as usize..start as usize + len as usize)
                         .unwrap_or_default();
-                    let (_, verdict) = session.ingest_probed_verdict(m, payload, &probe);
+                    let (outcome, verdict) = session.ingest_probed_verdict(m, payload, &probe);
+                    if let Some(macs) = self.macs.as_mut() {
+                        if matches!(
+                            outcome,
+                            IngestOutcome::Created | IngestOutcome::CreatedAfterEviction
+                        ) && self.events.macs.len() < self.max_pending_dns
+                        {
+                            macs.new_flow(m, &item.macs, &mut self.events.macs);
+                        }
+                    }
                     // DNS on a port other than 53. The reader summarises
                     // port 53 only: at that stage nothing says what another
                     // port speaks, and trying to parse every payload as DNS
@@ -381,7 +464,8 @@ impl IngestStep {
                 // sweep early when any piles up (live drops them, counted).
                 let backlog = table.needs_sweep()
                     || self.events.dns.len() >= self.max_pending_dns
-                    || self.events.first.len() >= self.max_pending_dns;
+                    || self.events.first.len() >= self.max_pending_dns
+                    || self.events.macs.len() >= self.max_pending_dns;
                 if due || (!self.live && backlog) {
                     // The metadata of flows the sweep may end goes with it.
                     self.take_first_messages(session);
@@ -450,6 +534,9 @@ impl IngestStep {
             let mut cap = lock(&shared.capture);
             cap.packet_time.merge(&self.packet_time);
             cap.dns_messages_other_ports += mem::take(&mut self.dns_other_ports);
+            if let Some(m) = self.macs.as_mut() {
+                cap.macs_not_tracked += mem::take(&mut m.not_tracked);
+            }
         }
         self.packet_time.reset();
         if self.dns_dropped > 0 {
@@ -541,6 +628,7 @@ mod tests {
             payload: (0, 0),
             dns: false,
             decode_ns: None,
+            macs: [0; 12],
         }
     }
 

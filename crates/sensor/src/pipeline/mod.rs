@@ -245,6 +245,7 @@ impl Pipeline {
         let inventory_writer = inventory_feed.is_some().then(|| writer_tx.clone());
         drop(writer_tx);
         let writer = spawn("alert-out", move || writer.run(&writer_rx))?;
+        let ingest_home = inventory_feed.is_some().then(|| Arc::clone(&home));
         let mut router = Router::new(home, worker_txs, flow_log, live, Arc::clone(&shared));
         if let (Some(feed), Some(tx)) = (inventory_feed, inventory_writer) {
             router = router.with_inventory(feed, tx);
@@ -271,7 +272,12 @@ impl Pipeline {
             None => None,
         };
         let ingest = IngestStage {
-            step: IngestStep::new(&cfg.pipeline, live),
+            step: match ingest_home.clone() {
+                Some(home) => {
+                    IngestStep::new(&cfg.pipeline, live).with_macs(home, cfg.inventory.max_hosts)
+                }
+                None => IngestStep::new(&cfg.pipeline, live),
+            },
             table: Arc::clone(&table),
             shared: Arc::clone(&shared),
             ticks: SweepTicks {
@@ -281,13 +287,18 @@ impl Pipeline {
                 spare: TickEvents {
                     dns: Vec::with_capacity(1024),
                     first: Vec::with_capacity(1024),
+                    macs: Vec::with_capacity(if ingest_home.is_some() { 1024 } else { 0 }),
                 },
             },
         };
         let ingest = spawn("flow-in", move || ingest.run(&ingest_rx, &recycle_tx))?;
         let reader = Reader {
             source,
-            step: FrameStep::new(cfg.flow.max_fragments),
+            step: if ingest_home.is_some() {
+                FrameStep::new(cfg.flow.max_fragments).with_macs()
+            } else {
+                FrameStep::new(cfg.flow.max_fragments)
+            },
             shared: Arc::clone(&shared),
             stop: Arc::clone(&control.stop),
             mode,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use tapsentry_capture::{CaptureWarning, FrameSource, Next};
-use tapsentry_decode::{decode, dns};
+use tapsentry_decode::{decode, dns, ethernet_addrs};
 use tapsentry_flow::FragmentTracker;
 use tapsentry_telemetry::wall;
 use tapsentry_types::{Fragment, Frame, PacketMeta, Timestamp};
@@ -37,6 +37,8 @@ pub struct FrameStep {
     st: CaptureStats,
     frags: FragmentTracker,
     n: u64,
+    /// Keep each frame's Ethernet addresses (for the inventory's MACs).
+    keep_macs: bool,
 }
 
 impl FrameStep {
@@ -46,7 +48,14 @@ impl FrameStep {
             st: CaptureStats::new(),
             frags: FragmentTracker::new(max_fragments),
             n: 0,
+            keep_macs: false,
         }
+    }
+
+    /// Also hands on each Ethernet frame's addresses (the inventory's MACs).
+    pub fn with_macs(mut self) -> FrameStep {
+        self.keep_macs = true;
+        self
     }
 
     /// Counts `frame`, decodes it, attributes a later fragment to its
@@ -71,7 +80,14 @@ impl FrameStep {
             payload: (0, 0),
             dns: false,
             decode_ns: None,
+            macs: [0; 12],
         };
+        if self.keep_macs {
+            if let Some((dst, src)) = ethernet_addrs(frame) {
+                item.macs[..6].copy_from_slice(&dst);
+                item.macs[6..].copy_from_slice(&src);
+            }
+        }
         match decode(frame) {
             Ok(mut m) => {
                 st.ip_bytes += u64::from(m.ip_len);

@@ -33,6 +33,8 @@ pub(crate) struct CaptureStats {
     pub dns_messages: u64,
     /// Filled by the ingest thread, like `packet_time`.
     pub dns_messages_other_ports: u64,
+    /// Filled by the ingest thread, like `packet_time`.
+    pub macs_not_tracked: u64,
     pub dns_errors: ReasonCounts,
     pub fragments_unattributed: u64,
     pub fragments_not_remembered: u64,
@@ -52,6 +54,7 @@ impl CaptureStats {
             decode_errors: ReasonCounts::new(&DecodeError::ALL_REASONS),
             dns_messages: 0,
             dns_messages_other_ports: 0,
+            macs_not_tracked: 0,
             dns_errors: ReasonCounts::new(&dns::DnsError::ALL_REASONS),
             fragments_unattributed: 0,
             fragments_not_remembered: 0,
@@ -152,6 +155,7 @@ impl SharedStats {
                 decode_errors: cap.decode_errors,
                 dns_messages: cap.dns_messages,
                 dns_messages_other_ports: cap.dns_messages_other_ports,
+                macs_not_tracked: cap.macs_not_tracked,
                 dns_errors: cap.dns_errors,
                 fragments_unattributed: cap.fragments_unattributed,
                 fragments_not_remembered: cap.fragments_not_remembered,
@@ -265,6 +269,9 @@ pub struct CaptureRecord {
     /// DNS messages summarised on other ports, in flows the classifier
     /// named `dns` (by the ingest thread).
     pub dns_messages_other_ports: u64,
+    /// Inside addresses whose MAC the inventory was not told because the
+    /// ingest thread's memory of them (`inventory.max_hosts`) was full.
+    pub macs_not_tracked: u64,
     /// DNS messages not parsed, by reason (non-zero reasons only).
     pub dns_errors: ReasonCounts,
     /// Later IP fragments whose first fragment was never seen.
@@ -469,6 +476,7 @@ mod tests {
             "capture.kernel.dropped",
             "capture.kernel.if_dropped",
             "capture.kernel.received",
+            "capture.macs_not_tracked",
             "capture.packets",
             "capture.unsupported_link_frames",
             "capture.wire_bytes",
