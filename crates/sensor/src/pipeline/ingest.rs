@@ -76,9 +76,6 @@ pub(crate) struct Ingest {
     /// adds its own part (an eighth of its group's lookups, then the count)
     /// and records the sum as the packet's processing time.
     pub decode_ns: Option<u32>,
-    /// Destination then source MAC of an Ethernet frame, when the reader
-    /// keeps them (the inventory is on); zero otherwise.
-    pub macs: [u8; 12],
 }
 
 /// Frames in capture order plus the DNS summaries taken from them: what
@@ -90,6 +87,11 @@ pub struct IngestBatch {
     /// The first payload bytes of the frames, back to back (the classifier's
     /// input); capacity [`PAYLOAD_ARENA`], never grown.
     pub(crate) payload: Vec<u8>,
+    /// Destination then source MAC of each frame (zero when not Ethernet),
+    /// in frame order, only when the reader keeps them (the inventory is
+    /// on); empty otherwise. Beside the frames rather than in them, so the
+    /// per-frame summary stays its size when the inventory is off.
+    pub(crate) macs: Vec<[u8; 12]>,
 }
 
 impl IngestBatch {
@@ -99,6 +101,7 @@ impl IngestBatch {
             frames: Vec::with_capacity(INGEST_BATCH),
             dns: Vec::with_capacity(64),
             payload: Vec::with_capacity(PAYLOAD_ARENA),
+            macs: Vec::new(),
         }
     }
 
@@ -282,6 +285,13 @@ pub struct IngestStep {
     macs: Option<MacMemory>,
 }
 
+/// Where `item` is in `frames`: from the addresses, so the per-packet loop
+/// carries no index for the rare frame that needs one.
+fn frame_index(frames: &[Ingest], item: &Ingest) -> usize {
+    let size = mem::size_of::<Ingest>().max(1);
+    (item as *const Ingest as usize).saturating_sub(frames.as_ptr() as usize) / size
+}
+
 /// The MAC each inside address last showed at a flow's start: a sighting
 /// goes to the inventory only when it is new or changed, so a host's
 /// thousands of flows cost one event. Its capacity is fixed at the start
@@ -378,6 +388,7 @@ impl IngestStep {
     ) -> bool {
         let mut events = batch.dns.drain(..);
         let arena = &batch.payload;
+        let macs_of = &batch.macs;
         let mut going = true;
         'groups: for group in batch.frames.chunks(PROBE_GROUP) {
             // The group's lookups are work done for each of its frames: a
@@ -401,14 +412,14 @@ impl IngestStep {
                         .get(start as usize..start as usize + len as usize)
                         .unwrap_or_default();
                     let (outcome, verdict) = session.ingest_probed_verdict(m, payload, &probe);
-                    if let Some(macs) = self.macs.as_mut() {
-                        if matches!(
+                    // Empty unless the inventory is on: one test per packet.
+                    if !macs_of.is_empty()
+                        && matches!(
                             outcome,
                             IngestOutcome::Created | IngestOutcome::CreatedAfterEviction
-                        ) && self.events.macs.len() < self.max_pending_dns
-                        {
-                            macs.new_flow(m, &item.macs, &mut self.events.macs);
-                        }
+                        )
+                    {
+                        self.new_flow_macs(m, frame_index(&batch.frames, item), macs_of);
                     }
                     // DNS on a port other than 53. The reader summarises
                     // port 53 only: at that stage nothing says what another
@@ -464,8 +475,7 @@ impl IngestStep {
                 // sweep early when any piles up (live drops them, counted).
                 let backlog = table.needs_sweep()
                     || self.events.dns.len() >= self.max_pending_dns
-                    || self.events.first.len() >= self.max_pending_dns
-                    || self.events.macs.len() >= self.max_pending_dns;
+                    || self.events.first.len() >= self.max_pending_dns;
                 if due || (!self.live && backlog) {
                     // The metadata of flows the sweep may end goes with it.
                     self.take_first_messages(session);
@@ -483,7 +493,22 @@ impl IngestStep {
         drop(events);
         batch.frames.clear();
         batch.payload.clear();
+        batch.macs.clear();
         going
+    }
+
+    /// A new flow's first frame: its hosts' MACs, if new or changed, for
+    /// the next tick (within the bound; a sighting not taken now is taken
+    /// at the host's next new flow, as the memory was not updated).
+    #[cold]
+    #[inline(never)]
+    fn new_flow_macs(&mut self, m: &PacketMeta<'_>, index: usize, macs_of: &[[u8; 12]]) {
+        let (Some(memory), Some(addrs)) = (self.macs.as_mut(), macs_of.get(index)) else {
+            return;
+        };
+        if self.events.macs.len() < self.max_pending_dns {
+            memory.new_flow(m, addrs, &mut self.events.macs);
+        }
     }
 
     /// Moves the session's first-message metadata to the events of the
@@ -628,7 +653,6 @@ mod tests {
             payload: (0, 0),
             dns: false,
             decode_ns: None,
-            macs: [0; 12],
         }
     }
 

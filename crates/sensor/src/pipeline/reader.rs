@@ -41,6 +41,19 @@ pub struct FrameStep {
     keep_macs: bool,
 }
 
+/// Hands on the frame's Ethernet addresses (zero for other link types),
+/// one entry per frame. Out of line: with the inventory off the reader's
+/// per-frame path keeps only the test of the flag.
+#[inline(never)]
+fn keep_macs(frame: &Frame<'_>, batch: &mut IngestBatch) {
+    let mut addrs = [0; 12];
+    if let Some((dst, src)) = ethernet_addrs(frame) {
+        addrs[..6].copy_from_slice(&dst);
+        addrs[6..].copy_from_slice(&src);
+    }
+    batch.macs.push(addrs);
+}
+
 impl FrameStep {
     /// A step remembering at most `max_fragments` first fragments.
     pub fn new(max_fragments: usize) -> FrameStep {
@@ -80,13 +93,9 @@ impl FrameStep {
             payload: (0, 0),
             dns: false,
             decode_ns: None,
-            macs: [0; 12],
         };
         if self.keep_macs {
-            if let Some((dst, src)) = ethernet_addrs(frame) {
-                item.macs[..6].copy_from_slice(&dst);
-                item.macs[6..].copy_from_slice(&src);
-            }
+            keep_macs(frame, batch);
         }
         match decode(frame) {
             Ok(mut m) => {

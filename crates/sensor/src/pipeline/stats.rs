@@ -515,6 +515,8 @@ mod tests {
             "inventory.hosts",
             "inventory.hosts_expired",
             "inventory.hosts_refused",
+            "inventory.macs_refused",
+            "inventory.macs_unattached_dropped",
             "inventory.names_refused",
             "inventory.names_unattached_dropped",
             "inventory.records",
