@@ -9,6 +9,7 @@ mod any_port;
 mod badinput;
 mod common;
 mod config;
+mod deploy;
 mod detections;
 mod determinism;
 mod fuzz_seeds;

@@ -100,9 +100,13 @@ pub struct JsonlSink {
 fn open_append(what: &'static str, path: &str) -> Result<File, OutputError> {
     // No `create_dir_all`: a missing directory is a configuration error the
     // operator should see, not something to paper over as root.
+    // Mode 0640 (the contract's): a log shipper reads the logs through the
+    // group, nobody else does (the umask may narrow it further).
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o640)
         .open(path)
         .map_err(|source| OutputError::Open {
             what,
