@@ -273,6 +273,18 @@ pub fn signal_sensor(pid_file: &Path) -> Signalled {
         }
         Err(e) => return Signalled::Failed(e.to_string()),
     };
+    // A pid file left by a killed sensor may name a process that reused
+    // the pid: SIGHUP would end it. Only a process named tapsentry is
+    // signalled (its command name, as the kernel keeps it).
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let comm = String::from_utf8_lossy(comm.get(..64).unwrap_or(&comm));
+    if comm.trim_end() != "tapsentry" {
+        return Signalled::Failed(format!(
+            "pid file {}: process {pid} is not tapsentry ({:?}); a stale pid file? not signalled",
+            path.display(),
+            comm.trim_end()
+        ));
+    }
     // read_pid only returns pids that fit a positive i32.
     let raw = i32::try_from(pid).unwrap_or(i32::MAX);
     match kill(Pid::from_raw(raw), Signal::SIGHUP) {
@@ -355,5 +367,28 @@ mod tests {
         assert!(matches!(signal_sensor(&pf), Signalled::NotRunning(_)));
         std::fs::write(&pf, "junk").unwrap();
         assert!(matches!(signal_sensor(&pf), Signalled::Failed(m) if m.contains("does not hold")));
+    }
+
+    /// A stale pid file naming another program: that program is not sent
+    /// SIGHUP (which would end it).
+    #[test]
+    fn a_pid_reused_by_another_program_is_not_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let pf = dir.path().join("s.pid");
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(&pf, format!("{}\n", other.id())).unwrap();
+        let got = signal_sensor(&pf);
+        assert!(
+            matches!(&got, Signalled::Failed(m) if m.contains("is not tapsentry (\"sleep\")")),
+            "{got:?}"
+        );
+        // Time for a SIGHUP, had one been sent, to end it.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(other.try_wait().unwrap().is_none(), "sleep was signalled");
+        other.kill().unwrap();
+        let _ = other.wait();
     }
 }
