@@ -36,7 +36,7 @@ pub fn host_warnings(cfg: &SensorConfig) -> Vec<String> {
     let mut w = Vec::new();
     let c = &cfg.capture;
     match tapsentry_capture::interface_names() {
-        Ok(names) if names.iter().any(|n| *n == c.interface) => {}
+        Ok(names) if names.contains(&c.interface) => {}
         Ok(names) => w.push(format!(
             "capture.interface: no interface '{}' on this host (there are: {})",
             c.interface,
