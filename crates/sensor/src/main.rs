@@ -68,6 +68,14 @@ enum Cmd {
         pcaps: Vec<PathBuf>,
     },
     /// Capture live on a SPAN/tap interface until SIGINT or SIGTERM.
+    ///
+    /// SIGHUP reloads the Tor exit list and GeoIP databases and reopens the
+    /// logs (for logrotate). With output.pid_file set the process id is
+    /// written there at start and removed at exit (what `intel update` and
+    /// logrotate signal); with [metrics] listen set the stats counters are
+    /// served on GET /metrics in the Prometheus text format. deploy/ has a
+    /// systemd unit, a timer for `intel update`, a logrotate file and a
+    /// log shipper.
     Run {
         #[command(flatten)]
         common: Common,

@@ -267,12 +267,14 @@ impl MetricsStage {
     fn serve(&self, mut stream: TcpStream) -> std::io::Result<()> {
         stream.set_nonblocking(false)?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let mut send_body = true;
         let (status, body) = match read_request(&mut stream)? {
             Request::Get { head, path } if path == "/metrics" || path.starts_with("/metrics?") => {
-                let text = render(&self.shared.record(&self.table.counters()));
+                // HEAD: the headers GET would have, the length included.
+                send_body = !head;
                 (
                     "200 OK",
-                    if head { None } else { Some(text) }.unwrap_or_default(),
+                    render(&self.shared.record(&self.table.counters())),
                 )
             }
             Request::Get { .. } => ("404 Not Found", "only /metrics is served\n".into()),
@@ -285,7 +287,9 @@ impl MetricsStage {
             body.len()
         );
         stream.write_all(head.as_bytes())?;
-        stream.write_all(body.as_bytes())?;
+        if send_body {
+            stream.write_all(body.as_bytes())?;
+        }
         stream.flush()
     }
 }
@@ -473,6 +477,12 @@ mod tests {
         drop(silent);
         let nf = get(addr, b"GET / HTTP/1.0\r\n\r\n");
         assert!(nf.starts_with("HTTP/1.1 404"), "{nf}");
+        let head = get(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.ends_with("\r\n\r\n") && !head.contains("Content-Length: 0\r\n"),
+            "{head}"
+        );
         let post = get(addr, b"POST /metrics HTTP/1.1\r\n\r\n");
         assert!(post.starts_with("HTTP/1.1 405"), "{post}");
         let mut huge = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
