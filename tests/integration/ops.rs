@@ -531,3 +531,45 @@ fn check_config_reports_every_host_problem_and_strict_fails_on_them() {
     assert!(!err.contains("warning"), "{err}");
     drop(port);
 }
+
+/// Tor's exit-addresses document is accepted as it is served, with no
+/// pid file configured (said, not an error), and the sensor's own loader
+/// reads the installed file.
+#[test]
+fn intel_update_takes_the_exit_addresses_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("tor.txt");
+    let doc: String = (0..120)
+        .map(|i| {
+            format!(
+                "ExitNode {i:040X}\nPublished 2026-12-01 10:00:00\nLastStatus 2026-12-01 11:00:00\nExitAddress {} 2026-12-01 10:30:00\n",
+                trickle_exit(i)
+            )
+        })
+        .collect();
+    let port = http_server(
+        vec![("/exit-addresses", Reply::Ok(doc.clone().into_bytes()))],
+        1,
+    );
+    let cfg = intel_config(
+        dir.path(),
+        &list,
+        &format!("http://127.0.0.1:{port}/exit-addresses"),
+        Path::new(""),
+    );
+    let out = run(&["intel", "update", "--config", cfg.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("120 Tor exit addresses (ExitAddresses format"),
+        "{err}"
+    );
+    assert!(err.contains("output.pid_file is not set"), "{err}");
+    assert_eq!(std::fs::read_to_string(&list).unwrap(), doc);
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert!(
+        !stderr(&out).contains("intel.tor_exit_list"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -393,7 +393,11 @@ fn prepare(cfg: &SensorConfig) -> Result<Control, Failure> {
     }
     // Said once, loudly: Tor detection silently matching nothing is what
     // an operator must not miss (the stats and metrics carry the count).
-    if cfg.detect.tor.enabled && intel.tor.is_empty() {
+    // A list turned off (`""`) is the operator's choice, not news.
+    if cfg.detect.tor.enabled
+        && configured(&cfg.intel.tor_exit_list).is_some()
+        && intel.tor.is_empty()
+    {
         eprintln!(
             "tapsentry: WARNING: no Tor exit list loaded (intel.tor_exit_list = {:?}): Tor detection is OFF until `tapsentry intel update` installs one and the sensor gets SIGHUP",
             cfg.intel.tor_exit_list
