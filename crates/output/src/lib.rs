@@ -527,6 +527,20 @@ mod tests {
             .starts_with("cannot open log /nonexistent-dir/f.jsonl"));
     }
 
+    /// The contract's mode for logs: 0640 at most (the umask may take more
+    /// away), never readable or writable by others.
+    #[test]
+    fn a_new_log_is_created_0640() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let sink = JsonlSink::open_as(path.to_str().unwrap(), "alert log").unwrap();
+        drop(sink);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o640, 0, "mode {mode:o}");
+        assert_eq!(mode & 0o600, 0o600, "mode {mode:o}");
+    }
+
     #[test]
     fn stdout_mode_constructs() {
         let mut s = JsonlSink::open("-").unwrap();
