@@ -231,7 +231,10 @@ impl Reader {
                     if full && !ship(&mut batch) {
                         break;
                     }
-                    if step.n & 4095 == 0 {
+                    // A paced replay publishes every frame (it sleeps
+                    // between them anyway), so stats and /metrics move
+                    // as they would on a live link.
+                    if step.n & 4095 == 0 || pace.is_some() {
                         take_warnings(source.as_mut(), &mut errors);
                         step.publish(source.as_mut(), &shared);
                     }

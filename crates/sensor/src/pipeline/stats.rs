@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -121,6 +121,9 @@ pub(crate) struct SharedStats {
     pub inventory: Mutex<InventoryCounters>,
     pub drops: Drops,
     pub started: Instant,
+    /// The intel snapshot in use, set once at start: the record reports
+    /// how many Tor exits it holds (0 is Tor detection matching nothing).
+    pub intel: OnceLock<Arc<crate::control::IntelHandle>>,
 }
 
 impl SharedStats {
@@ -131,6 +134,7 @@ impl SharedStats {
             inventory: Mutex::new(InventoryCounters::default()),
             drops: Drops::default(),
             started: wall::instant(),
+            intel: OnceLock::new(),
         }
     }
 
@@ -186,6 +190,9 @@ impl SharedStats {
                 packet_processing: cap.packet_time.summary(),
                 flow_end_to_alert: w.alert_latency.summary(),
             },
+            intel: IntelStats {
+                tor_exit_addresses: self.intel.get().map_or(0, |h| h.current().tor.len() as u64),
+            },
         }
     }
 }
@@ -228,6 +235,16 @@ pub struct StatsRecord {
     pub inventory: InventoryStats,
     /// Latency percentiles.
     pub latency: LatencyRecord,
+    /// The intel in use.
+    pub intel: IntelStats,
+}
+
+/// The stats log's `intel` object.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct IntelStats {
+    /// Addresses in the Tor exit list in use (after the latest SIGHUP);
+    /// 0 when no usable list is loaded, so Tor detection matches nothing.
+    pub tor_exit_addresses: u64,
 }
 
 /// The stats log's `inventory` object (all zero when `output.inventory`
@@ -508,6 +525,8 @@ mod tests {
             "flows.interim_records",
             "flows.records_dropped",
             "flows.refused",
+            "intel",
+            "intel.tor_exit_addresses",
             "inventory",
             "inventory.asns_refused",
             "inventory.clients_not_counted",
