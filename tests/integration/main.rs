@@ -11,6 +11,7 @@ mod common;
 mod config;
 mod detections;
 mod determinism;
+mod faults;
 mod fuzz_seeds;
 mod inventory;
 mod linktypes;

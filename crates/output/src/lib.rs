@@ -994,25 +994,12 @@ mod tests {
     #[test]
     fn a_full_tmpfs_never_holds_a_torn_line_and_the_backlog_goes_in_later() {
         let dir = tempfile::tempdir().unwrap();
-        let mnt = dir.path();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
-            .arg(mnt)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+        let Some(fs) = tapsentry_testkit::fs::Tmpfs::mount(dir.path(), 16 << 10) else {
             return;
-        }
-        struct Unmount<'a>(&'a std::path::Path);
-        impl Drop for Unmount<'_> {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("umount").arg(self.0).status();
-            }
-        }
-        let _guard = Unmount(mnt);
+        };
+        let mnt = fs.path();
         // Room that can be given back later.
-        std::fs::write(mnt.join("filler"), vec![0u8; 8192]).unwrap();
+        assert_eq!(fs.fill("filler", 8192), 8192);
         let path = mnt.join("alerts.jsonl");
         let mut s = JsonlSink::open(path.to_str().unwrap())
             .unwrap()

@@ -3,7 +3,8 @@
 //! builder of each test fixture: [`FlowRecordBuilder`] for flow records,
 //! [`PacketMetaBuilder`] for decoded packets, [`DnsEventBuilder`] for DNS
 //! summaries, [`DnsMessage`] for DNS messages, [`checksum`] for the internet checksum
-//! and [`raw_pcap`] for pcap files libpcap's dumper does not write. Whole
+//! [`raw_pcap`] for pcap files libpcap's dumper does not write and
+//! [`fs::Tmpfs`] for a small filesystem to fill. Whole
 //! captures: [`office`] (three labelled hours with attacks) and [`week`]
 //! (a benign week of a 50-200-host office, streamed frame by frame), whose
 //! sessions open with the real first messages of [`hello`].
@@ -33,6 +34,7 @@ mod dns;
 mod dns_event;
 mod flow_record;
 mod frames;
+pub mod fs;
 pub mod hello;
 pub mod office;
 mod packet_meta;

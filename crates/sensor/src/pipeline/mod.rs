@@ -231,7 +231,10 @@ impl Pipeline {
         }
         drop(state_tx);
         let writer = WriterStage {
-            alerts,
+            alerts: alerts.with_backlog(
+                usize::try_from(cfg.output.alert_backlog_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+            ),
             flows,
             suppressor: Suppressor::new(
                 cfg.output.suppression_window_secs,

@@ -18,7 +18,7 @@ use tapsentry_capture::KernelStats;
 use tapsentry_decode::{dns, DecodeError};
 use tapsentry_flow::{FlowCounters, FlowTable};
 use tapsentry_inventory::InventoryCounters;
-use tapsentry_output::JsonlSink;
+use tapsentry_output::{JsonlSink, OutageStats};
 use tapsentry_telemetry::{wall, Drops, LatencyHist, LatencySummary, ReasonCounts};
 use tapsentry_types::Timestamp;
 
@@ -91,6 +91,10 @@ pub(crate) struct WriterStats {
     pub inventory_written: u64,
     pub alert_latency: LatencyHist,
     pub write_error: Option<String>,
+    /// Alerts neither written nor kept: the log failed and its backlog was full.
+    pub lost: u64,
+    pub alert_log: OutageStats,
+    pub flow_log: OutageStats,
 }
 
 impl WriterStats {
@@ -102,6 +106,9 @@ impl WriterStats {
         to.by_category.clone_from(&self.by_category);
         to.flow_records_logged = self.flow_records_logged;
         to.inventory_written = self.inventory_written;
+        to.lost = self.lost;
+        to.alert_log = self.alert_log;
+        to.flow_log = self.flow_log;
         to.alert_latency.merge(&self.alert_latency);
         self.alert_latency.reset();
         if to.write_error.is_none() {
@@ -171,9 +178,12 @@ impl SharedStats {
             alerts: AlertsRecord {
                 written: w.written,
                 suppressed: w.suppressed,
+                lost: w.lost,
                 by_category: by_category(&w.by_category),
             },
             flow_log_records: w.flow_records_logged,
+            alert_log: w.alert_log,
+            flow_log: w.flow_log,
             inventory: InventoryStats {
                 counters: *lock(&self.inventory),
                 written: w.inventory_written,
@@ -220,6 +230,11 @@ pub struct StatsRecord {
     pub alerts: AlertsRecord,
     /// Ended flows written to the flow log.
     pub flow_log_records: u64,
+    /// Outages of the alert log: outages begun, failed writes, lines
+    /// waiting in memory (and their bytes), lines lost (all record types).
+    pub alert_log: OutageStats,
+    /// The same for the flow log (no backlog: a line it refuses is lost).
+    pub flow_log: OutageStats,
     /// The asset inventory: its size, what its bounds refused, its records.
     pub inventory: InventoryStats,
     /// Latency percentiles.
@@ -336,10 +351,13 @@ impl From<&Drops> for QueueDrops {
 /// Alerts written and suppressed.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertsRecord {
-    /// Alerts written to the alert log.
+    /// Alerts written to the alert log, or waiting in memory while it
+    /// cannot be written (`alert_log.backlog`).
     pub written: u64,
     /// Repeats within the suppression window, not written.
     pub suppressed: u64,
+    /// Alerts lost: the log could not be written and its backlog was full.
+    pub lost: u64,
     /// Alerts written, by category (every category, zero included).
     pub by_category: BTreeMap<&'static str, u64>,
 }

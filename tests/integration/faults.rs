@@ -1,0 +1,213 @@
+//! Faults the sensor must ride out (issue 16): an alert log that cannot be
+//! written, broken intel, state and inventory files at start and on
+//! SIGHUP, SIGTERM and kill -9 in the middle of a run.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "deadlines for a child process are wall time"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tapsentry_testkit::fs::Tmpfs;
+use tapsentry_testkit::scenario::{ip, Scenario};
+
+use crate::common::{bin, read_jsonl, stderr};
+
+/// The listed exits [`tor_sessions`] talks to.
+const EXITS: &str = "185.220.101.4\n171.25.193.20\n";
+
+/// `n` inside hosts (10.7.0.1, ...), one a second from 0 s, each with a
+/// short session to a listed exit; with `tcp_closed = 1` each raises one
+/// `tor` alert about a second of capture time later. Capture time runs to
+/// `n + 3` seconds.
+fn tor_sessions(path: &Path, n: u8) {
+    let mut s = Scenario::new();
+    for i in 0..n {
+        let exit = if i % 2 == 0 {
+            "185.220.101.4"
+        } else {
+            "171.25.193.20"
+        };
+        s.session(
+            f64::from(i),
+            ip(&format!("10.7.0.{}", i + 1)),
+            50_000,
+            ip(exit),
+            443,
+            300,
+            300,
+            0.1,
+        );
+    }
+    let mut t = 0.25;
+    while t < f64::from(n) + 3.0 {
+        s.clock(t);
+        t += 0.25;
+    }
+    s.write(path).unwrap();
+}
+
+/// A config naming the Tor list (written beside it), with stats every
+/// wall-clock second, `output` lines in `[output]` and `extra` tables.
+fn config(dir: &Path, output: &str, extra: &str) -> PathBuf {
+    let list = dir.join("tor.txt");
+    std::fs::write(&list, EXITS).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[intel]\ntor_exit_list = {:?}\ngeoip_city = \"\"\ngeoip_asn = \"\"\n[output]\nstats_interval_secs = 1\n{output}[flow.timeouts]\ntcp_closed = 1\n{extra}",
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn replay_cmd(cfg: &Path, alerts: &Path, stats: &Path, pcap: &Path, speed: &str) -> Command {
+    let mut c = Command::new(bin());
+    c.args(["replay", "--speed", speed, "--config"])
+        .arg(cfg)
+        .arg("--alerts")
+        .arg(alerts)
+        .arg("--stats")
+        .arg(stats)
+        .arg(pcap);
+    c
+}
+
+fn last_stats(path: &Path) -> Value {
+    read_jsonl(path).pop().unwrap_or(Value::Null)
+}
+
+/// The alerts of an uninterrupted run at full speed: what every faulty run
+/// must end up with.
+fn reference_alerts(dir: &Path, cfg: &Path, pcap: &Path) -> (Vec<Value>, Value) {
+    let alerts = dir.join("reference.jsonl");
+    let stats = dir.join("reference-stats.jsonl");
+    let out = replay_cmd(cfg, &alerts, &stats, pcap, "max")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    (read_jsonl(&alerts), last_stats(&stats))
+}
+
+/// `/dev/full` takes the open and refuses every write: the replay reads
+/// every packet, says so once on stderr (not once a line), keeps the
+/// alerts in memory, and at exit states how many were lost and exits 1.
+#[test]
+fn an_alert_log_on_a_full_disk_does_not_stop_capture() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: no /dev/full");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("tor.pcap");
+    tor_sessions(&pcap, 5);
+    let cfg = config(dir.path(), "", "");
+    let (reference, ref_stats) = reference_alerts(dir.path(), &cfg, &pcap);
+    assert_eq!(reference.len(), 5);
+
+    let stats = dir.path().join("stats.jsonl");
+    let out = replay_cmd(&cfg, Path::new("/dev/full"), &stats, &pcap, "max")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("capture goes on").count(), 1, "{err}");
+    assert!(
+        err.contains("cannot write alert log /dev/full: No space left on device"),
+        "{err}"
+    );
+    assert!(err.contains("5 lines lost in 1 outages"), "{err}");
+    let s = last_stats(&stats);
+    assert_eq!(s["capture"]["packets"], ref_stats["capture"]["packets"]);
+    assert_eq!(s["alerts"]["written"], 5, "kept in memory until exit");
+    assert_eq!(s["alert_log"]["outages"], 1);
+    assert_eq!(s["alert_log"]["lost"], 5);
+    assert_eq!(s["alert_log"]["backlog"], 0);
+    assert!(s["alert_log"]["failed_writes"].as_u64().unwrap() >= 1);
+}
+
+/// With no backlog (`alert_backlog_mb = 0`) each alert is lost at once,
+/// and counted as such.
+#[test]
+fn without_a_backlog_alerts_are_lost_at_once_and_counted() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: no /dev/full");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("tor.pcap");
+    tor_sessions(&pcap, 3);
+    let cfg = config(dir.path(), "alert_backlog_mb = 0\n", "");
+    let stats = dir.path().join("stats.jsonl");
+    let out = replay_cmd(&cfg, Path::new("/dev/full"), &stats, &pcap, "max")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let s = last_stats(&stats);
+    assert_eq!(s["alerts"]["written"], 0);
+    assert_eq!(s["alerts"]["lost"], 3);
+    assert_eq!(s["alert_log"]["lost"], 3);
+}
+
+/// A real full disk (a tmpfs the test mounts and fills, as root) that
+/// gets room again mid-run: the alerts raised meanwhile wait in memory and
+/// go in, in order, on the next retry; the log ends equal to an
+/// uninterrupted run's, nothing lost, exit 0.
+#[test]
+fn alerts_wait_for_room_and_go_in_when_the_disk_has_some() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let Some(fs) = Tmpfs::mount(&mnt, 64 << 10) else {
+        return;
+    };
+    let pcap = dir.path().join("tor.pcap");
+    tor_sessions(&pcap, 6);
+    let cfg = config(dir.path(), "", "");
+    let (reference, _) = reference_alerts(dir.path(), &cfg, &pcap);
+    assert_eq!(reference.len(), 6);
+
+    let alerts = mnt.join("alerts.jsonl");
+    std::fs::write(&alerts, "").unwrap();
+    assert!(fs.fill("filler", 1 << 20) > 0);
+    let stats = dir.path().join("stats.jsonl");
+    let child = replay_cmd(&cfg, &alerts, &stats, &pcap, "realtime")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the sensor has met the full disk, then make room.
+    let t = Instant::now();
+    while last_stats(&stats)["alert_log"]["outages"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(t.elapsed() < Duration::from_secs(8), "no outage seen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(read_jsonl(&alerts).is_empty());
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(err.matches("capture goes on").count(), 1, "{err}");
+    assert!(
+        err.contains("writable again:") && err.contains(", 0 lost"),
+        "{err}"
+    );
+    assert_eq!(read_jsonl(&alerts), reference);
+    let s = last_stats(&stats);
+    assert_eq!(
+        (
+            s["alert_log"]["outages"].as_u64(),
+            s["alert_log"]["lost"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+}
