@@ -211,3 +211,79 @@ fn alerts_wait_for_room_and_go_in_when_the_disk_has_some() {
         (Some(1), Some(0))
     );
 }
+
+/// Every file the sensor reads at start broken at once: a Tor list that is
+/// not text, a City "database" that is not one, a state file cut off mid
+/// JSON, an inventory that is not JSON. The replay runs (exit 0), without
+/// them, saying so once each and counting them; at exit it writes a good
+/// state file and inventory in their place, owner-only (0600), and the
+/// alert log it created is 0640.
+#[test]
+fn broken_files_at_start_are_said_once_counted_and_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("tor.pcap");
+    tor_sessions(&pcap, 2);
+    let state = dir.path().join("state.json");
+    let inventory = dir.path().join("inventory.json");
+    let city = dir.path().join("city.mmdb");
+    std::fs::write(
+        &state,
+        r#"{"format":"tapsentry-state","version":1,"detectors":{"spam"#,
+    )
+    .unwrap();
+    std::fs::write(&inventory, "\u{0}\u{1} not json").unwrap();
+    std::fs::write(&city, "not a MaxMind database").unwrap();
+    let cfg = config(dir.path(), "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "geoip_city = \"\"",
+        &format!("geoip_city = {:?}", city.display().to_string()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(dir.path().join("tor.txt"), b"\xff\xfe\x00garbage").unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let stats = dir.path().join("stats.jsonl");
+    let out = replay_cmd(&cfg, &alerts, &stats, &pcap, "max")
+        .arg("--state-file")
+        .arg(&state)
+        .arg("--inventory")
+        .arg(&inventory)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for what in ["tor.txt", "city.mmdb", "state.json", "inventory.json"] {
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.contains("warning") && l.contains(what))
+                .count(),
+            1,
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(err.matches("running without it").count(), 2, "{err}");
+    let s = last_stats(&stats);
+    assert_eq!(s["files"]["intel_load_failures"], 2, "{s}");
+    assert_eq!(s["files"]["state_load_failures"], 1, "{s}");
+    assert_eq!(s["files"]["inventory_load_failures"], 1, "{s}");
+    // Without the list, no Tor alert; the inventory's records still come.
+    assert!(read_jsonl(&alerts)
+        .iter()
+        .all(|a| a["event_type"] != "alert"));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&alerts), 0o640);
+    assert_eq!(mode(&stats), 0o640);
+    assert_eq!(mode(&state), 0o600);
+    assert_eq!(mode(&inventory), 0o600);
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["format"], "tapsentry-state");
+    let inv: Value = serde_json::from_slice(&std::fs::read(&inventory).unwrap()).unwrap();
+    assert!(
+        inv["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["ip"] == "10.7.0.1"),
+        "{inv}"
+    );
+}

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use tapsentry::config::{configured, SensorConfig};
-use tapsentry::control::{load_intel, SignalThread};
+use tapsentry::control::{load_intel, load_intel_for_run, IntelHandle, SignalThread};
 use tapsentry::pipeline::{Control, Mode, Pipeline, Speed};
 use tapsentry_capture::{drop_privileges, FileSource, FrameSource, LiveSource, LiveSpec};
+use tapsentry_intel::IntelSnapshot;
 use tapsentry_output::JsonlSink;
 
 #[derive(Parser)]
@@ -297,12 +298,19 @@ fn open_outputs(cfg: &SensorConfig) -> Result<Outputs, Failure> {
     })
 }
 
+/// The control block, with the intel files loaded: one that is broken is
+/// said once and the run goes on without it (`check-config` calls it an
+/// error).
 fn prepare(cfg: &SensorConfig) -> Result<Control, Failure> {
-    let (intel, warnings) = load_intel(&cfg.intel).map_err(Failure::Config)?;
-    for w in warnings {
-        eprintln!("tapsentry: warning: {w}");
-    }
-    Ok(Control::new(intel))
+    let mut control = Control::new(IntelSnapshot::empty());
+    let intel = load_intel_for_run(
+        &cfg.intel,
+        &IntelSnapshot::empty(),
+        &control.files,
+        "running without it",
+    );
+    control.intel = std::sync::Arc::new(IntelHandle::new(intel));
+    Ok(control)
 }
 
 fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure> {

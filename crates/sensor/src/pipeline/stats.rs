@@ -19,6 +19,8 @@ use tapsentry_decode::{dns, DecodeError};
 use tapsentry_flow::{FlowCounters, FlowTable};
 use tapsentry_inventory::InventoryCounters;
 use tapsentry_output::{JsonlSink, OutageStats};
+
+use crate::control::{FileFaults, FileFaultsRecord};
 use tapsentry_telemetry::{wall, Drops, LatencyHist, LatencySummary, ReasonCounts};
 use tapsentry_types::Timestamp;
 
@@ -125,6 +127,8 @@ pub(crate) struct SharedStats {
     pub inventory: Mutex<InventoryCounters>,
     pub drops: Drops,
     pub started: Instant,
+    /// Files that failed to load or save (shared with the signal thread).
+    pub files: Arc<FileFaults>,
 }
 
 impl SharedStats {
@@ -135,6 +139,7 @@ impl SharedStats {
             inventory: Mutex::new(InventoryCounters::default()),
             drops: Drops::default(),
             started: wall::instant(),
+            files: Arc::default(),
         }
     }
 
@@ -184,6 +189,7 @@ impl SharedStats {
             flow_log_records: w.flow_records_logged,
             alert_log: w.alert_log,
             flow_log: w.flow_log,
+            files: self.files.record(),
             inventory: InventoryStats {
                 counters: *lock(&self.inventory),
                 written: w.inventory_written,
@@ -235,6 +241,8 @@ pub struct StatsRecord {
     pub alert_log: OutageStats,
     /// The same for the flow log (no backlog: a line it refuses is lost).
     pub flow_log: OutageStats,
+    /// Intel, state and inventory files that failed to load or save.
+    pub files: FileFaultsRecord,
     /// The asset inventory: its size, what its bounds refused, its records.
     pub inventory: InventoryStats,
     /// Latency percentiles.
