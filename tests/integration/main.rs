@@ -19,6 +19,7 @@ mod live;
 mod malformed;
 mod office;
 mod protocols;
+mod security;
 mod signals;
 mod state;
 mod tor;

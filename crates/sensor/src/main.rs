@@ -318,7 +318,7 @@ fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure
     let control = prepare(&cfg)?;
     let source = FileSource::open(pcaps).map_err(|e| Failure::Runtime(e.to_string()))?;
     let out = open_outputs(&cfg)?;
-    execute(cfg, control, Mode::Replay(speed), Box::new(source), out)
+    execute(cfg, control, Mode::Replay(speed), Box::new(source), out, None)
 }
 
 /// Starts the signal thread, runs the pipeline to the end, prints the
@@ -329,9 +329,15 @@ fn execute(
     mode: Mode,
     source: Box<dyn FrameSource>,
     out: Outputs,
+    banner: Option<&str>,
 ) -> Result<(), Failure> {
     let signals = SignalThread::start(control.clone(), cfg.intel.clone())
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+    // Said only once SIGTERM is handled: a supervisor that stops the
+    // sensor as soon as it says it runs gets the orderly shutdown.
+    if let Some(b) = banner {
+        eprintln!("{b}");
+    }
     let pipeline = Pipeline {
         cfg,
         mode,
@@ -366,11 +372,11 @@ fn run_live(common: Common, interface: Option<String>) -> Result<(), Failure> {
     if !c.drop_privileges_user.is_empty() {
         drop_privileges(&c.drop_privileges_user).map_err(|e| Failure::Runtime(e.to_string()))?;
     }
-    eprintln!(
+    let banner = format!(
         "tapsentry: capturing on {} (SIGINT/SIGTERM to stop, SIGHUP to reload)",
         spec.interface
     );
-    execute(cfg, control, Mode::Live, Box::new(source), out)
+    execute(cfg, control, Mode::Live, Box::new(source), out, Some(&banner))
 }
 
 fn summarise(r: &tapsentry::pipeline::RunReport) {
