@@ -19,6 +19,7 @@ use crate::common::{bin, read_jsonl};
 struct Netns {
     ns: String,
     host_if: String,
+    peer_if: String,
 }
 
 impl Drop for Netns {
@@ -39,6 +40,31 @@ fn sh(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The veth pair `host_if` (10.213.0.1/30, here) and `peer_if`
+/// (10.213.0.2/30, in namespace `ns`), both up.
+fn create_pair(ns: &str, host_if: &str, peer_if: &str) -> bool {
+    sh(&[
+        "ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if,
+    ]) && sh(&["ip", "link", "set", peer_if, "netns", ns])
+        && sh(&["ip", "addr", "add", "10.213.0.1/30", "dev", host_if])
+        && sh(&["ip", "link", "set", host_if, "up"])
+        && sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "ip",
+            "addr",
+            "add",
+            "10.213.0.2/30",
+            "dev",
+            peer_if,
+        ])
+        && sh(&[
+            "ip", "netns", "exec", ns, "ip", "link", "set", peer_if, "up",
+        ])
+}
+
 fn setup() -> Option<Netns> {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIP live capture test: needs root to create a veth pair and capture");
@@ -48,42 +74,44 @@ fn setup() -> Option<Netns> {
         eprintln!("SKIP live capture test: the `ip` command (iproute2) is missing");
         return None;
     }
-    let id = std::process::id() % 10_000;
+    // Unique per test too: the tests of one binary run side by side.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+    let id = (std::process::id() % 1_000) * 10 + n;
     let ns = format!("tsns{id}");
     let host_if = format!("tsa{id}");
     let peer_if = format!("tsb{id}");
     let guard = Netns {
         ns: ns.clone(),
         host_if: host_if.clone(),
+        peer_if: peer_if.clone(),
     };
     let ok = sh(&["ip", "netns", "add", &ns])
-        && sh(&[
-            "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
-        ])
-        && sh(&["ip", "link", "set", &peer_if, "netns", &ns])
-        && sh(&["ip", "addr", "add", "10.213.0.1/30", "dev", &host_if])
-        && sh(&["ip", "link", "set", &host_if, "up"])
-        && sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &ns,
-            "ip",
-            "addr",
-            "add",
-            "10.213.0.2/30",
-            "dev",
-            &peer_if,
-        ])
-        && sh(&[
-            "ip", "netns", "exec", &ns, "ip", "link", "set", &peer_if, "up",
-        ])
+        && create_pair(&ns, &host_if, &peer_if)
         && sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
     if !ok {
         eprintln!("SKIP live capture test: could not create the namespace and veth pair");
         return None;
     }
     Some(guard)
+}
+
+/// `count` UDP datagrams of 100 bytes from inside the namespace to the host
+/// end's `port`, on one socket (fd 3) so they share a source port: one
+/// flow. The host answers the closed port with ICMP unreachable, and a
+/// connected UDP socket then fails the next send (ECONNREFUSED), so the
+/// script counts the datagrams that really left; returns that count.
+fn send_udp(ns: &str, port: u16, count: u32) -> u64 {
+    let sent = Command::new("ip")
+        .args(["netns", "exec", ns, "bash", "-c"])
+        .arg(format!("exec 3>/dev/udp/10.213.0.1/{port}; n=0; for i in $(seq {count}); do printf '%0100d' 0 >&3 2>/dev/null && n=$((n+1)); sleep 0.01; done; echo $n"))
+        .output()
+        .unwrap();
+    assert!(sent.status.success());
+    String::from_utf8_lossy(&sent.stdout)
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -133,21 +161,7 @@ fn live_capture_on_veth_counts_known_traffic() {
         s
     });
     std::thread::sleep(Duration::from_millis(300));
-    // 20 UDP datagrams of 100 bytes from inside the namespace to the host
-    // end, on one socket (fd 3) so they share a source port: one flow. The
-    // host answers the closed port with ICMP unreachable, and a connected
-    // UDP socket then fails the next send (ECONNREFUSED), so the script
-    // counts the datagrams that really left.
-    let sent = Command::new("ip")
-        .args(["netns", "exec", &net.ns, "bash", "-c"])
-        .arg("exec 3>/dev/udp/10.213.0.1/9999; n=0; for i in $(seq 20); do printf '%0100d' 0 >&3 2>/dev/null && n=$((n+1)); sleep 0.01; done; echo $n")
-        .output()
-        .unwrap();
-    assert!(sent.status.success());
-    let sent: u64 = String::from_utf8_lossy(&sent.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let sent = send_udp(&net.ns, 9999, 20);
     assert!(sent >= 5, "only {sent} datagrams left the namespace");
     std::thread::sleep(Duration::from_millis(1500));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
@@ -186,4 +200,105 @@ fn missing_interface_exits_1_naming_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-if0"));
+}
+
+/// The sensor's stats record when `pred` holds for it, polling for up to
+/// ten seconds.
+fn wait_stats(path: &std::path::Path, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    let t = Instant::now();
+    loop {
+        if read_jsonl(path).last().is_some_and(&pred) {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "never saw {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The interface disappears under the running sensor (the veth pair is
+/// deleted) and comes back (recreated with the same names): the sensor
+/// keeps running, counts the loss and its reopen attempts, and captures
+/// the traffic sent after the return.
+#[test]
+fn live_capture_resumes_when_the_interface_is_deleted_and_recreated() {
+    let Some(net) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("live.toml");
+    std::fs::write(
+        &cfg,
+        "[capture]\nread_timeout_ms = 50\n[output]\nstats_interval_secs = 1\n[intel]\ntor_exit_list = \"\"\ngeoip_city = \"\"\ngeoip_asn = \"\"\n",
+    )
+    .unwrap();
+    let flows = dir.path().join("flows.jsonl");
+    let stats = dir.path().join("stats.jsonl");
+    let mut child = Command::new(bin())
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--interface",
+            &net.host_if,
+        ])
+        .arg("--alerts")
+        .arg(dir.path().join("alerts.jsonl"))
+        .arg("--flows")
+        .arg(&flows)
+        .arg("--stats")
+        .arg(&stats)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("capturing on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "the sensor did not start"
+        );
+    }
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before = send_udp(&net.ns, 9997, 5);
+    assert!(sh(&["ip", "link", "del", &net.host_if]));
+    wait_stats(&stats, "the loss", |s| {
+        s["capture"]["interface"]["down"] == true
+            && s["capture"]["interface"]["reopen_attempts"].as_u64() >= Some(1)
+    });
+    assert!(create_pair(&net.ns, &net.host_if, &net.peer_if));
+    wait_stats(&stats, "the return", |s| {
+        s["capture"]["interface"]["down"] == false
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let after = send_udp(&net.ns, 9998, 20);
+    assert!(after >= 5, "only {after} datagrams left the namespace");
+    std::thread::sleep(Duration::from_millis(1500));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    let stderr = rest.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches(" lost: ").count(),
+        1 + stderr.matches("reopening failed").count(),
+        "{stderr}"
+    );
+    assert!(stderr.contains("resumed"), "{stderr}");
+    let flows = read_jsonl(&flows);
+    let to = |port: u16| {
+        flows
+            .iter()
+            .find(|f| f["proto"] == "UDP" && f["dest_port"] == port)
+            .map(|f| f["flow"]["pkts_toserver"].as_u64().unwrap())
+    };
+    assert_eq!(to(9997), Some(before), "{flows:?}");
+    assert_eq!(to(9998), Some(after), "{flows:?}");
+    let last = read_jsonl(&stats).pop().unwrap();
+    let i = &last["capture"]["interface"];
+    assert_eq!(i["outages"], 1, "{last}");
+    assert!(i["reopened"].as_u64().unwrap() >= 1, "{last}");
+    assert_eq!(i["down"], false);
 }

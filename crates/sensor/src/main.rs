@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use tapsentry::config::{configured, SensorConfig};
 use tapsentry::control::{load_intel, load_intel_for_run, IntelHandle, SignalThread};
 use tapsentry::pipeline::{Control, Mode, Pipeline, Speed};
-use tapsentry_capture::{drop_privileges, FileSource, FrameSource, LiveSource, LiveSpec};
+use tapsentry_capture::{
+    drop_privileges, FileSource, FrameSource, LiveSource, LiveSpec, ResilientLive,
+};
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_output::JsonlSink;
 
@@ -318,7 +320,14 @@ fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure
     let control = prepare(&cfg)?;
     let source = FileSource::open(pcaps).map_err(|e| Failure::Runtime(e.to_string()))?;
     let out = open_outputs(&cfg)?;
-    execute(cfg, control, Mode::Replay(speed), Box::new(source), out, None)
+    execute(
+        cfg,
+        control,
+        Mode::Replay(speed),
+        Box::new(source),
+        out,
+        None,
+    )
 }
 
 /// Starts the signal thread, runs the pipeline to the end, prints the
@@ -366,7 +375,10 @@ fn run_live(common: Common, interface: Option<String>) -> Result<(), Failure> {
         bpf_filter: (!c.bpf_filter.is_empty()).then(|| c.bpf_filter.clone()),
         immediate: false,
     };
+    // Opening must work at start (a wrong name is the operator's mistake
+    // to hear about at once); later losses are reopened with backoff.
     let source = LiveSource::open(&spec).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let source = ResilientLive::new(source, spec.clone());
     // Logs are opened while still privileged (e.g. /var/log/tapsentry).
     let out = open_outputs(&cfg)?;
     if !c.drop_privileges_user.is_empty() {
@@ -376,7 +388,14 @@ fn run_live(common: Common, interface: Option<String>) -> Result<(), Failure> {
         "tapsentry: capturing on {} (SIGINT/SIGTERM to stop, SIGHUP to reload)",
         spec.interface
     );
-    execute(cfg, control, Mode::Live, Box::new(source), out, Some(&banner))
+    execute(
+        cfg,
+        control,
+        Mode::Live,
+        Box::new(source),
+        out,
+        Some(&banner),
+    )
 }
 
 fn summarise(r: &tapsentry::pipeline::RunReport) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
-use tapsentry_capture::KernelStats;
+use tapsentry_capture::{InterfaceOutages, KernelStats};
 use tapsentry_decode::{dns, DecodeError};
 use tapsentry_flow::{FlowCounters, FlowTable};
 use tapsentry_inventory::InventoryCounters;
@@ -42,6 +42,8 @@ pub(crate) struct CaptureStats {
     pub first_ts: Option<Timestamp>,
     pub last_ts: Timestamp,
     pub kernel: Option<KernelStats>,
+    /// Losses of the live interface and reopen attempts (live only).
+    pub interface: Option<InterfaceOutages>,
     pub packet_time: LatencyHist,
 }
 
@@ -61,6 +63,7 @@ impl CaptureStats {
             first_ts: None,
             last_ts: Timestamp::ZERO,
             kernel: None,
+            interface: None,
             packet_time: LatencyHist::new(),
         }
     }
@@ -80,6 +83,7 @@ impl CaptureStats {
         to.first_ts = self.first_ts;
         to.last_ts = self.last_ts;
         to.kernel = self.kernel;
+        to.interface = self.interface;
     }
 }
 
@@ -168,6 +172,12 @@ impl SharedStats {
                 fragments_unattributed: cap.fragments_unattributed,
                 fragments_not_remembered: cap.fragments_not_remembered,
                 unsupported_link_frames: cap.unsupported_link_frames,
+                interface: cap.interface.map(|i| InterfaceRecord {
+                    outages: i.outages,
+                    reopen_attempts: i.reopen_attempts,
+                    reopened: i.reopened,
+                    down: i.down,
+                }),
                 kernel: cap.kernel.map(|k| KernelRecord {
                     received: k.received,
                     dropped: k.dropped,
@@ -298,6 +308,22 @@ pub struct CaptureRecord {
     pub unsupported_link_frames: u64,
     /// libpcap's counters, live only (`null` in replay).
     pub kernel: Option<KernelRecord>,
+    /// The live interface's losses (went down, disappeared) and reopen
+    /// attempts; `null` in replay.
+    pub interface: Option<InterfaceRecord>,
+}
+
+/// The stats record's `capture.interface` object.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct InterfaceRecord {
+    /// Times the capture was lost.
+    pub outages: u64,
+    /// Attempts to open the interface again (backoff 0.5 s doubling to 30 s).
+    pub reopen_attempts: u64,
+    /// Attempts that worked.
+    pub reopened: u64,
+    /// True while the capture is lost.
+    pub down: bool,
 }
 
 /// libpcap's counters of a live capture.
