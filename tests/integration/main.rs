@@ -12,6 +12,7 @@ mod config;
 mod detections;
 mod determinism;
 mod faults;
+mod flood;
 mod fuzz_seeds;
 mod inventory;
 mod linktypes;

@@ -32,6 +32,7 @@ pub mod bench;
 pub mod checksum;
 mod dns;
 mod dns_event;
+pub mod flood;
 mod flow_record;
 mod frames;
 pub mod fs;
@@ -47,6 +48,7 @@ mod writer;
 
 pub use dns::{encode_name, DnsMessage, QUERY_FLAGS, RESPONSE_FLAGS};
 pub use dns_event::DnsEventBuilder;
+pub use flood::{syn_flood, SynFlood};
 pub use flow_record::{Addr, FlowRecordBuilder, SESSION_FLAGS, START_SECS};
 pub use frames::{
     icmp_echo_v4, icmp_echo_v6, ip_proto_v4, ip_proto_v6, mac_for, tcp_v4, tcp_v4_seq, tcp_v6,
