@@ -13,9 +13,10 @@
 //! counting), so the count is an estimate, exact enough to tell ten sources
 //! from ten thousand, and the memory is fixed.
 //!
-//! "Spoofed" in the evidence means every source appears about once (the
-//! distinct-source estimate is at least half the flows) and nearly none
-//! completed a handshake: what random source addresses look like. The
+//! "Spoofed" in the evidence means at least 95 % one-packet flows, and
+//! sources that each appear about once (the distinct-source estimate is at
+//! least half the flows) or too many to count (the sketch saturated, about
+//! 74 000): what random source addresses look like. The
 //! sensor sees no TTLs in flow records, so TTL spread is not used; a
 //! source's history (seen before or not) is not kept for flood sources.
 //!
@@ -244,7 +245,10 @@ impl Detector for FloodDetector {
             return;
         }
         e.alerted = true;
-        let spoofed = one_packet_ratio >= 0.95 && sources.saturating_mul(2) >= e.flows;
+        // A saturated sketch means more distinct one-packet sources than
+        // any client population sends at a flood rate: spoofed too.
+        let spoofed =
+            one_packet_ratio >= 0.95 && (saturated || sources.saturating_mul(2) >= e.flows);
         let proto = e
             .protos
             .iter()
