@@ -330,14 +330,17 @@ fn scale() -> u32 {
         .unwrap_or(100_000)
 }
 
+/// One input of a scale scenario.
+enum Fed {
+    Flow(tapsentry_types::FlowRecord),
+    Dns(Box<tapsentry_types::DnsEvent>),
+}
+
 /// Feeds `n` inputs made by `make` (flow records routed as the pipeline
 /// routes them, or DNS events) to a worker at the default configuration, a
 /// thousand a second of capture time and ten thousand a batch; after every
 /// batch checks every bound; returns each bound's largest length seen.
-fn at_scale(
-    n: u32,
-    make: impl Fn(u32, i64) -> Result<tapsentry_types::FlowRecord, tapsentry_types::DnsEvent>,
-) -> Vec<(String, usize, usize)> {
+fn at_scale(n: u32, make: impl Fn(u32, i64) -> Fed) -> Vec<(String, usize, usize)> {
     let home = Arc::new(home());
     let intel = Arc::new(IntelSnapshot::empty());
     let mut worker = Worker::new(&DetectConfig::default(), home.clone(), intel);
@@ -348,12 +351,12 @@ fn at_scale(
     for i in 0..n {
         let secs = i64::from(i / 1_000);
         match make(i, secs) {
-            Ok(rec) => {
+            Fed::Flow(rec) => {
                 for h in route_flow(&rec, &home).into_iter().flatten() {
                     batch.flows.push((h, rec));
                 }
             }
-            Err(ev) => batch.dns.push(ev),
+            Fed::Dns(ev) => batch.dns.push(*ev),
         }
         if (i + 1) % 10_000 == 0 || i + 1 == n {
             let mut b = std::mem::take(&mut batch);
@@ -375,6 +378,10 @@ fn at_scale(
     peaks
 }
 
+#[allow(
+    clippy::print_stdout,
+    reason = "the figures docs/robustness.md records, shown with --nocapture"
+)]
 fn print_peaks(what: &str, peaks: &[(String, usize, usize)]) {
     for (label, len, cap) in peaks.iter().filter(|p| p.1 > 0) {
         println!("{what}: {label}: {len} of {cap}");
@@ -392,7 +399,7 @@ fn per_host_structures_stay_within_their_bounds_at_scale() {
     let scanner = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
     let sweep = at_scale(n.min(65_536), |i, secs| {
         let [_, _, c, d] = i.to_be_bytes();
-        Ok(
+        Fed::Flow(
             FlowRecordBuilder::tcp(scanner, 40_000, IpAddr::V4(Ipv4Addr::new(10, 9, c, d)), 445)
                 .at(secs)
                 .lasting(0)
@@ -416,7 +423,7 @@ fn per_host_structures_stay_within_their_bounds_at_scale() {
     let talker = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
     let peers = at_scale(n, |i, secs| {
         let [_, b, c, d] = i.to_be_bytes();
-        Ok(
+        Fed::Flow(
             FlowRecordBuilder::tcp(talker, 50_000, IpAddr::V4(Ipv4Addr::new(44, b, c, d)), 443)
                 .at(secs)
                 .lasting(1)
@@ -436,11 +443,11 @@ fn per_host_structures_stay_within_their_bounds_at_scale() {
     let client = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 8));
     let resolver = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 53));
     let names = at_scale(n, |i, secs| {
-        Err(
+        Fed::Dns(Box::new(
             DnsEventBuilder::query(client, resolver, &format!("h{i:07}.example.com"))
                 .at(secs)
                 .build(),
-        )
+        ))
     });
     print_peaks("a million names", &names);
     assert!(full(&names, "names"), "{names:?}");
