@@ -305,7 +305,9 @@ mod tests {
                 "port_scan",
                 "spambot",
                 "unusual_protocol",
-                "external_login"
+                "external_login",
+                // The contract's second round.
+                "flood"
             ]
         );
     }
