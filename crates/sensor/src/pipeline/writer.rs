@@ -10,7 +10,7 @@
 //! A log that stops taking lines (disk full, permissions) does not stop
 //! the sensor: lines wait in the sink's backlog (`output.alert_backlog_mb`
 //! for the alert log, none for the flow log), the writer says so once on
-//! stderr, retries every [`RETRY_EVERY`] and at each SIGHUP, and says how
+//! stderr, retries every second (`RETRY_EVERY`) and at each SIGHUP, and says how
 //! the outage ended (lines written from the backlog, lines lost). Lines
 //! still waiting at exit are lost, and the run then exits 1 saying how
 //! many.
