@@ -264,6 +264,9 @@ fn live_capture_resumes_when_the_interface_is_deleted_and_recreated() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let before = send_udp(&net.ns, 9997, 5);
+    // Frames still in the kernel's buffer when the interface vanishes go
+    // with it: let the sensor read them first.
+    std::thread::sleep(Duration::from_millis(1000));
     assert!(sh(&["ip", "link", "del", &net.host_if]));
     wait_stats(&stats, "the loss", |s| {
         s["capture"]["interface"]["down"] == true
@@ -276,16 +279,22 @@ fn live_capture_resumes_when_the_interface_is_deleted_and_recreated() {
     std::thread::sleep(Duration::from_millis(300));
     let after = send_udp(&net.ns, 9998, 20);
     assert!(after >= 5, "only {after} datagrams left the namespace");
+    // Down and up again (not deleted): capture goes on after it.
+    assert!(sh(&["ip", "link", "set", &net.host_if, "down"]));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(sh(&["ip", "link", "set", &net.host_if, "up"]));
+    wait_stats(&stats, "the interface up", |s| {
+        s["capture"]["interface"]["down"] == false
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let again = send_udp(&net.ns, 9996, 20);
+    assert!(again >= 5, "only {again} datagrams left the namespace");
     std::thread::sleep(Duration::from_millis(1500));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
     let stderr = rest.join().unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert_eq!(
-        stderr.matches(" lost: ").count(),
-        1 + stderr.matches("reopening failed").count(),
-        "{stderr}"
-    );
+    assert!(stderr.contains(" lost: "), "{stderr}");
     assert!(stderr.contains("resumed"), "{stderr}");
     let flows = read_jsonl(&flows);
     let to = |port: u16| {
@@ -296,9 +305,11 @@ fn live_capture_resumes_when_the_interface_is_deleted_and_recreated() {
     };
     assert_eq!(to(9997), Some(before), "{flows:?}");
     assert_eq!(to(9998), Some(after), "{flows:?}");
+    assert_eq!(to(9996), Some(again), "{flows:?}\n{stderr}");
     let last = read_jsonl(&stats).pop().unwrap();
     let i = &last["capture"]["interface"];
-    assert_eq!(i["outages"], 1, "{last}");
+    assert!(i["outages"].as_u64().unwrap() >= 1, "{last}");
+    eprintln!("interface counters: {i}\n{stderr}");
     assert!(i["reopened"].as_u64().unwrap() >= 1, "{last}");
     assert_eq!(i["down"], false);
 }
