@@ -20,6 +20,25 @@ struct Netns {
     ns: String,
     host_if: String,
     peer_if: String,
+    /// The pair's id: its /30 is 10.(200 + id / 256).(id % 256).0/30, one
+    /// per test and process, as tests run side by side (in one binary and
+    /// in other checkouts) and two pairs with one subnet would route each
+    /// other's answers.
+    id: u32,
+}
+
+impl Netns {
+    fn subnet(&self) -> String {
+        format!("10.{}.{}", 200 + self.id / 256, self.id % 256)
+    }
+    /// The host end's address.
+    fn host_ip(&self) -> String {
+        format!("{}.1", self.subnet())
+    }
+    /// The namespace end's address.
+    fn peer_ip(&self) -> String {
+        format!("{}.2", self.subnet())
+    }
 }
 
 impl Drop for Netns {
@@ -40,25 +59,19 @@ fn sh(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The veth pair `host_if` (10.213.0.1/30, here) and `peer_if`
-/// (10.213.0.2/30, in namespace `ns`), both up.
-fn create_pair(ns: &str, host_if: &str, peer_if: &str) -> bool {
+/// The veth pair of `net`: `host_if` (its `host_ip`/30, here) and
+/// `peer_if` (its `peer_ip`/30, in namespace `ns`), both up.
+fn create_pair(net: &Netns) -> bool {
+    let (ns, host_if, peer_if) = (net.ns.as_str(), net.host_if.as_str(), net.peer_if.as_str());
+    let host = format!("{}/30", net.host_ip());
+    let peer = format!("{}/30", net.peer_ip());
     sh(&[
         "ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if,
     ]) && sh(&["ip", "link", "set", peer_if, "netns", ns])
-        && sh(&["ip", "addr", "add", "10.213.0.1/30", "dev", host_if])
+        && sh(&["ip", "addr", "add", &host, "dev", host_if])
         && sh(&["ip", "link", "set", host_if, "up"])
         && sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "ip",
-            "addr",
-            "add",
-            "10.213.0.2/30",
-            "dev",
-            peer_if,
+            "ip", "netns", "exec", ns, "ip", "addr", "add", &peer, "dev", peer_if,
         ])
         && sh(&[
             "ip", "netns", "exec", ns, "ip", "link", "set", peer_if, "up",
@@ -85,9 +98,10 @@ fn setup() -> Option<Netns> {
         ns: ns.clone(),
         host_if: host_if.clone(),
         peer_if: peer_if.clone(),
+        id,
     };
     let ok = sh(&["ip", "netns", "add", &ns])
-        && create_pair(&ns, &host_if, &peer_if)
+        && create_pair(&guard)
         && sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
     if !ok {
         eprintln!("SKIP live capture test: could not create the namespace and veth pair");
@@ -101,10 +115,10 @@ fn setup() -> Option<Netns> {
 /// flow. The host answers the closed port with ICMP unreachable, and a
 /// connected UDP socket then fails the next send (ECONNREFUSED), so the
 /// script counts the datagrams that really left; returns that count.
-fn send_udp(ns: &str, port: u16, count: u32) -> u64 {
+fn send_udp(net: &Netns, port: u16, count: u32) -> u64 {
     let sent = Command::new("ip")
-        .args(["netns", "exec", ns, "bash", "-c"])
-        .arg(format!("exec 3>/dev/udp/10.213.0.1/{port}; n=0; for i in $(seq {count}); do printf '%0100d' 0 >&3 2>/dev/null && n=$((n+1)); sleep 0.01; done; echo $n"))
+        .args(["netns", "exec", &net.ns, "bash", "-c"])
+        .arg(format!("exec 3>/dev/udp/{}/{port}; n=0; for i in $(seq {count}); do printf '%0100d' 0 >&3 2>/dev/null && n=$((n+1)); sleep 0.01; done; echo $n", net.host_ip()))
         .output()
         .unwrap();
     assert!(sent.status.success());
@@ -161,7 +175,7 @@ fn live_capture_on_veth_counts_known_traffic() {
         s
     });
     std::thread::sleep(Duration::from_millis(300));
-    let sent = send_udp(&net.ns, 9999, 20);
+    let sent = send_udp(&net, 9999, 20);
     assert!(sent >= 5, "only {sent} datagrams left the namespace");
     std::thread::sleep(Duration::from_millis(1500));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
@@ -174,8 +188,8 @@ fn live_capture_on_veth_counts_known_traffic() {
         .iter()
         .find(|f| f["proto"] == "UDP" && f["dest_port"] == 9999)
         .unwrap_or_else(|| panic!("no UDP flow to 9999 in {flows:?}"));
-    assert_eq!(udp["src_ip"], "10.213.0.2");
-    assert_eq!(udp["dest_ip"], "10.213.0.1");
+    assert_eq!(udp["src_ip"], net.peer_ip().as_str());
+    assert_eq!(udp["dest_ip"], net.host_ip().as_str());
     assert_eq!(udp["flow"]["pkts_toserver"], sent);
     // IP header 20 + UDP header 8 + 100 bytes of payload, counted from the IP header.
     assert_eq!(udp["flow"]["bytes_toserver"], sent * 128);
@@ -263,7 +277,7 @@ fn live_capture_resumes_when_the_interface_is_deleted_and_recreated() {
         s
     });
     std::thread::sleep(Duration::from_millis(300));
-    let before = send_udp(&net.ns, 9997, 5);
+    let before = send_udp(&net, 9997, 5);
     // Frames still in the kernel's buffer when the interface vanishes go
     // with it: let the sensor read them first.
     std::thread::sleep(Duration::from_millis(1000));
@@ -272,12 +286,12 @@ fn live_capture_resumes_when_the_interface_is_deleted_and_recreated() {
         s["capture"]["interface"]["down"] == true
             && s["capture"]["interface"]["reopen_attempts"].as_u64() >= Some(1)
     });
-    assert!(create_pair(&net.ns, &net.host_if, &net.peer_if));
+    assert!(create_pair(&net));
     wait_stats(&stats, "the return", |s| {
         s["capture"]["interface"]["down"] == false
     });
     std::thread::sleep(Duration::from_millis(300));
-    let after = send_udp(&net.ns, 9998, 20);
+    let after = send_udp(&net, 9998, 20);
     assert!(after >= 5, "only {after} datagrams left the namespace");
     // Down and up again (not deleted): capture goes on after it.
     assert!(sh(&["ip", "link", "set", &net.host_if, "down"]));
@@ -287,7 +301,7 @@ fn live_capture_resumes_when_the_interface_is_deleted_and_recreated() {
         s["capture"]["interface"]["down"] == false
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let again = send_udp(&net.ns, 9996, 20);
+    let again = send_udp(&net, 9996, 20);
     assert!(again >= 5, "only {again} datagrams left the namespace");
     std::thread::sleep(Duration::from_millis(1500));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
