@@ -405,6 +405,14 @@ fn sigterm_mid_replay_writes_what_a_run_over_the_packets_read_writes() {
     }
 }
 
+/// Seconds since the start of the month of an RFC 3339 UTC time
+/// (`2023-11-14T22:13:20.000000Z`): enough to compare times within one
+/// capture.
+fn secs_of(t: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| t.get(r).unwrap().parse::<i64>().unwrap();
+    n(8..10) * 86_400 + n(11..13) * 3_600 + n(14..16) * 60 + n(17..19)
+}
+
 /// kill -9 at arbitrary moments of a busy replay that saves its state and
 /// inventory every 600 s of capture time (about every 0.3 s of wall time at
 /// this speed): after each kill, the files are either absent (killed
@@ -419,11 +427,16 @@ fn kill_9_at_any_moment_never_leaves_a_torn_state_or_inventory_file() {
     let inventory = d.join("kill-inventory.json");
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut whole = 0;
+    let mut timed = 0;
     for round in 0..8 {
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let wait = Duration::from_millis(200 + (seed >> 33) % 2500);
+        let stats = d.join("kill-stats.jsonl");
+        for f in [&state, &inventory, &stats] {
+            let _ = std::fs::remove_file(f);
+        }
         let mut child = office_cmd(&cfg, d, "kill", &pcap, "2000")
             .stderr(Stdio::null())
             .spawn()
@@ -439,6 +452,22 @@ fn kill_9_at_any_moment_never_leaves_a_torn_state_or_inventory_file() {
                 whole += 1;
             }
         }
+        // At most one state interval lost: the file is no older than the
+        // capture time of the last stats record (written before the kill)
+        // less one interval (600 s), plus one for a save the state thread
+        // may have been writing at the kill.
+        if let (Ok(bytes), Some(t)) = (
+            std::fs::read(&state),
+            last_stats(&stats)["capture_time"]["last"].as_str(),
+        ) {
+            let saved: Value = serde_json::from_slice(&bytes).unwrap();
+            let saved = saved["saved_at"].as_str().unwrap();
+            assert!(
+                secs_of(saved) + 2 * 600 >= secs_of(t),
+                "round {round}: state saved at {saved}, capture at {t}"
+            );
+            timed += 1;
+        }
         // The next start loads both without a word of warning.
         let next = office_cmd(&cfg, d, "kill", &crate::common::prefix(&pcap, d, 10), "max")
             .output()
@@ -452,4 +481,5 @@ fn kill_9_at_any_moment_never_leaves_a_torn_state_or_inventory_file() {
         );
     }
     assert!(whole > 0, "no kill came after a save");
+    assert!(timed > 0, "no kill came after a save and a stats record");
 }
