@@ -4,7 +4,8 @@
 # capinfos for the packet-count tests, iproute2 for the live-capture test,
 # and the operations tests' real programs: prometheus's promtool, systemd's
 # systemd-analyze, logrotate, redis-server, rsyslog with omhiredis),
-# then cargo fmt --check, clippy -D warnings, the whole test suite, and a
+# then cargo fmt --check, clippy -D warnings, cargo deny (bans, licences,
+# sources), the whole test suite, and a
 # fuzz smoke run (every cargo-fuzz target for FUZZ_SMOKE_SECS, default 15 s;
 # see docs/robustness.md).
 set -euo pipefail
@@ -40,6 +41,12 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo deny (bans, licences, sources; deny.toml says why each exception)"
+# The advisories check needs the RustSec database from GitHub, which the build
+# machines cannot fetch: run `cargo deny check advisories` where it can be
+# fetched (docs/robustness.md, "Supply chain").
+command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
+cargo deny check bans licenses sources
 echo "== cargo doc (warnings are errors: broken links, missing docs)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== benches compile"

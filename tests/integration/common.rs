@@ -188,3 +188,23 @@ pub fn tor_trickle(path: &Path, n: usize, every: f64, end: f64) {
     }
     s.write(path).unwrap();
 }
+
+/// The first `n` frames of the capture `src`, as a pcap in `dir`: what a
+/// run stopped after `n` packets had read.
+pub fn prefix(src: &Path, dir: &Path, n: u64) -> PathBuf {
+    use tapsentry_capture::{FileSource, FrameSource, Next};
+    let out = dir.join(format!("first-{n}.pcap"));
+    let mut source = FileSource::open(&[src.to_path_buf()]).unwrap();
+    let mut w = None;
+    for _ in 0..n {
+        let Next::Frame(f) = source.next_frame().unwrap() else {
+            panic!("{} has fewer than {n} frames", src.display());
+        };
+        w.get_or_insert_with(|| tapsentry_testkit::PcapWriter::create(&out, f.link).unwrap())
+            .write_with_wire_len(f.ts, f.data, f.wire_len);
+    }
+    if let Some(w) = w {
+        w.finish().unwrap();
+    }
+    out
+}

@@ -41,11 +41,13 @@ mod error;
 mod file;
 mod live;
 mod privileges;
+mod resilient;
 
 pub use error::CaptureError;
 pub use file::{FileSource, MAX_RECORD_LEN};
 pub use live::{check_filter, interface_names, LiveSource, LiveSpec};
 pub use privileges::drop_privileges;
+pub use resilient::{InterfaceOutages, ResilientLive, FIRST_BACKOFF, MAX_BACKOFF};
 pub use tapsentry_types::{Frame, LinkType, Timestamp};
 
 use std::fmt;
@@ -73,6 +75,11 @@ pub trait FrameSource: Send {
     fn warnings(&mut self) -> Vec<CaptureWarning>;
     /// Frames skipped so far because their link type is not supported.
     fn skipped_frames(&self) -> u64;
+    /// Losses of a live interface and attempts to reopen it
+    /// ([`ResilientLive`]); `None` for sources that do not reopen.
+    fn interface_outages(&self) -> Option<InterfaceOutages> {
+        None
+    }
 }
 
 /// Kernel capture counters of a live source, as libpcap reports them.
@@ -107,6 +114,21 @@ pub enum CaptureWarning {
         /// The error message (it names the file).
         message: String,
     },
+    /// The live capture failed (interface down or gone) or reopening it
+    /// failed; [`ResilientLive`] keeps trying.
+    InterfaceLost {
+        /// The interface.
+        interface: String,
+        /// What failed.
+        detail: String,
+    },
+    /// Frames come again from an interface that was lost.
+    InterfaceBack {
+        /// The interface.
+        interface: String,
+        /// Reopen attempts so far (all outages).
+        attempts: u64,
+    },
 }
 
 impl fmt::Display for CaptureWarning {
@@ -122,6 +144,18 @@ impl fmt::Display for CaptureWarning {
                 link.0
             ),
             CaptureWarning::FileError { message } => write!(f, "{message}"),
+            CaptureWarning::InterfaceLost { interface, detail } => write!(
+                f,
+                "capture on {interface} lost: {detail}; reopening it with backoff (up to {} s between attempts)",
+                MAX_BACKOFF.as_secs()
+            ),
+            CaptureWarning::InterfaceBack {
+                interface,
+                attempts,
+            } => write!(
+                f,
+                "capture on {interface} resumed ({attempts} reopen attempts so far)"
+            ),
         }
     }
 }

@@ -37,6 +37,7 @@ mod data_collection;
 mod dns_tunnel;
 mod exfiltration;
 mod external_login;
+mod flood;
 mod home;
 pub mod port_scan;
 pub mod registry;
@@ -60,6 +61,7 @@ pub use data_collection::{DataCollectionConfig, DataCollectionDetector};
 pub use dns_tunnel::{DnsTunnelConfig, DnsTunnelDetector};
 pub use exfiltration::{ExfiltrationConfig, ExfiltrationDetector};
 pub use external_login::{ExternalLoginConfig, ExternalLoginDetector};
+pub use flood::{FloodConfig, FloodDetector, FLOOD};
 pub use home::{HomeNet, HomeNetError};
 pub use port_scan::{PortScanConfig, PortScanDetector};
 pub use registry::{

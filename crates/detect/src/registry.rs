@@ -21,9 +21,9 @@ use tapsentry_types::{Category, FlowRecord, Problem};
 
 use crate::{
     DataCollectionConfig, DataCollectionDetector, Detector, DnsTunnelConfig, DnsTunnelDetector,
-    ExfiltrationConfig, ExfiltrationDetector, ExternalLoginConfig, ExternalLoginDetector, HomeNet,
-    PortScanConfig, PortScanDetector, SpambotConfig, SpambotDetector, TorConfig, TorDetector,
-    UnusualProtocolConfig, UnusualProtocolDetector,
+    ExfiltrationConfig, ExfiltrationDetector, ExternalLoginConfig, ExternalLoginDetector,
+    FloodConfig, FloodDetector, HomeNet, PortScanConfig, PortScanDetector, SpambotConfig,
+    SpambotDetector, TorConfig, TorDetector, UnusualProtocolConfig, UnusualProtocolDetector,
 };
 
 /// How a routed flow record relates to the host it was routed for
@@ -228,6 +228,10 @@ detectors! {
     /// Logins to remote-access services from outside.
     external_login: ExternalLoginConfig => ExternalLoginDetector,
         Category::EXTERNAL_LOGIN, Perspective::InsideServer;
+    /// An inside host swamped by new flows from many (often spoofed)
+    /// sources: one aggregated alert a flood.
+    flood: FloodConfig => FloodDetector,
+        crate::FLOOD, Perspective::InsideServer;
 }
 
 /// The registered detector called `name`.
@@ -301,7 +305,9 @@ mod tests {
                 "port_scan",
                 "spambot",
                 "unusual_protocol",
-                "external_login"
+                "external_login",
+                // The contract's second round.
+                "flood"
             ]
         );
     }

@@ -1,5 +1,6 @@
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use maxminddb::{geoip2, LookupResult, PathElement, Reader};
 use tapsentry_types::GeoInfo;
@@ -11,11 +12,19 @@ use crate::IntelError;
 /// Each database is read whole into memory once ([`GeoIp::open`]), so a
 /// lookup does no I/O, and a file replaced on disk later does not change
 /// answers until a reload builds a new [`crate::IntelSnapshot`].
-#[derive(Default)]
+///
+/// Cloning shares the databases (they are immutable once read), so a reload
+/// can keep one that loaded before while replacing the other.
+#[derive(Default, Clone)]
 pub struct GeoIp {
-    city: Option<Reader<Vec<u8>>>,
-    asn: Option<Reader<Vec<u8>>>,
+    city: Option<Arc<Reader<Vec<u8>>>>,
+    asn: Option<Arc<Reader<Vec<u8>>>>,
 }
+
+/// Larger database files are refused before they are read: each is read
+/// whole into memory (GeoLite2-City is about 70 MB; the commercial City
+/// database about 130 MB).
+pub const MAX_GEOIP_BYTES: u64 = 1 << 30;
 
 /// Which slot a database is opened for; used to check it is the right kind.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -31,7 +40,14 @@ fn geo_err(path: &Path, reason: impl std::fmt::Display) -> IntelError {
     }
 }
 
-fn open_db(path: &Path, kind: Kind) -> Result<Reader<Vec<u8>>, IntelError> {
+fn open_db(path: &Path, kind: Kind) -> Result<Arc<Reader<Vec<u8>>>, IntelError> {
+    let size = std::fs::metadata(path).map_err(|e| geo_err(path, e))?.len();
+    if size > MAX_GEOIP_BYTES {
+        return Err(geo_err(
+            path,
+            format!("{size} bytes is over the {MAX_GEOIP_BYTES}-byte limit for a GeoIP database"),
+        ));
+    }
     let reader = Reader::open_readfile(path).map_err(|e| geo_err(path, e))?;
     // A swapped configuration (ASN file given as the City database or the
     // reverse) would open fine and answer nothing forever: refuse it now.
@@ -63,7 +79,7 @@ fn open_db(path: &Path, kind: Kind) -> Result<Reader<Vec<u8>>, IntelError> {
         };
         decoded.map_err(|e| geo_err(path, e))?;
     }
-    Ok(reader)
+    Ok(Arc::new(reader))
 }
 
 /// Country and city of a City-database record. When the whole record does
@@ -119,6 +135,31 @@ impl GeoIp {
             city: city.map(|p| open_db(p, Kind::City)).transpose()?,
             asn: asn.map(|p| open_db(p, Kind::Asn)).transpose()?,
         })
+    }
+
+    /// Opens each database given on its own, for a reload: one that fails
+    /// keeps `previous`'s database of that kind (none at start), and its
+    /// error is returned with the others', so a broken new ASN file does
+    /// not cost a good new City file, or the old ASN data.
+    pub fn reopen(
+        previous: &GeoIp,
+        city: Option<&Path>,
+        asn: Option<&Path>,
+    ) -> (GeoIp, Vec<IntelError>) {
+        let mut errors = Vec::new();
+        let mut one = |p: Option<&Path>, kind, old: &Option<Arc<Reader<Vec<u8>>>>| match p {
+            None => None,
+            Some(p) => match open_db(p, kind) {
+                Ok(db) => Some(db),
+                Err(e) => {
+                    errors.push(e);
+                    old.clone()
+                }
+            },
+        };
+        let city = one(city, Kind::City, &previous.city);
+        let asn = one(asn, Kind::Asn, &previous.asn);
+        (GeoIp { city, asn }, errors)
     }
 
     /// No databases: every lookup is `None`.

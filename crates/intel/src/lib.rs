@@ -38,7 +38,7 @@
 mod geo;
 mod tor;
 
-pub use geo::GeoIp;
+pub use geo::{GeoIp, MAX_GEOIP_BYTES};
 pub use tor::{LoadReport, TorExitList, TorListFormat, MAX_LIST_BYTES};
 
 use std::path::PathBuf;

@@ -4,6 +4,13 @@
 //!   (appending) or to stdout, and flushes after every line so `tail -f` and
 //!   log shippers see each record at once. [`JsonlSink::reopen`] closes and
 //!   reopens the path, for logrotate's rename-then-SIGHUP.
+//! * [`JsonlSink::deliver`] is the same write for a log that must survive
+//!   an outage (disk full, permissions changed under it): a line that
+//!   cannot be written waits in a backlog bounded in bytes
+//!   ([`JsonlSink::with_backlog`]) and is written, in order, by
+//!   [`JsonlSink::retry`] once there is room again; what the bound refuses
+//!   is counted as lost ([`OutageStats`]). A write that fails part way is
+//!   cut back off the file, so no line is ever torn.
 //! * [`Suppressor`] keeps one line per finding: an alert with the same
 //!   signature, `src_ip` and `dest_ip` as one written less than the window
 //!   ago (in capture time) is suppressed and counted. Its memory is bounded.
@@ -29,10 +36,11 @@
 //! signals, `fsync`, rotate files, or read the clock: the pipeline feeds it
 //! records in the order they are to appear and calls `reopen` on SIGHUP.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
 
 use serde::Serialize;
 use tapsentry_types::{Alert, Timestamp};
@@ -95,14 +103,67 @@ pub struct JsonlSink {
     /// starts with a newline so that it, at least, is a whole line.
     torn: bool,
     lines: u64,
+    /// Lines waiting for the file to take them again, oldest first, each
+    /// with its newline.
+    backlog: VecDeque<Box<[u8]>>,
+    backlog_bytes: usize,
+    /// The bound on `backlog_bytes`; 0: no backlog, a line that cannot be
+    /// written is lost at once.
+    backlog_max_bytes: usize,
+    /// Set while writes fail: lines lost before this outage began, so
+    /// [`Recovery`] can say how many this one cost.
+    outage: Option<u64>,
+    /// The error that began the current outage, until the caller takes it.
+    outage_began: Option<OutputError>,
+    /// How the last outage ended, until the caller takes it.
+    recovered: Option<Recovery>,
+    stats: OutageStats,
+}
+
+/// What [`JsonlSink::deliver`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written and flushed.
+    Written,
+    /// Not written now; waiting in the backlog for [`JsonlSink::retry`].
+    Queued,
+    /// Not written and not kept: the backlog is full (or off).
+    Lost,
+}
+
+/// The end of an outage, handed over once by [`JsonlSink::take_recovery`]
+/// after [`JsonlSink::retry`] or [`JsonlSink::deliver`] found the file
+/// taking lines again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Backlogged lines written when it ended.
+    pub written: u64,
+    /// Lines lost during the outage (backlog full).
+    pub lost: u64,
+}
+
+/// A sink's outage counters (all lines, whatever their record type).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutageStats {
+    /// Outages begun: a write failed after the last one succeeded.
+    pub outages: u64,
+    /// Write attempts that failed (the first of an outage and each retry).
+    pub failed_writes: u64,
+    /// Lines waiting in the backlog now.
+    pub backlog: u64,
+    /// Bytes those lines take.
+    pub backlog_bytes: u64,
+    /// Lines lost: refused by a full backlog, or still in it at
+    /// [`JsonlSink::abandon_backlog`].
+    pub lost: u64,
 }
 
 fn open_append(what: &'static str, path: &str) -> Result<File, OutputError> {
     // No `create_dir_all`: a missing directory is a configuration error the
-    // operator should see, not something to paper over as root.
-    // Mode 0640 (the contract's): a log shipper reads the logs through the
-    // group, nobody else does (the umask may narrow it further).
-    use std::os::unix::fs::OpenOptionsExt;
+    // operator should see, not something to paper over as root. Created
+    // 0640 (the contract): a log shipper reads it through the group, and
+    // alerts name the network's hosts, so others may not (the umask may
+    // narrow it further).
     OpenOptions::new()
         .create(true)
         .append(true)
@@ -157,47 +218,228 @@ impl JsonlSink {
             buf: Vec::with_capacity(1024),
             torn: false,
             lines: 0,
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            backlog_max_bytes: 0,
+            outage: None,
+            outage_began: None,
+            recovered: None,
+            stats: OutageStats::default(),
         })
     }
 
-    /// Writes one record as one line and flushes it.
+    /// Keeps up to `max_bytes` of lines that [`deliver`](Self::deliver)
+    /// could not write (0, the default: none). The bound is on the
+    /// serialised lines, so it is the backlog's memory, give or take one
+    /// allocation per line.
+    #[must_use]
+    pub fn with_backlog(mut self, max_bytes: usize) -> JsonlSink {
+        self.backlog_max_bytes = max_bytes;
+        self
+    }
+
+    /// Writes one record as one line and flushes it; an error when it
+    /// could not be (nothing is kept for later: see [`deliver`](Self::deliver)).
     ///
     /// The line is serialised into a reused buffer first, so a record that
     /// cannot be serialised writes nothing. If the write itself fails part
-    /// way (disk full), the error is returned and the next record begins
-    /// with a newline, so the damage stays within one line.
+    /// way (disk full), what got into a file is cut off again; where that is
+    /// impossible (stdout, or the cut failed) the next record begins with a
+    /// newline, so the damage stays within one line.
     pub fn write_record<T: Serialize>(&mut self, rec: &T) -> Result<(), OutputError> {
-        self.buf.clear();
-        if self.torn {
-            self.buf.push(b'\n');
+        self.serialise(rec)?;
+        let line = std::mem::take(&mut self.buf);
+        let result = self.write_line(&line);
+        self.buf = line;
+        result.map_err(|source| self.write_error(source))
+    }
+
+    /// Writes one record as one line, or keeps it for later.
+    ///
+    /// While the log is healthy this is [`write_record`](Self::write_record).
+    /// When a write fails an outage begins ([`take_outage`](Self::take_outage)
+    /// hands its error over, once): the line, and every later one, goes to
+    /// the backlog, in order, until [`retry`](Self::retry) empties it; a
+    /// line that does not fit within the backlog's bound is lost and
+    /// counted. With no backlog (or an empty one) each call tries the file
+    /// again, and a success ends the outage. Only a record that cannot be
+    /// serialised is an error.
+    pub fn deliver<T: Serialize>(&mut self, rec: &T) -> Result<Delivery, OutputError> {
+        self.serialise(rec)?;
+        if self.outage.is_some() && !self.backlog.is_empty() {
+            // Behind the backlog, to keep the order; `retry` probes the file.
+            let line = self.buf.as_slice().into();
+            return Ok(self.enqueue(line));
         }
-        let body_start = self.buf.len();
+        let line = std::mem::take(&mut self.buf);
+        let result = self.write_line(&line);
+        let delivery = match result {
+            Ok(()) => {
+                self.end_outage();
+                Delivery::Written
+            }
+            Err(e) => {
+                self.failed(e);
+                self.enqueue(line.as_slice().into())
+            }
+        };
+        self.buf = line;
+        Ok(delivery)
+    }
+
+    /// Writes the backlog, oldest first, until it is empty (which ends the
+    /// outage: [`take_recovery`](Self::take_recovery)) or a write fails.
+    /// Nothing to do when no outage is under way.
+    pub fn retry(&mut self) {
+        let Some(lost_before) = self.outage else {
+            return;
+        };
+        let mut written = 0;
+        while let Some(line) = self.backlog.pop_front() {
+            if let Err(e) = self.write_line(&line) {
+                self.backlog.push_front(line);
+                self.failed(e);
+                return;
+            }
+            self.backlog_bytes = self.backlog_bytes.saturating_sub(line.len());
+            written += 1;
+        }
+        self.outage = None;
+        self.recovered = Some(Recovery {
+            written,
+            lost: self.stats.lost.saturating_sub(lost_before),
+        });
+    }
+
+    /// How the last outage ended, once.
+    pub fn take_recovery(&mut self) -> Option<Recovery> {
+        self.recovered.take()
+    }
+
+    /// The error that began the outage now under way, once: the caller
+    /// reports it (one message an outage, not one a line).
+    pub fn take_outage(&mut self) -> Option<OutputError> {
+        self.outage_began.take()
+    }
+
+    /// Whether writes are failing (an outage began and has not ended).
+    pub fn in_outage(&self) -> bool {
+        self.outage.is_some()
+    }
+
+    /// Gives up on the backlog (at exit, after a last [`retry`](Self::retry)):
+    /// its lines count as lost. Returns how many there were.
+    pub fn abandon_backlog(&mut self) -> u64 {
+        let n = self.backlog.len() as u64;
+        self.backlog.clear();
+        self.backlog_bytes = 0;
+        self.stats.lost = self.stats.lost.saturating_add(n);
+        n
+    }
+
+    /// The outage counters, the backlog's size included.
+    pub fn outage_stats(&self) -> OutageStats {
+        OutageStats {
+            backlog: self.backlog.len() as u64,
+            backlog_bytes: self.backlog_bytes as u64,
+            ..self.stats
+        }
+    }
+
+    fn serialise<T: Serialize>(&mut self, rec: &T) -> Result<(), OutputError> {
+        self.buf.clear();
         serde_json::to_writer(&mut self.buf, rec).map_err(|source| OutputError::Serialize {
             what: self.what,
             path: self.path.clone(),
             source,
         })?;
-        debug_assert!(!self.buf[body_start..].contains(&b'\n'));
+        debug_assert!(!self.buf.contains(&b'\n'));
         self.buf.push(b'\n');
-        let (written, result) = match &mut self.target {
-            Target::File(f) => write_counted(f, &self.buf),
-            Target::Stdout => write_counted(&mut io::stdout().lock(), &self.buf),
-            #[cfg(test)]
-            Target::Fake(w) => write_counted(w.as_mut(), &self.buf),
-        };
-        // Torn when something reached the file but not the final newline.
-        if written == self.buf.len() {
-            self.torn = false;
-        } else if written > 0 {
-            self.torn = true;
-        }
-        result.map_err(|source| OutputError::Write {
+        Ok(())
+    }
+
+    fn write_error(&self, source: io::Error) -> OutputError {
+        OutputError::Write {
             what: self.what,
             path: self.path.clone(),
             source,
-        })?;
+        }
+    }
+
+    /// A write failed: count it, and begin an outage if none is under way.
+    fn failed(&mut self, e: io::Error) {
+        self.stats.failed_writes = self.stats.failed_writes.saturating_add(1);
+        if self.outage.is_none() {
+            self.outage = Some(self.stats.lost);
+            self.stats.outages = self.stats.outages.saturating_add(1);
+            self.outage_began = Some(self.write_error(e));
+        }
+    }
+
+    /// A write succeeded with nothing backlogged: the outage (if any) is
+    /// over; its lost lines were counted as they went.
+    fn end_outage(&mut self) {
+        if let Some(lost_before) = self.outage.filter(|_| self.backlog.is_empty()) {
+            self.outage = None;
+            self.recovered = Some(Recovery {
+                written: 0,
+                lost: self.stats.lost.saturating_sub(lost_before),
+            });
+        }
+    }
+
+    fn enqueue(&mut self, line: Box<[u8]>) -> Delivery {
+        if self.backlog_bytes.saturating_add(line.len()) > self.backlog_max_bytes {
+            // The newest line is the one refused: the backlog keeps the
+            // outage's beginning, so the log has one gap, not a moving one.
+            self.stats.lost = self.stats.lost.saturating_add(1);
+            return Delivery::Lost;
+        }
+        self.backlog_bytes += line.len();
+        self.backlog.push_back(line);
+        Delivery::Queued
+    }
+
+    /// Writes `line` (ending in its newline) and flushes. A partial write
+    /// into a file is cut off again, so the file ends at a line boundary.
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.torn {
+            let (n, result) = self.write_raw(b"\n");
+            result?;
+            if n == 1 {
+                self.torn = false;
+            }
+        }
+        let (written, result) = self.write_raw(line);
+        if let Err(e) = result {
+            if written > 0 && written < line.len() && !self.cut_back(written) {
+                self.torn = true;
+            }
+            return Err(e);
+        }
         self.lines += 1;
         Ok(())
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) -> (usize, io::Result<()>) {
+        match &mut self.target {
+            Target::File(f) => write_counted(f, bytes),
+            Target::Stdout => write_counted(&mut io::stdout().lock(), bytes),
+            #[cfg(test)]
+            Target::Fake(w) => write_counted(w.as_mut(), bytes),
+        }
+    }
+
+    /// Truncates the `written` bytes of a failed line off the end of the
+    /// file (appends go to the end, so they are its last bytes). False when
+    /// that is impossible.
+    fn cut_back(&mut self, written: usize) -> bool {
+        let Target::File(f) = &self.target else {
+            return false;
+        };
+        f.metadata()
+            .and_then(|m| f.set_len(m.len().saturating_sub(written as u64)))
+            .is_ok()
     }
 
     /// Closes and reopens the path: after logrotate renamed the file, new
@@ -606,6 +848,215 @@ mod tests {
         assert_eq!(text, "{\"n\":1}\n{\"n\"\n{\"n\":3}\n");
         assert_eq!(s.lines_written(), 2);
         assert!(!s.torn);
+    }
+
+    /// Takes whole writes while `open`, refuses every write (disk full)
+    /// while not.
+    struct Gate {
+        out: Arc<Mutex<Vec<u8>>>,
+        open: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.open.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(io::ErrorKind::StorageFull.into());
+            }
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn gated(
+        backlog: usize,
+    ) -> (
+        JsonlSink,
+        Arc<Mutex<Vec<u8>>>,
+        Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut s = JsonlSink::open("-").unwrap().with_backlog(backlog);
+        s.target = Target::Fake(Box::new(Gate {
+            out: Arc::clone(&out),
+            open: Arc::clone(&open),
+        }));
+        (s, out, open)
+    }
+
+    fn text(out: &Arc<Mutex<Vec<u8>>>) -> String {
+        String::from_utf8(out.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn an_outage_backlogs_lines_and_writes_them_in_order_when_room_returns() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (mut s, out, open) = gated(1 << 20);
+        assert_eq!(s.deliver(&1).unwrap(), Delivery::Written);
+        open.store(false, SeqCst);
+        assert_eq!(s.deliver(&2).unwrap(), Delivery::Queued);
+        assert_eq!(s.deliver(&3).unwrap(), Delivery::Queued);
+        // Reported once an outage, not once a line.
+        let e = s.take_outage().unwrap().to_string();
+        assert!(e.starts_with("cannot write log -: "), "{e}");
+        assert!(s.take_outage().is_none());
+        assert!(s.in_outage());
+        s.retry(); // still full
+        assert!(s.take_recovery().is_none());
+        open.store(true, SeqCst);
+        // The file has room, but a new line waits behind the backlog.
+        assert_eq!(s.deliver(&4).unwrap(), Delivery::Queued);
+        assert_eq!(text(&out), "1\n");
+        let st = s.outage_stats();
+        assert_eq!(
+            (
+                st.outages,
+                st.failed_writes,
+                st.backlog,
+                st.backlog_bytes,
+                st.lost
+            ),
+            (1, 2, 3, 6, 0)
+        );
+        s.retry();
+        assert_eq!(
+            s.take_recovery(),
+            Some(Recovery {
+                written: 3,
+                lost: 0
+            })
+        );
+        assert!(!s.in_outage());
+        assert_eq!(text(&out), "1\n2\n3\n4\n");
+        assert_eq!(s.deliver(&5).unwrap(), Delivery::Written);
+        assert_eq!(s.outage_stats().backlog, 0);
+        assert_eq!(s.lines_written(), 5);
+    }
+
+    #[test]
+    fn a_full_backlog_loses_the_newest_lines_and_says_how_many() {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Room for two 6-byte lines.
+        let (mut s, out, open) = gated(12);
+        open.store(false, SeqCst);
+        let got: Vec<Delivery> = (10_000..10_004).map(|n| s.deliver(&n).unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                Delivery::Queued,
+                Delivery::Queued,
+                Delivery::Lost,
+                Delivery::Lost
+            ]
+        );
+        assert_eq!(s.outage_stats().lost, 2);
+        open.store(true, SeqCst);
+        s.retry();
+        assert_eq!(
+            s.take_recovery(),
+            Some(Recovery {
+                written: 2,
+                lost: 2
+            })
+        );
+        assert_eq!(text(&out), "10000\n10001\n");
+        // A second outage, abandoned at exit: its line counts as lost too.
+        open.store(false, SeqCst);
+        assert_eq!(s.deliver(&7).unwrap(), Delivery::Queued);
+        assert_eq!(s.outage_stats().outages, 2);
+        s.retry();
+        assert_eq!(s.abandon_backlog(), 1);
+        assert_eq!(s.outage_stats().lost, 3);
+    }
+
+    #[test]
+    fn without_a_backlog_each_line_probes_the_file() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (mut s, out, open) = gated(0);
+        open.store(false, SeqCst);
+        assert_eq!(s.deliver(&1).unwrap(), Delivery::Lost);
+        assert!(s.take_outage().is_some());
+        assert_eq!(s.deliver(&2).unwrap(), Delivery::Lost);
+        assert!(s.take_outage().is_none());
+        open.store(true, SeqCst);
+        assert_eq!(s.deliver(&3).unwrap(), Delivery::Written);
+        assert_eq!(
+            s.take_recovery(),
+            Some(Recovery {
+                written: 0,
+                lost: 2
+            })
+        );
+        assert_eq!(text(&out), "3\n");
+    }
+
+    #[test]
+    fn logs_are_created_0640() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let _s = JsonlSink::open(path.to_str().unwrap()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{mode:o}");
+    }
+
+    /// A real full filesystem (a 16 KiB tmpfs, when this runs as root):
+    /// the write that does not fit is cut back off the file, so every line
+    /// in it is whole; the backlog goes in, in order, once room is made.
+    #[test]
+    fn a_full_tmpfs_never_holds_a_torn_line_and_the_backlog_goes_in_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(fs) = tapsentry_testkit::fs::Tmpfs::mount(dir.path(), 16 << 10) else {
+            return;
+        };
+        let mnt = fs.path();
+        // Room that can be given back later.
+        assert_eq!(fs.fill("filler", 8192), 8192);
+        let path = mnt.join("alerts.jsonl");
+        let mut s = JsonlSink::open(path.to_str().unwrap())
+            .unwrap()
+            .with_backlog(1 << 20);
+        let pad = "x".repeat(700);
+        let mut sent = 0u32;
+        while !s.in_outage() {
+            s.deliver(&serde_json::json!({"n": sent, "pad": pad}))
+                .unwrap();
+            sent += 1;
+            assert!(sent < 1000, "the tmpfs never filled");
+        }
+        for _ in 0..5 {
+            assert_eq!(
+                s.deliver(&serde_json::json!({"n": sent, "pad": pad}))
+                    .unwrap(),
+                Delivery::Queued
+            );
+            sent += 1;
+        }
+        let lines = |p: &std::path::Path| -> Vec<u64> {
+            let t = std::fs::read_to_string(p).unwrap();
+            assert!(t.is_empty() || t.ends_with('\n'), "a torn last line");
+            t.lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let before = lines(&path);
+        assert!(!before.is_empty());
+        assert_eq!(
+            s.take_outage()
+                .map(|e| e.to_string().contains("No space left")),
+            Some(true)
+        );
+        std::fs::remove_file(mnt.join("filler")).unwrap();
+        s.retry();
+        assert_eq!(s.take_recovery().map(|r| r.lost), Some(0));
+        assert_eq!(lines(&path), (0..u64::from(sent)).collect::<Vec<_>>());
     }
 
     #[test]

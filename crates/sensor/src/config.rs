@@ -260,6 +260,11 @@ pub struct OutputConfig {
     pub suppression_window_secs: u64,
     /// Findings remembered for suppression (memory bound). Default 100000.
     pub suppression_max_entries: usize,
+    /// MiB of alert-log lines kept in memory while the log cannot be
+    /// written (disk full, permissions), written in order once it can
+    /// (retried every second and on SIGHUP); lines beyond it are lost and
+    /// counted (`alert_log.lost`). 0 keeps none. At most 4096. Default 16.
+    pub alert_backlog_mb: u64,
     /// The asset inventory file (JSON, replaced atomically, mode 0600),
     /// saved every `inventory.save_interval_secs` of capture time and at
     /// exit, loaded at start; `""` turns the inventory (and its records in
@@ -280,6 +285,7 @@ impl Default for OutputConfig {
             stats_interval_secs: 60,
             suppression_window_secs: 3600,
             suppression_max_entries: 100_000,
+            alert_backlog_mb: 16,
             inventory: PathBuf::new(),
             pid_file: PathBuf::new(),
         }
@@ -444,6 +450,12 @@ impl OutputConfig {
         }
         p.at_least("stats_interval_secs", self.stats_interval_secs, 1);
         p.at_least("suppression_max_entries", self.suppression_max_entries, 1);
+        if self.alert_backlog_mb > 4096 {
+            p.push(
+                "alert_backlog_mb",
+                format!("{} is above 4096", self.alert_backlog_mb),
+            );
+        }
         p.into_vec()
     }
 }

@@ -7,9 +7,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use tapsentry::config::{configured, SensorConfig};
-use tapsentry::control::{load_intel, SignalThread};
+use tapsentry::control::{load_intel_for_run, IntelHandle, SignalThread};
 use tapsentry::pipeline::{Control, Mode, Pipeline, Speed};
-use tapsentry_capture::{drop_privileges, FileSource, FrameSource, LiveSource, LiveSpec};
+use tapsentry_capture::{
+    drop_privileges, FileSource, FrameSource, LiveSource, LiveSpec, ResilientLive,
+};
+use tapsentry_intel::IntelSnapshot;
 use tapsentry_output::JsonlSink;
 
 #[derive(Parser)]
@@ -386,11 +389,17 @@ fn open_outputs(cfg: &SensorConfig) -> Result<Outputs, Failure> {
     })
 }
 
+/// The control block, with the intel files loaded: one that is broken is
+/// said once and the run goes on without it (`check-config` calls it an
+/// error).
 fn prepare(cfg: &SensorConfig) -> Result<Control, Failure> {
-    let (intel, warnings) = load_intel(&cfg.intel).map_err(Failure::Config)?;
-    for w in warnings {
-        eprintln!("tapsentry: warning: {w}");
-    }
+    let mut control = Control::new(IntelSnapshot::empty());
+    let intel = load_intel_for_run(
+        &cfg.intel,
+        &IntelSnapshot::empty(),
+        &control.files,
+        "running without it",
+    );
     // Said once, loudly: Tor detection silently matching nothing is what
     // an operator must not miss (the stats and metrics carry the count).
     // A list turned off (`""`) is the operator's choice, not news.
@@ -403,7 +412,8 @@ fn prepare(cfg: &SensorConfig) -> Result<Control, Failure> {
             cfg.intel.tor_exit_list
         );
     }
-    Ok(Control::new(intel))
+    control.intel = std::sync::Arc::new(IntelHandle::new(intel));
+    Ok(control)
 }
 
 fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure> {
@@ -411,7 +421,14 @@ fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure
     let control = prepare(&cfg)?;
     let source = FileSource::open(pcaps).map_err(|e| Failure::Runtime(e.to_string()))?;
     let out = open_outputs(&cfg)?;
-    execute(cfg, control, Mode::Replay(speed), Box::new(source), out)
+    execute(
+        cfg,
+        control,
+        Mode::Replay(speed),
+        Box::new(source),
+        out,
+        None,
+    )
 }
 
 /// Starts the signal thread, runs the pipeline to the end, prints the
@@ -422,6 +439,7 @@ fn execute(
     mode: Mode,
     source: Box<dyn FrameSource>,
     out: Outputs,
+    banner: Option<&str>,
 ) -> Result<(), Failure> {
     let signals = SignalThread::start(control.clone(), cfg.intel.clone())
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
@@ -431,6 +449,11 @@ fn execute(
         .map(tapsentry::pidfile::PidFile::create)
         .transpose()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
+    // Said only once SIGTERM is handled: a supervisor that stops the
+    // sensor as soon as it says it runs gets the orderly shutdown.
+    if let Some(b) = banner {
+        eprintln!("{b}");
+    }
     let pipeline = Pipeline {
         cfg,
         mode,
@@ -461,17 +484,27 @@ fn run_live(common: Common, interface: Option<String>) -> Result<(), Failure> {
         bpf_filter: (!c.bpf_filter.is_empty()).then(|| c.bpf_filter.clone()),
         immediate: false,
     };
+    // Opening must work at start (a wrong name is the operator's mistake
+    // to hear about at once); later losses are reopened with backoff.
     let source = LiveSource::open(&spec).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let source = ResilientLive::new(source, spec.clone());
     // Logs are opened while still privileged (e.g. /var/log/tapsentry).
     let out = open_outputs(&cfg)?;
     if !c.drop_privileges_user.is_empty() {
         drop_privileges(&c.drop_privileges_user).map_err(|e| Failure::Runtime(e.to_string()))?;
     }
-    eprintln!(
+    let banner = format!(
         "tapsentry: capturing on {} (SIGINT/SIGTERM to stop, SIGHUP to reload)",
         spec.interface
     );
-    execute(cfg, control, Mode::Live, Box::new(source), out)
+    execute(
+        cfg,
+        control,
+        Mode::Live,
+        Box::new(source),
+        out,
+        Some(&banner),
+    )
 }
 
 fn summarise(r: &tapsentry::pipeline::RunReport) {

@@ -29,12 +29,15 @@ use std::io::{BufWriter, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tapsentry_detect::{shard_for, Worker};
 use tapsentry_types::Timestamp;
+
+use crate::control::FileFaults;
 
 /// The `format` every state file carries.
 pub const FORMAT: &str = "tapsentry-state";
@@ -308,6 +311,8 @@ pub struct Saver {
     prior_learning: BTreeMap<String, u64>,
     /// A failure was reported and no save has worked since: say it once.
     failing: bool,
+    /// Where failed saves are counted (the stats record's `files`).
+    files: Option<Arc<FileFaults>>,
 }
 
 impl Saver {
@@ -322,7 +327,15 @@ impl Saver {
             detectors,
             prior_learning,
             failing: false,
+            files: None,
         }
+    }
+
+    /// Counts each failed save in `files`.
+    #[must_use]
+    pub fn counting_failures(mut self, files: Arc<FileFaults>) -> Saver {
+        self.files = Some(files);
+        self
     }
 
     /// The file's bytes for a save at `req` with these entries.
@@ -372,6 +385,9 @@ impl Saver {
         match write_atomic(&self.path, &bytes) {
             Ok(()) => self.failing = false,
             Err(e) => {
+                if let Some(f) = &self.files {
+                    FileFaults::count(&f.state_save_failures);
+                }
                 if !self.failing {
                     eprintln!(
                         "tapsentry: warning: cannot save baseline state to {}: {e}; running on without saving",

@@ -3,7 +3,8 @@
 //! builder of each test fixture: [`FlowRecordBuilder`] for flow records,
 //! [`PacketMetaBuilder`] for decoded packets, [`DnsEventBuilder`] for DNS
 //! summaries, [`DnsMessage`] for DNS messages, [`checksum`] for the internet checksum
-//! and [`raw_pcap`] for pcap files libpcap's dumper does not write. Whole
+//! [`raw_pcap`] for pcap files libpcap's dumper does not write and
+//! [`fs::Tmpfs`] for a small filesystem to fill. Whole
 //! captures: [`office`] (three labelled hours with attacks) and [`week`]
 //! (a benign week of a 50-200-host office, streamed frame by frame), whose
 //! sessions open with the real first messages of [`hello`].
@@ -31,8 +32,10 @@ pub mod bench;
 pub mod checksum;
 mod dns;
 mod dns_event;
+pub mod flood;
 mod flow_record;
 mod frames;
+pub mod fs;
 pub mod hello;
 pub mod office;
 mod packet_meta;
@@ -45,6 +48,7 @@ mod writer;
 
 pub use dns::{encode_name, DnsMessage, QUERY_FLAGS, RESPONSE_FLAGS};
 pub use dns_event::DnsEventBuilder;
+pub use flood::{syn_flood, SynFlood};
 pub use flow_record::{Addr, FlowRecordBuilder, SESSION_FLAGS, START_SECS};
 pub use frames::{
     icmp_echo_v4, icmp_echo_v6, ip_proto_v4, ip_proto_v6, mac_for, tcp_v4, tcp_v4_seq, tcp_v6,

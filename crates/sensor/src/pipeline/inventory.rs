@@ -28,13 +28,13 @@ use tapsentry_inventory::{file, Inventory, InventoryConfig, InventoryRecord, Sid
 use tapsentry_types::{DnsEvent, FlowRecord, MacSighting, Timestamp};
 
 use super::stats::{lock, SharedStats};
-use crate::control::IntelHandle;
+use crate::control::{FileFaults, IntelHandle};
 use crate::state::write_atomic;
 
 /// Loads the inventory file at `path` for a run: an empty inventory when
 /// there is none, and when it is broken (one warning line, then an empty
 /// start; the next save replaces the broken file).
-pub(crate) fn load(cfg: &InventoryConfig, path: &Path) -> Inventory {
+pub(crate) fn load(cfg: &InventoryConfig, path: &Path, files: &FileFaults) -> Inventory {
     let name = path.display();
     match file::load(path) {
         Ok(Some(f)) => {
@@ -48,6 +48,7 @@ pub(crate) fn load(cfg: &InventoryConfig, path: &Path) -> Inventory {
         }
         Ok(None) => Inventory::new(cfg.clone()),
         Err(e) => {
+            FileFaults::count(&files.inventory_load_failures);
             eprintln!(
                 "tapsentry: warning: inventory file {name}: {e}; starting with an empty inventory"
             );
@@ -179,12 +180,13 @@ impl InventoryFeed {
 
 /// The `inventory-out` thread: writes each save it gets to `path`; a
 /// failure is one warning until a save works again.
-pub(crate) fn save_loop(rx: &Receiver<Vec<u8>>, path: PathBuf) {
+pub(crate) fn save_loop(rx: &Receiver<Vec<u8>>, path: PathBuf, files: &FileFaults) {
     let mut failing = false;
     for bytes in rx {
         match write_atomic(&path, &bytes) {
             Ok(()) => failing = false,
             Err(e) => {
+                FileFaults::count(&files.inventory_save_failures);
                 if !failing {
                     eprintln!(
                         "tapsentry: warning: cannot save the inventory to {}: {e}; running on without saving",

@@ -176,12 +176,21 @@ impl Pipeline {
             .transpose()
             .map_err(|e| anyhow!("pipeline.workers: {e}"))?;
         let table = Arc::new(FlowTable::new(cfg.flow.clone()));
-        let shared = Arc::new(SharedStats::new());
+        let mut shared = SharedStats::new();
+        shared.files = Arc::clone(&control.files);
         let _ = shared.intel.set(Arc::clone(&control.intel));
+        let shared = Arc::new(shared);
         // Baselines from the state file go into the workers before any
         // packet; saves are gathered by their own thread, off the alert path.
         let state_path = configured(&cfg.detect.state_file).map(Path::to_path_buf);
-        let built = build_workers(&cfg, workers, &home, &control.intel, state_path.as_deref());
+        let built = build_workers(
+            &cfg,
+            workers,
+            &home,
+            &control.intel,
+            state_path.as_deref(),
+            &control.files,
+        );
 
         // The queues, upstream to downstream (see the table above).
         let (ingest_tx, ingest_rx) = bounded::<IngestMsg>(INGEST_QUEUE);
@@ -198,15 +207,16 @@ impl Pipeline {
         // one warning and an empty start).
         let inventory_path = configured(&cfg.output.inventory).map(Path::to_path_buf);
         let (inv_save_tx, inv_save_rx) = bounded::<Vec<u8>>(1);
+        let files = Arc::clone(&control.files);
         let inventory_out = match inventory_path.clone() {
             Some(path) => Some(spawn("inventory-out", move || {
-                inventory::save_loop(&inv_save_rx, path)
+                inventory::save_loop(&inv_save_rx, path, &files)
             })?),
             None => None,
         };
         let inventory_feed = inventory_path.as_deref().map(|path| {
             inventory::InventoryFeed::new(
-                inventory::load(&cfg.inventory, path),
+                inventory::load(&cfg.inventory, path, &control.files),
                 cfg.inventory.save_interval_secs,
                 Arc::clone(&home),
                 Arc::clone(&control.intel),
@@ -239,7 +249,10 @@ impl Pipeline {
         }
         drop(state_tx);
         let writer = WriterStage {
-            alerts,
+            alerts: alerts.with_backlog(
+                usize::try_from(cfg.output.alert_backlog_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+            ),
             flows,
             suppressor: Suppressor::new(
                 cfg.output.suppression_window_secs,

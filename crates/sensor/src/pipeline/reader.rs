@@ -140,6 +140,7 @@ impl FrameStep {
         self.st.fragments_unattributed = self.frags.unattributed();
         self.st.fragments_not_remembered = self.frags.not_remembered();
         self.st.unsupported_link_frames = source.skipped_frames();
+        self.st.interface = source.interface_outages();
         self.st.publish_to(&mut lock(&shared.capture));
     }
 }
@@ -211,6 +212,7 @@ impl Reader {
                         break;
                     }
                     step.st.kernel = source.kernel_stats();
+                    step.st.interface = source.interface_outages();
                     take_warnings(source.as_mut(), &mut errors);
                     step.st.publish_to(&mut lock(&shared.capture));
                     continue;

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
-use tapsentry_capture::KernelStats;
+use tapsentry_capture::{InterfaceOutages, KernelStats};
 use tapsentry_decode::{dns, DecodeError};
 use tapsentry_flow::{FlowCounters, FlowTable};
 use tapsentry_inventory::InventoryCounters;
-use tapsentry_output::JsonlSink;
+use tapsentry_output::{JsonlSink, OutageStats};
+
+use crate::control::{FileFaults, FileFaultsRecord};
 use tapsentry_telemetry::{wall, Drops, LatencyHist, LatencySummary, ReasonCounts};
 use tapsentry_types::Timestamp;
 
@@ -42,6 +44,8 @@ pub(crate) struct CaptureStats {
     pub first_ts: Option<Timestamp>,
     pub last_ts: Timestamp,
     pub kernel: Option<KernelStats>,
+    /// Losses of the live interface and reopen attempts (live only).
+    pub interface: Option<InterfaceOutages>,
     pub packet_time: LatencyHist,
 }
 
@@ -62,6 +66,7 @@ impl CaptureStats {
             first_ts: None,
             last_ts: Timestamp::ZERO,
             kernel: None,
+            interface: None,
             packet_time: LatencyHist::new(),
         }
     }
@@ -81,6 +86,7 @@ impl CaptureStats {
         to.first_ts = self.first_ts;
         to.last_ts = self.last_ts;
         to.kernel = self.kernel;
+        to.interface = self.interface;
     }
 }
 
@@ -94,6 +100,10 @@ pub(crate) struct WriterStats {
     pub inventory_written: u64,
     pub alert_latency: LatencyHist,
     pub write_error: Option<String>,
+    /// Alerts neither written nor kept: the log failed and its backlog was full.
+    pub lost: u64,
+    pub alert_log: OutageStats,
+    pub flow_log: OutageStats,
 }
 
 impl WriterStats {
@@ -105,6 +115,9 @@ impl WriterStats {
         to.by_category.clone_from(&self.by_category);
         to.flow_records_logged = self.flow_records_logged;
         to.inventory_written = self.inventory_written;
+        to.lost = self.lost;
+        to.alert_log = self.alert_log;
+        to.flow_log = self.flow_log;
         to.alert_latency.merge(&self.alert_latency);
         self.alert_latency.reset();
         if to.write_error.is_none() {
@@ -124,6 +137,8 @@ pub(crate) struct SharedStats {
     /// The intel snapshot in use, set once at start: the record reports
     /// how many Tor exits it holds (0 is Tor detection matching nothing).
     pub intel: OnceLock<Arc<crate::control::IntelHandle>>,
+    /// Files that failed to load or save (shared with the signal thread).
+    pub files: Arc<FileFaults>,
 }
 
 impl SharedStats {
@@ -135,6 +150,7 @@ impl SharedStats {
             drops: Drops::default(),
             started: wall::instant(),
             intel: OnceLock::new(),
+            files: Arc::default(),
         }
     }
 
@@ -164,6 +180,12 @@ impl SharedStats {
                 fragments_unattributed: cap.fragments_unattributed,
                 fragments_not_remembered: cap.fragments_not_remembered,
                 unsupported_link_frames: cap.unsupported_link_frames,
+                interface: cap.interface.map(|i| InterfaceRecord {
+                    outages: i.outages,
+                    reopen_attempts: i.reopen_attempts,
+                    reopened: i.reopened,
+                    down: i.down,
+                }),
                 kernel: cap.kernel.map(|k| KernelRecord {
                     received: k.received,
                     dropped: k.dropped,
@@ -179,9 +201,13 @@ impl SharedStats {
             alerts: AlertsRecord {
                 written: w.written,
                 suppressed: w.suppressed,
+                lost: w.lost,
                 by_category: by_category(&w.by_category),
             },
             flow_log_records: w.flow_records_logged,
+            alert_log: w.alert_log,
+            flow_log: w.flow_log,
+            files: self.files.record(),
             inventory: InventoryStats {
                 counters: *lock(&self.inventory),
                 written: w.inventory_written,
@@ -231,6 +257,13 @@ pub struct StatsRecord {
     pub alerts: AlertsRecord,
     /// Ended flows written to the flow log.
     pub flow_log_records: u64,
+    /// Outages of the alert log: outages begun, failed writes, lines
+    /// waiting in memory (and their bytes), lines lost (all record types).
+    pub alert_log: OutageStats,
+    /// The same for the flow log (no backlog: a line it refuses is lost).
+    pub flow_log: OutageStats,
+    /// Intel, state and inventory files that failed to load or save.
+    pub files: FileFaultsRecord,
     /// The asset inventory: its size, what its bounds refused, its records.
     pub inventory: InventoryStats,
     /// Latency percentiles.
@@ -299,6 +332,22 @@ pub struct CaptureRecord {
     pub unsupported_link_frames: u64,
     /// libpcap's counters, live only (`null` in replay).
     pub kernel: Option<KernelRecord>,
+    /// The live interface's losses (went down, disappeared) and reopen
+    /// attempts; `null` in replay.
+    pub interface: Option<InterfaceRecord>,
+}
+
+/// The stats record's `capture.interface` object.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct InterfaceRecord {
+    /// Times the capture was lost.
+    pub outages: u64,
+    /// Attempts to open the interface again (backoff 0.5 s doubling to 30 s).
+    pub reopen_attempts: u64,
+    /// Attempts that worked.
+    pub reopened: u64,
+    /// True while the capture is lost.
+    pub down: bool,
 }
 
 /// libpcap's counters of a live capture.
@@ -360,10 +409,13 @@ impl From<&Drops> for QueueDrops {
 /// Alerts written and suppressed.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertsRecord {
-    /// Alerts written to the alert log.
+    /// Alerts written to the alert log, or waiting in memory while it
+    /// cannot be written (`alert_log.backlog`).
     pub written: u64,
     /// Repeats within the suppression window, not written.
     pub suppressed: u64,
+    /// Alerts lost: the log could not be written and its backlog was full.
+    pub lost: u64,
     /// Alerts written, by category (every category, zero included).
     pub by_category: BTreeMap<&'static str, u64>,
 }
@@ -466,17 +518,27 @@ mod tests {
         paths(&v, "", &mut got);
         got.sort();
         // The layout of the stats log before it was a struct (the json!
-        // literal), key for key.
+        // literal), key for key, with the keys added since (compatible
+        // additions): `alerts.lost`, `alert_log`, `flow_log`, `files`,
+        // `capture.interface` (issue 16's faults) and the `flood` category.
         let want = [
+            "alert_log",
+            "alert_log.backlog",
+            "alert_log.backlog_bytes",
+            "alert_log.failed_writes",
+            "alert_log.lost",
+            "alert_log.outages",
             "alerts",
             "alerts.by_category",
             "alerts.by_category.data_collection",
             "alerts.by_category.exfiltration",
             "alerts.by_category.external_login",
+            "alerts.by_category.flood",
             "alerts.by_category.port_scan",
             "alerts.by_category.spambot",
             "alerts.by_category.tor",
             "alerts.by_category.unusual_protocol",
+            "alerts.lost",
             "alerts.suppressed",
             "alerts.written",
             "capture",
@@ -488,6 +550,7 @@ mod tests {
             "capture.dns_messages_other_ports",
             "capture.fragments_not_remembered",
             "capture.fragments_unattributed",
+            "capture.interface",
             "capture.ip_bytes",
             "capture.kernel",
             "capture.kernel.dropped",
@@ -511,6 +574,19 @@ mod tests {
             "drops.queues.flow_meta_buffer_full",
             "drops.queues.flow_meta_table_full",
             "event_type",
+            "files",
+            "files.intel_load_failures",
+            "files.intel_reloads",
+            "files.inventory_load_failures",
+            "files.inventory_save_failures",
+            "files.state_load_failures",
+            "files.state_save_failures",
+            "flow_log",
+            "flow_log.backlog",
+            "flow_log.backlog_bytes",
+            "flow_log.failed_writes",
+            "flow_log.lost",
+            "flow_log.outages",
             "flow_log_records",
             "flows",
             "flows.active",

@@ -18,7 +18,7 @@ use super::epoch::ReplyTicket;
 use super::stats::SharedStats;
 use super::writer::WriterMsg;
 use crate::config::SensorConfig;
-use crate::control::IntelHandle;
+use crate::control::{FileFaults, IntelHandle};
 use crate::state::{self, SaveReq, StatePart};
 
 /// One worker's share of an epoch.
@@ -46,6 +46,7 @@ pub(crate) fn build_workers(
     home: &Arc<HomeNet>,
     intel: &IntelHandle,
     state_path: Option<&Path>,
+    files: &Arc<FileFaults>,
 ) -> Built {
     let mut workers: Vec<Worker> = (0..n)
         .map(|_| Worker::new(&cfg.detect, Arc::clone(home), intel.current()))
@@ -53,6 +54,7 @@ pub(crate) fn build_workers(
     let saver = state_path.map(|path| {
         let loaded = state::load(path, &mut workers);
         for w in &loaded.warnings {
+            FileFaults::count(&files.state_load_failures);
             eprintln!("tapsentry: warning: {w}");
         }
         if let Some(info) = &loaded.info {
@@ -68,6 +70,7 @@ pub(crate) fn build_workers(
             .map(Worker::persisted_detectors)
             .unwrap_or_default();
         state::Saver::new(path.to_path_buf(), names, loaded.prior_learning)
+            .counting_failures(Arc::clone(files))
     });
     Built { workers, saver }
 }
@@ -151,7 +154,7 @@ mod tests {
             tor: TorExitList::parse("185.220.101.4\n", "test").0,
             ..IntelSnapshot::empty()
         }));
-        let built = build_workers(&cfg, 1, &home, &intel, None);
+        let built = build_workers(&cfg, 1, &home, &intel, None, &Arc::default());
         assert!(built.saver.is_none());
         let (out_tx, out_rx) = bounded::<WriterMsg>(8);
         let stage = DetectorStage {

@@ -6,6 +6,14 @@
 //! the log does not depend on the worker count or on which worker finished
 //! first. Live, each reply is written as it arrives (sorted within itself).
 //! The flow-log layout is [`FlowLogRecord`].
+//!
+//! A log that stops taking lines (disk full, permissions) does not stop
+//! the sensor: lines wait in the sink's backlog (`output.alert_backlog_mb`
+//! for the alert log, none for the flow log), the writer says so once on
+//! stderr, retries every second (`RETRY_EVERY`) and at each SIGHUP, and says how
+//! the outage ended (lines written from the backlog, lines lost). Lines
+//! still waiting at exit are lost, and the run then exits 1 saying how
+//! many.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +25,7 @@ use tapsentry_telemetry::wall;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
 use tapsentry_inventory::InventoryRecord;
-use tapsentry_output::{JsonlSink, Suppressor};
+use tapsentry_output::{Delivery, JsonlSink, Suppressor};
 use tapsentry_types::{
     community_id_v1, proto_name, Alert, AppProto, EndReason, FlowRecord, FlowState, RecordKind,
     Timestamp,
@@ -26,6 +34,10 @@ use tapsentry_types::{
 use super::epoch::{alert_order, EpochCollector, Released, Reply};
 use super::flow_meta::{AppMetaLog, LoggedFlow};
 use super::stats::{lock, SharedStats, WriterStats};
+
+/// How often (wall clock) the writer tries a failing log again. Wall time
+/// decides only when lines get in, never which lines or in what order.
+pub(crate) const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// What the workers and the sweeper send the writer.
 pub(crate) enum WriterMsg {
@@ -70,14 +82,21 @@ impl WriterStage {
             flows,
             suppressor,
             st: WriterStats::default(),
+            last_error: [None, None],
         };
         let mut seen_reopen = reopen.load(Ordering::Acquire);
+        let mut last_retry = wall::instant();
         loop {
             let msg = input.recv_timeout(Duration::from_millis(200));
             let r = reopen.load(Ordering::Acquire);
             if r != seen_reopen {
                 seen_reopen = r;
                 w.reopen();
+                w.retry();
+                last_retry = wall::instant();
+            } else if w.in_outage() && last_retry.elapsed() >= RETRY_EVERY {
+                w.retry();
+                last_retry = wall::instant();
             }
             match msg {
                 Ok(WriterMsg::Alerts(reply)) => match epochs.as_mut() {
@@ -111,6 +130,7 @@ impl WriterStage {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            w.report_outages();
             w.st.publish_to(&mut lock(&shared.writer));
         }
         // Epochs a worker never completed (it died): write what arrived, in order.
@@ -119,6 +139,10 @@ impl WriterStage {
                 w.write_released(r);
             }
         }
+        // One last try for what waits; what still cannot go in is lost.
+        w.retry();
+        w.report_outages();
+        w.abandon();
         w.st.publish_to(&mut lock(&shared.writer));
         w.alerts
     }
@@ -130,15 +154,113 @@ struct Sinks {
     flows: Option<JsonlSink>,
     suppressor: Suppressor,
     st: WriterStats,
+    /// The error of each log's (alerts, flows) latest outage, for the exit
+    /// message when lines were lost.
+    last_error: [Option<String>; 2],
 }
 
 impl Sinks {
+    fn sinks(&mut self) -> impl Iterator<Item = &mut JsonlSink> {
+        std::iter::once(&mut self.alerts).chain(self.flows.as_mut())
+    }
+
     fn reopen(&mut self) {
-        for sink in std::iter::once(&mut self.alerts).chain(self.flows.as_mut()) {
+        for sink in self.sinks() {
             if let Err(e) = sink.reopen() {
-                eprintln!("tapsentry: error: {e}");
-                self.st.write_error.get_or_insert(e.to_string());
+                // The old handle is kept (the sink says so); a log that
+                // cannot be reopened is not lost, so not fatal.
+                eprintln!("tapsentry: error: {e}; still writing to the file already open");
             }
+        }
+    }
+
+    fn in_outage(&self) -> bool {
+        self.alerts.in_outage() || self.flows.as_ref().is_some_and(JsonlSink::in_outage)
+    }
+
+    fn retry(&mut self) {
+        for sink in self.sinks() {
+            sink.retry();
+        }
+    }
+
+    /// Says once when a log's outage begins and once when it ends, and
+    /// copies the outage counters into the stats.
+    fn report_outages(&mut self) {
+        let Sinks {
+            alerts,
+            flows,
+            st,
+            last_error,
+            ..
+        } = self;
+        for (i, sink) in std::iter::once(alerts).chain(flows.as_mut()).enumerate() {
+            if let Some(e) = sink.take_outage() {
+                let backlog = if sink.outage_stats().backlog > 0 {
+                    "keeping lines in memory and retrying"
+                } else {
+                    "retrying; lines are lost until it works again"
+                };
+                eprintln!("tapsentry: error: {e}; capture goes on, {backlog}");
+                if let Some(slot) = last_error.get_mut(i) {
+                    *slot = Some(e.to_string());
+                }
+            }
+            if let Some(r) = sink.take_recovery() {
+                eprintln!(
+                    "tapsentry: {} {} writable again: {} lines written from memory, {} lost",
+                    if i == 0 { "alert log" } else { "flow log" },
+                    sink.path(),
+                    r.written,
+                    r.lost
+                );
+            }
+            let stats = sink.outage_stats();
+            if i == 0 {
+                st.alert_log = stats;
+            } else {
+                st.flow_log = stats;
+            }
+        }
+    }
+
+    /// At exit: what still waits is lost; a log that lost lines makes the
+    /// run fail, naming the log, the error and the count.
+    fn abandon(&mut self) {
+        let Sinks {
+            alerts,
+            flows,
+            st,
+            last_error,
+            ..
+        } = self;
+        for (i, sink) in std::iter::once(alerts).chain(flows.as_mut()).enumerate() {
+            sink.abandon_backlog();
+            let stats = sink.outage_stats();
+            if i == 0 {
+                st.alert_log = stats;
+            } else {
+                st.flow_log = stats;
+            }
+            if stats.lost > 0 && st.write_error.is_none() {
+                let e = last_error
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| format!("cannot write {}", sink.path()));
+                st.write_error = Some(format!(
+                    "{e}; {} lines lost in {} outages",
+                    stats.lost, stats.outages
+                ));
+            }
+        }
+    }
+
+    /// A record that cannot be serialised (a bug): said once.
+    fn serialise_error(st: &mut WriterStats, e: &tapsentry_output::OutputError) {
+        if st.write_error.is_none() {
+            eprintln!("tapsentry: error: {e}");
+            st.write_error = Some(e.to_string());
         }
     }
 
@@ -151,14 +273,10 @@ impl Sinks {
     /// through the alert suppressor.
     fn write_inventory(&mut self, records: &[InventoryRecord]) {
         for r in records {
-            match self.alerts.write_record(r) {
-                Ok(()) => self.st.inventory_written += 1,
-                Err(e) => {
-                    if self.st.write_error.is_none() {
-                        eprintln!("tapsentry: error: {e}");
-                        self.st.write_error = Some(e.to_string());
-                    }
-                }
+            match self.alerts.deliver(r) {
+                Ok(Delivery::Written | Delivery::Queued) => self.st.inventory_written += 1,
+                Ok(Delivery::Lost) => {}
+                Err(e) => Self::serialise_error(&mut self.st, &e),
             }
         }
     }
@@ -171,19 +289,18 @@ impl Sinks {
                 st.suppressed += 1;
                 continue;
             }
-            match self.alerts.write_record(&a) {
-                Ok(()) => {
+            match self.alerts.deliver(&a) {
+                // Waiting in the backlog counts as written: it goes in, in
+                // order, when the log takes lines again (or is counted in
+                // `alert_log.lost` at exit).
+                Ok(Delivery::Written | Delivery::Queued) => {
                     st.written += 1;
                     *st.by_category.entry(a.alert.category.as_str()).or_default() += 1;
                     st.alert_latency
                         .record_ns(u64::try_from(emitted.elapsed().as_nanos()).unwrap_or(u64::MAX));
                 }
-                Err(e) => {
-                    if st.write_error.is_none() {
-                        eprintln!("tapsentry: error: {e}");
-                        st.write_error = Some(e.to_string());
-                    }
-                }
+                Ok(Delivery::Lost) => st.lost += 1,
+                Err(e) => Self::serialise_error(st, &e),
             }
         }
     }
@@ -197,14 +314,10 @@ impl Sinks {
             if let Some(meta) = &f.meta {
                 record.app = AppMetaLog::new(meta);
             }
-            match sink.write_record(&record) {
-                Ok(()) => self.st.flow_records_logged += 1,
-                Err(e) => {
-                    if self.st.write_error.is_none() {
-                        eprintln!("tapsentry: error: {e}");
-                        self.st.write_error = Some(e.to_string());
-                    }
-                }
+            match sink.deliver(&record) {
+                Ok(Delivery::Written | Delivery::Queued) => self.st.flow_records_logged += 1,
+                Ok(Delivery::Lost) => {}
+                Err(e) => Self::serialise_error(&mut self.st, &e),
             }
         }
     }
