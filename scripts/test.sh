@@ -14,6 +14,10 @@ need=()
 dpkg -s libpcap-dev >/dev/null 2>&1 || need+=(libpcap-dev)
 command -v capinfos >/dev/null 2>&1 || need+=(tshark)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The blocklist tests load its output with the real firewall tools.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v ipset >/dev/null 2>&1 || need+=(ipset)
+command -v iptables-restore >/dev/null 2>&1 || need+=(iptables)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then

@@ -17,6 +17,7 @@ mod linktypes;
 mod live;
 mod malformed;
 mod office;
+mod operator;
 mod protocols;
 mod signals;
 mod state;

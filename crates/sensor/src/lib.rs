@@ -18,3 +18,4 @@ pub mod config;
 pub mod control;
 pub mod pipeline;
 pub mod state;
+pub mod view;

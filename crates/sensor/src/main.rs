@@ -90,6 +90,68 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Show the alert log, one line per record: time, severity, category, who -> whom, what, key evidence, country.
+    ///
+    /// Shows `alert`, `alert_update` (a finding's final figures), `incident` and `inventory`
+    /// records; skips other record types. Lines that are not records are counted (reported on
+    /// stderr), never fatal. Colour only when stdout is a terminal (NO_COLOR and CLICOLOR_FORCE
+    /// are honoured). Exit status: 0, or 1 when the file cannot be read.
+    #[command(
+        after_help = "Examples:\n  tapsentry alerts --severity 1 --since 2024-05-01\n  tapsentry alerts --follow --category port_scan\n  tapsentry alerts --json /var/log/tapsentry/alerts.jsonl | jq .evidence"
+    )]
+    Alerts {
+        /// Configuration file, for output.alert_log (default: the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Keep reading as records are appended, across rotation (rename or truncation), like
+        /// `tail -F`; a file that does not exist yet is waited for. Stop with Ctrl-C.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only this category (e.g. port_scan, external_login, exfiltration); `incident` or
+        /// `inventory` selects those records.
+        #[arg(long, value_name = "C")]
+        category: Option<String>,
+        /// Only severity N or higher: 1 high, 2 medium and high, 3 all. Records without a
+        /// severity (incidents, inventory) are then not shown.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3))]
+        severity: Option<u8>,
+        /// Only records at or after this capture time: RFC 3339 (2024-05-01T10:00:00Z) or a
+        /// date (2024-05-01, midnight UTC).
+        #[arg(long, value_name = "T", value_parser = parse_since)]
+        since: Option<time::OffsetDateTime>,
+        /// Print the matching records as they are (JSON lines, for jq).
+        #[arg(long)]
+        json: bool,
+        /// The alert log (default: output.alert_log of the configuration); "-" reads stdin.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print the outside attackers of an alert log as a firewall block list.
+    ///
+    /// Listed: the src_ip of every alert whose src_ip is outside network.home_net (an inbound
+    /// scanner, an outside login source, a Tor exit connecting in), deduplicated and sorted,
+    /// IPv4 then IPv6, each with a comment naming its alerts. Never listed: an address in
+    /// home_net; any address an inside host reached in an alert (its scan's targets, the
+    /// receiver of its upload, the resolver of its DNS tunnel, its mail server), even if it also
+    /// acted against the site; loopback, link-local, multicast and unspecified addresses.
+    /// Addresses are not aggregated into prefixes.
+    #[command(
+        after_help = "Loading the output:\n  nft:       nft -f FILE   (replaces table inet tapsentry: sets attackers_v4/v6, input and forward drop chains)\n  iptables:  iptables-restore --noflush FILE, once: iptables -I INPUT -j TAPSENTRY; iptables -I FORWARD -j TAPSENTRY\n  ip6tables: the same with ip6tables-restore and ip6tables\n  ipset:     ipset restore -exist < FILE   (sets tapsentry-v4, tapsentry-v6)"
+    )]
+    Blocklist {
+        /// Configuration file, for output.alert_log and network.home_net (default: the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only attackers with an alert of severity N or higher: 1 high, 2 medium and high, 3 all.
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+        min_severity: u8,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "plain")]
+        format: tapsentry::view::blocklist::Format,
+        /// The alert log (default: output.alert_log of the configuration); "-" reads stdin.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Validate a configuration file: exit 0, or print every problem and exit 2.
     CheckConfig {
         /// The file to check.
@@ -133,6 +195,29 @@ fn main() -> ExitCode {
             json,
             file,
         } => show_inventory(config, host, json, file),
+        Cmd::Alerts {
+            config,
+            follow,
+            category,
+            severity,
+            since,
+            json,
+            file,
+        } => {
+            let filter = tapsentry::view::alerts::Filter {
+                category,
+                severity,
+                since,
+                json,
+            };
+            show_alerts(config, follow, &filter, file)
+        }
+        Cmd::Blocklist {
+            config,
+            min_severity,
+            format,
+            file,
+        } => blocklist(config, min_severity, format, file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -231,6 +316,120 @@ fn show_inventory(
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is the reader's choice, not an error.
     match out.write_all(&text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Runtime(format!("stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn parse_since(s: &str) -> Result<time::OffsetDateTime, String> {
+    tapsentry::view::records::parse_time(s)
+        .ok_or_else(|| format!("'{s}' is not an RFC 3339 time or a date (2024-05-01)"))
+}
+
+/// The configuration of a reader command (`--config` or the default).
+fn reader_config(config: Option<&std::path::Path>) -> Result<SensorConfig, Failure> {
+    match config {
+        Some(p) => SensorConfig::load(p),
+        None => SensorConfig::embedded_default(),
+    }
+    .map_err(|e| Failure::Config(e.to_string()))
+}
+
+/// Opens a log to read: stdin for `-`.
+fn open_log(path: &std::path::Path) -> Result<Box<dyn std::io::Read>, Failure> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    std::fs::File::open(path)
+        .map(|f| Box::new(f) as Box<dyn std::io::Read>)
+        .map_err(|e| Failure::Runtime(format!("alert log {}: {e}", path.display())))
+}
+
+/// `tapsentry alerts`.
+fn show_alerts(
+    config: Option<PathBuf>,
+    follow: bool,
+    filter: &tapsentry::view::alerts::Filter,
+    file: Option<PathBuf>,
+) -> Result<(), Failure> {
+    use tapsentry::view::alerts;
+    let path = match file {
+        Some(f) => f,
+        None => PathBuf::from(reader_config(config.as_deref())?.output.alert_log),
+    };
+    let out = anstream::stdout().lock();
+    let name = path.display();
+    if follow && path.as_os_str() != "-" {
+        // Runs until Ctrl-C (the default action ends the process) or a
+        // closed stdout.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        alerts::follow(&path, filter, out, &mut std::io::stderr(), &stop)
+            .map_err(|e| Failure::Runtime(format!("alert log {name}: {e}")))?;
+        return Ok(());
+    }
+    let mut input = open_log(&path)?;
+    let counts = alerts::show(&mut input, filter, out)
+        .map_err(|e| Failure::Runtime(format!("alert log {name}: {e}")))?;
+    if counts.unreadable > 0 {
+        eprintln!(
+            "tapsentry alerts: {name}: {} lines were not records and were skipped",
+            counts.unreadable
+        );
+    }
+    Ok(())
+}
+
+/// `tapsentry blocklist`.
+fn blocklist(
+    config: Option<PathBuf>,
+    min_severity: u8,
+    format: tapsentry::view::blocklist::Format,
+    file: Option<PathBuf>,
+) -> Result<(), Failure> {
+    use std::io::Write;
+    use tapsentry::view::{blocklist::Blocklist, records::LineSplitter, records::LogRecord};
+    let cfg = reader_config(config.as_deref())?;
+    let home = tapsentry_detect::HomeNet::parse(&cfg.network.home_net)
+        .map_err(|e| Failure::Config(format!("network.home_net: {e}")))?;
+    let path = file.unwrap_or_else(|| PathBuf::from(&cfg.output.alert_log));
+    let name = path.display().to_string();
+    let mut input = open_log(&path)?;
+    let mut list = Blocklist::default();
+    let mut unreadable = 0u64;
+    let mut split = LineSplitter::default();
+    let mut take = |l: &[u8]| match LogRecord::parse(l) {
+        Some(r) => list.add(&r, &home, min_severity),
+        None if l.iter().all(u8::is_ascii_whitespace) => {}
+        None => unreadable += 1,
+    };
+    split
+        .feed(&mut input, &mut take)
+        .map_err(|e| Failure::Runtime(format!("alert log {name}: {e}")))?;
+    if let Some(last) = split.finish() {
+        take(&last);
+    }
+    unreadable += split.too_long;
+    if unreadable > 0 {
+        eprintln!(
+            "tapsentry blocklist: {name}: {unreadable} lines were not records and were skipped"
+        );
+    }
+    let withheld = list.withheld();
+    if withheld > 0 {
+        eprintln!("tapsentry blocklist: {withheld} outside actors not listed: inside hosts reached them (see --help)");
+    }
+    if list.over_bound > 0 {
+        eprintln!(
+            "tapsentry blocklist: {} addresses left out: more than {} distinct addresses",
+            list.over_bound,
+            tapsentry::view::blocklist::MAX_ADDRESSES
+        );
+    }
+    let text = list.render(format, &name);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(Failure::Runtime(format!("stdout: {e}")))
         }

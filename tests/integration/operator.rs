@@ -1,0 +1,368 @@
+//! The operator's commands on real alert logs: `alerts` (view and follow
+//! across rotation) and `blocklist` (loaded by the real nft, ipset and
+//! iptables-restore).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::common::{bin, replay, shared, stderr};
+
+/// A configuration for the 240.0.0.0/4 SSH captures: the server's network
+/// is inside, no intel files.
+fn ssh_config(dir: &Path) -> PathBuf {
+    let cfg = dir.join("ssh.toml");
+    std::fs::write(
+        &cfg,
+        "[network]\nhome_net = [\"240.125.0.0/16\", \"10.0.0.0/8\", \"172.16.0.0/12\"]\n[intel]\ntor_exit_list = \"\"\ngeoip_city = \"\"\ngeoip_asn = \"\"\n",
+    )
+    .unwrap();
+    cfg
+}
+
+/// An alert log with an outside brute forcer (240.0.1.2, hydra), an inside
+/// host scanning out (172.16.0.8 -> 64.13.134.52, nmap) and an outside
+/// IPv6 scanner (a hand-written record: no corpus capture has one).
+fn attack_log(dir: &Path) -> (PathBuf, PathBuf) {
+    let cfg = ssh_config(dir);
+    let (out, _, _) = replay(
+        dir,
+        &["--config", cfg.to_str().unwrap()],
+        &[
+            &shared("attacks/ssh-bruteforce-hydra-1task.pcap"),
+            &shared("attacks/nmap-syn-scan-1000-ports.pcap"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = dir.join("alerts.jsonl");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writeln!(
+        f,
+        r#"{{"timestamp":"2024-01-01T00:00:00.000000Z","event_type":"alert","src_ip":"2001:db8::66","dest_ip":"fd00::5","alert":{{"category":"port_scan","signature":"port_scan.vertical","severity":2}}}}"#
+    )
+    .unwrap();
+    (log, cfg)
+}
+
+fn tapsentry(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+#[test]
+fn alerts_shows_one_line_per_alert_and_passes_json_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, cfg) = attack_log(dir.path());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"{\"event_type\":\"alert\",\"src_ip\":\"garbage\"}\nnot json at all\n")
+        .unwrap();
+    let log_s = log.to_str().unwrap();
+    let out = tapsentry(&["alerts", "--config", cfg.to_str().unwrap(), log_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    // Not a terminal: no colour.
+    assert!(!text.contains('\x1b'), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), read_jsonl_prefix(&log).len(), "{text}");
+    let bf = lines
+        .iter()
+        .find(|l| l.contains("external_login.brute_force"))
+        .unwrap();
+    assert!(
+        bf.contains("240.0.1.2:") && bf.contains("-> 240.125.0.2:22/TCP"),
+        "{bf}"
+    );
+    assert!(
+        stderr(&out).contains("2 lines were not records"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = tapsentry(&["alerts", "--json", "--category", "port_scan", log_s]);
+    let json = String::from_utf8(out.stdout).unwrap();
+    let original = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(json.lines().count(), 2, "{json}");
+    for l in json.lines() {
+        assert!(original.lines().any(|o| o == l), "changed: {l}");
+        assert!(l.contains("\"port_scan\""));
+    }
+    let out = tapsentry(&["alerts", "--since", "2020-01-01", log_s]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    let out = tapsentry(&["alerts", "--since", "last tuesday", log_s]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = tapsentry(&["alerts", "/nonexistent/alerts.jsonl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/nonexistent/alerts.jsonl"));
+}
+
+/// The records of a log the view should show (every parseable line).
+fn read_jsonl_prefix(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["src_ip"]
+                .as_str()
+                .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok())
+        })
+        .collect()
+}
+
+#[test]
+fn alerts_follow_survives_rename_and_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, _) = attack_log(dir.path());
+    let records: Vec<String> = std::fs::read_to_string(&src)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(records.len() >= 3);
+    let log = dir.path().join("live.jsonl");
+    std::fs::write(&log, format!("{}\n", records[0])).unwrap();
+    let mut child = Command::new(bin())
+        .args(["alerts", "--follow", "--json"])
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines() {
+            if tx.send(l.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a followed line")
+    };
+    assert_eq!(next(), records[0]);
+    // Appended in two writes: the half line is not shown until complete.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let (a, b) = records[1].split_at(10);
+    f.write_all(a.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    f.write_all(format!("{b}\n").as_bytes()).unwrap();
+    assert_eq!(next(), records[1]);
+    // logrotate's rename: the old file is moved away, a new one created.
+    std::fs::rename(&log, dir.path().join("live.jsonl.1")).unwrap();
+    std::fs::write(&log, format!("{}\n", records[2])).unwrap();
+    assert_eq!(next(), records[2]);
+    // copytruncate: the same file emptied, then written again.
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::write(&log, format!("{}\n", records[0])).unwrap();
+    assert_eq!(next(), records[0]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A network namespace the test owns, deleted at drop; `None` when this
+/// process cannot make one (not root).
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Option<Netns> {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: not root, cannot create a network namespace");
+            return None;
+        }
+        let name = format!("tsbl-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: ip netns add failed");
+            return None;
+        }
+        Some(Netns(name))
+    }
+
+    /// Runs `prog args` inside, with `stdin` as its standard input.
+    fn run(&self, prog: &str, args: &[&str], stdin: Option<&Path>) -> std::process::Output {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, prog]).args(args);
+        if let Some(p) = stdin {
+            c.stdin(std::fs::File::open(p).unwrap());
+        }
+        c.output().unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn have(prog: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: {prog} not installed (scripts/test.sh installs it)");
+    }
+    found
+}
+
+fn blocklist(dir: &Path, log: &Path, cfg: &Path, format: &str) -> PathBuf {
+    let out = tapsentry(&[
+        "blocklist",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        format,
+        log.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = dir.join(format!("block.{format}"));
+    std::fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+#[test]
+fn blocklist_lists_outside_attackers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, cfg) = attack_log(dir.path());
+    let text = std::fs::read_to_string(blocklist(dir.path(), &log, &cfg, "plain")).unwrap();
+    let addrs: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    // The brute forcer and the IPv6 scanner; neither the inside scanner
+    // (172.16.0.8) nor its victim (64.13.134.52) nor the SSH server.
+    assert_eq!(addrs, ["240.0.1.2", "2001:db8::66"], "{text}");
+    assert!(text.contains("external_login.brute_force"));
+    // Severity 1 only: the brute force (2) and the scan (2) drop out.
+    let out = tapsentry(&[
+        "blocklist",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--min-severity",
+        "1",
+        log.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| !l.starts_with('#')).count(),
+        0,
+        "{text}"
+    );
+}
+
+#[test]
+fn blocklist_nft_loads_in_a_namespace() {
+    if !have("nft") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (log, cfg) = attack_log(dir.path());
+    let file = blocklist(dir.path(), &log, &cfg, "nft");
+    let Some(ns) = Netns::new("nft") else { return };
+    let f = file.to_str().unwrap();
+    let out = ns.run("nft", &["-c", "-f", f], None);
+    assert!(out.status.success(), "nft -c: {}", stderr(&out));
+    // Loaded for real, twice (a reload replaces the table).
+    for _ in 0..2 {
+        let out = ns.run("nft", &["-f", f], None);
+        assert!(out.status.success(), "nft -f: {}", stderr(&out));
+    }
+    let v4 = ns.run(
+        "nft",
+        &["list", "set", "inet", "tapsentry", "attackers_v4"],
+        None,
+    );
+    let v4 = String::from_utf8_lossy(&v4.stdout);
+    assert!(
+        v4.contains("240.0.1.2") && !v4.contains("172.16.0.8"),
+        "{v4}"
+    );
+    let v6 = ns.run(
+        "nft",
+        &["list", "set", "inet", "tapsentry", "attackers_v6"],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&v6.stdout).contains("2001:db8::66"));
+}
+
+#[test]
+fn blocklist_ipset_restores_in_a_namespace() {
+    if !have("ipset") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (log, cfg) = attack_log(dir.path());
+    let file = blocklist(dir.path(), &log, &cfg, "ipset");
+    let Some(ns) = Netns::new("ipset") else {
+        return;
+    };
+    let out = ns.run("ipset", &["restore", "-exist"], Some(&file));
+    if !out.status.success() && stderr(&out).contains("Kernel error") {
+        eprintln!(
+            "skipped: the kernel has no ip_set support: {}",
+            stderr(&out)
+        );
+        return;
+    }
+    assert!(out.status.success(), "ipset restore: {}", stderr(&out));
+    let list = ns.run("ipset", &["list", "tapsentry-v4"], None);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("240.0.1.2 comment"), "{list}");
+    let list = ns.run("ipset", &["list", "tapsentry-v6"], None);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("2001:db8::66"));
+}
+
+#[test]
+fn blocklist_iptables_passes_restore_test() {
+    if !have("iptables-restore") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (log, cfg) = attack_log(dir.path());
+    let Some(ns) = Netns::new("ipt") else { return };
+    for (format, prog) in [
+        ("iptables", "iptables-restore"),
+        ("ip6tables", "ip6tables-restore"),
+    ] {
+        let file = blocklist(dir.path(), &log, &cfg, format);
+        let out = ns.run(prog, &["--test", "--noflush", file.to_str().unwrap()], None);
+        assert!(out.status.success(), "{prog}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn blocklist_reads_the_configured_log_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = attack_log(dir.path());
+    let cfg = dir.path().join("default-log.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[network]\nhome_net = [\"240.125.0.0/16\", \"172.16.0.0/12\"]\n[output]\nalert_log = {:?}\n",
+            log.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = tapsentry(&["blocklist", "--config", cfg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("240.0.1.2 #"));
+}
