@@ -366,3 +366,101 @@ fn blocklist_reads_the_configured_log_by_default() {
         .unwrap()
         .contains("240.0.1.2 #"));
 }
+
+/// Alerts of a replay with `args`, stdin from `stdin` when given.
+fn replay_alerts(args: &[&str], stdin: Option<&Path>) -> (std::process::Output, Vec<String>) {
+    let mut c = Command::new(bin());
+    c.args(["replay", "--alerts", "-"]).args(args);
+    c.stdin(match stdin {
+        Some(p) => Stdio::from(std::fs::File::open(p).unwrap()),
+        None => Stdio::null(),
+    });
+    let out = c.output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (out, lines)
+}
+
+#[test]
+fn replay_reads_pcap_and_pcapng_from_stdin() {
+    for rel in [
+        "attacks/nmap-syn-scan-1000-ports.pcap",
+        "attacks/nmap-syn-ping-sweep-256-hosts.pcapng",
+    ] {
+        let file = shared(rel);
+        let (from_file, want) = replay_alerts(&[file.to_str().unwrap()], None);
+        assert!(from_file.status.success(), "{rel}: {}", stderr(&from_file));
+        assert!(!want.is_empty(), "{rel}: no alert to compare");
+        let (piped, got) = replay_alerts(&["-"], Some(&file));
+        assert!(piped.status.success(), "{rel} on stdin: {}", stderr(&piped));
+        assert_eq!(got, want, "{rel}");
+        // The same packet count in the summary.
+        let count = |o: &std::process::Output| {
+            let e = stderr(o);
+            e.lines()
+                .find(|l| l.contains(" packets ("))
+                .map(|l| l.split(" packets (").next().unwrap().to_string())
+        };
+        assert_eq!(count(&piped), count(&from_file), "{rel}");
+    }
+    // Not a capture on stdin: exit 1, naming "-".
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), b"hello, not a capture").unwrap();
+    let (out, _) = replay_alerts(&["-"], Some(junk.path()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("-: "), "{}", stderr(&out));
+}
+
+#[test]
+fn replay_of_a_directory_goes_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let caps = dir.path().join("caps");
+    std::fs::create_dir(&caps).unwrap();
+    // Named against time order: the 2010 scan is "a", the 1970 brute force "b".
+    let scan = shared("attacks/nmap-syn-scan-1000-ports.pcap");
+    let brute = shared("attacks/ssh-bruteforce-hydra-1task.pcap");
+    std::fs::copy(&scan, caps.join("a.pcap")).unwrap();
+    std::fs::copy(&brute, caps.join("b.pcap")).unwrap();
+    std::fs::write(caps.join("README.txt"), "not a capture").unwrap();
+    std::fs::write(caps.join(".hidden.pcap"), "skipped unread").unwrap();
+    let cfg = ssh_config(dir.path());
+    let cfg = cfg.to_str().unwrap();
+    let (out, from_dir) = replay_alerts(&["--config", cfg, caps.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("README.txt") && err.contains("not replayed"),
+        "{err}"
+    );
+    assert!(!err.contains(".hidden"), "{err}");
+    let (_, in_time_order) = replay_alerts(
+        &[
+            "--config",
+            cfg,
+            brute.to_str().unwrap(),
+            scan.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(from_dir, in_time_order);
+    let times: Vec<String> = from_dir
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"].to_string())
+        .collect();
+    assert!(
+        times.len() >= 2 && times.windows(2).all(|w| w[0] <= w[1]),
+        "{times:?}"
+    );
+    // A directory with no capture is an error naming it.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (out, _) = replay_alerts(&[empty.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no pcap or pcapng file"),
+        "{}",
+        stderr(&out)
+    );
+}

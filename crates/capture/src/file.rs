@@ -6,7 +6,7 @@
 //! for bytes that will never fit in its buffer.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -94,14 +94,15 @@ impl FileSource {
         }
     }
 
-    /// Prepares to read `paths` in order.
+    /// Prepares to read `paths` in order; [`STDIN`] (`-`) reads standard
+    /// input (pcap or pcapng, e.g. from `tcpdump -w -`).
     ///
     /// Every path is checked up front: the first one that does not exist, is
     /// a directory or cannot be opened is returned as an error. Contents are
     /// only looked at while reading, so a corrupt file shows up later in
     /// [`file_errors`](Self::file_errors), not here.
     pub fn open(paths: &[PathBuf]) -> Result<Self, CaptureError> {
-        for path in paths {
+        for path in paths.iter().filter(|p| p.as_os_str() != STDIN) {
             let file = File::open(path).map_err(|source| CaptureError::Open {
                 path: path.clone(),
                 source,
@@ -118,6 +119,54 @@ impl FileSource {
             }
         }
         Ok(FileSource::reading(paths.to_vec(), None))
+    }
+
+    /// The captures in directory `dir`, in time order: by the timestamp of
+    /// their first packet (ties and files without packets by name, the
+    /// latter first). Hidden files and subdirectories are left out; a file
+    /// that is not a capture (wrong magic, unreadable) is left out and named
+    /// in the returned warnings. Only each file's start is read here.
+    ///
+    /// Files are not merged packet by packet: a file that starts before the
+    /// previous one ends is replayed after it, whole.
+    pub fn captures_in(dir: &Path) -> Result<(Vec<PathBuf>, Vec<CaptureWarning>), CaptureError> {
+        let open_err = |source| CaptureError::Open {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut found = Vec::new();
+        let mut warnings = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(open_err)? {
+            let entry = entry.map_err(open_err)?;
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden || !path.is_file() {
+                continue;
+            }
+            let mut one = FileSource::reading(vec![path.clone()], None);
+            let first = match one.next_frame() {
+                Ok(Next::Frame(f)) => Some(f.ts),
+                Ok(Next::End) => None,
+                Err(e) => {
+                    warnings.push(CaptureWarning::FileError {
+                        message: format!("{e}; not replayed"),
+                    });
+                    continue;
+                }
+                Ok(_) => None,
+            };
+            if let Some(e) = one.file_errors.first() {
+                if one.files_read == 0 {
+                    warnings.push(CaptureWarning::FileError {
+                        message: format!("{e}; not replayed"),
+                    });
+                    continue;
+                }
+            }
+            found.push((first, path));
+        }
+        found.sort();
+        Ok((found.into_iter().map(|(_, p)| p).collect(), warnings))
     }
 
     /// Errors met so far, one per file that could not be read to its end.
@@ -154,6 +203,7 @@ impl FrameSource for FileSource {
                 self.next_path += 1;
                 let opened = match self.memory.take() {
                     Some(bytes) => OpenFile::from_bytes(&path, bytes),
+                    None if path.as_os_str() == STDIN => OpenFile::stdin(),
                     None => OpenFile::open(&path),
                 };
                 match opened {
@@ -209,10 +259,14 @@ impl FrameSource for FileSource {
     }
 }
 
-/// What a capture is read from: a file, or memory.
-trait Input: Read + Seek + Send {}
+/// What a capture is read from: a file, memory or a pipe (stdin). Never
+/// seeked, so a pipe reads like a file.
+trait Input: Read + Send {}
 
-impl<T: Read + Seek + Send> Input for T {}
+impl<T: Read + Send> Input for T {}
+
+/// The path that stands for standard input.
+pub const STDIN: &str = "-";
 
 /// An input that keeps the last I/O error, because pcap-parser reduces every
 /// read failure to a bare `ReadError`.
@@ -459,6 +513,11 @@ impl OpenFile {
         Self::start(path, Box::new(file), file_len)
     }
 
+    /// Standard input: its length is unknown, so it gets the full buffer.
+    fn stdin() -> Result<OpenFile, CaptureError> {
+        Self::start(Path::new(STDIN), Box::new(io::stdin()), BUFFER_LEN as u64)
+    }
+
     fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<OpenFile, CaptureError> {
         let len = bytes.len() as u64;
         Self::start(name, Box::new(io::Cursor::new(bytes)), len)
@@ -472,24 +531,24 @@ impl OpenFile {
         let buffer_len = usize::try_from(file_len.saturating_add(1))
             .unwrap_or(BUFFER_LEN)
             .clamp(MIN_BUFFER_LEN, BUFFER_LEN);
-        let mut magic = [0u8; 4];
-        let mut got = 0;
-        while got < magic.len() {
-            match file.read(&mut magic[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(read_error(path, 0, Some(e))),
-            }
-        }
-        if got < magic.len() {
+        // The readers parse the file header from their first read, so the
+        // start of the input (up to MIN_BUFFER_LEN bytes, more than any sane
+        // header) is read whole first and put back in front of the rest,
+        // rather than seeked back to: a pipe cannot seek, and a pipe's
+        // first read may return only a few bytes.
+        let mut head = Vec::with_capacity(MIN_BUFFER_LEN);
+        (&mut file)
+            .take(MIN_BUFFER_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| read_error(path, 0, Some(e)))?;
+        let Some(&[m0, m1, m2, m3]) = head.get(..4) else {
             return Err(CaptureError::TooShort {
                 path: path.to_path_buf(),
-                len: got as u64,
+                len: head.len() as u64,
             });
-        }
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| read_error(path, 0, Some(e)))?;
+        };
+        let magic = [m0, m1, m2, m3];
+        let file: Box<dyn Input> = Box::new(io::Cursor::new(head).chain(file));
         let io_error = Arc::new(Mutex::new(None));
         let tracked = TrackedFile {
             file,

@@ -43,7 +43,7 @@ mod live;
 mod privileges;
 
 pub use error::CaptureError;
-pub use file::{FileSource, MAX_RECORD_LEN};
+pub use file::{FileSource, MAX_RECORD_LEN, STDIN};
 pub use live::{LiveSource, LiveSpec};
 pub use privileges::drop_privileges;
 pub use tapsentry_types::{Frame, LinkType, Timestamp};

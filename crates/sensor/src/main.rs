@@ -57,13 +57,20 @@ struct Common {
 #[derive(Subcommand)]
 enum Cmd {
     /// Replay pcap/pcapng files, in the order given, as one continuous capture.
+    ///
+    /// "-" reads one capture from stdin (`tcpdump -w - | tapsentry replay -`). A directory
+    /// replays every capture in it (not its subdirectories or hidden files), ordered by the
+    /// time of each file's first packet; files that are not captures are skipped with a
+    /// warning. Files are replayed one after another, never interleaved: a file that starts
+    /// before the previous one ends comes after it whole. On a terminal, stderr shows a
+    /// progress bar and, at the end, a summary table; otherwise one summary line.
     Replay {
         #[command(flatten)]
         common: Common,
         /// max (default), realtime, or a factor such as 10 (ten times real time). Alerts do not depend on it.
         #[arg(long, value_name = "SPEED", default_value = "max", value_parser = parse_speed)]
         speed: Speed,
-        /// Capture files (pcap or pcapng, any supported link type).
+        /// Capture files (pcap or pcapng, any supported link type), directories of them, or "-" for stdin.
         #[arg(required = true, value_name = "PCAP")]
         pcaps: Vec<PathBuf>,
     },
@@ -507,9 +514,35 @@ fn prepare(cfg: &SensorConfig) -> Result<Control, Failure> {
 fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure> {
     let cfg = load_config(common)?;
     let control = prepare(&cfg)?;
-    let source = FileSource::open(pcaps).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let files = expand_captures(pcaps)?;
+    let source = FileSource::open(&files).map_err(|e| Failure::Runtime(e.to_string()))?;
     let out = open_outputs(&cfg)?;
     execute(cfg, control, Mode::Replay(speed), Box::new(source), out)
+}
+
+/// The capture arguments with each directory replaced by the captures in
+/// it, in time order; `-` (stdin) and files stay as they are.
+fn expand_captures(args: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    let mut files = Vec::new();
+    for a in args {
+        if a.as_os_str() == tapsentry_capture::STDIN || !a.is_dir() {
+            files.push(a.clone());
+            continue;
+        }
+        let (found, warnings) =
+            FileSource::captures_in(a).map_err(|e| Failure::Runtime(e.to_string()))?;
+        for w in warnings {
+            eprintln!("tapsentry: warning: {w}");
+        }
+        if found.is_empty() {
+            return Err(Failure::Runtime(format!(
+                "{}: no pcap or pcapng file in this directory",
+                a.display()
+            )));
+        }
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 /// Starts the signal thread, runs the pipeline to the end, prints the
