@@ -464,3 +464,162 @@ fn replay_of_a_directory_goes_in_time_order() {
         stderr(&out)
     );
 }
+
+/// Micros since the epoch of an RFC 3339 `timestamp` field.
+fn micros(v: &serde_json::Value) -> i64 {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(v.as_str().unwrap(), &Rfc3339).unwrap();
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap()
+}
+
+/// Three vertical scans, written as a capture: 81.2.69.142 (GB in the
+/// MaxMind test database) probes 300 closed ports of 10.0.0.5 at 10 a
+/// second and stops; 198.51.100.7 (unknown to the database) probes 40 of
+/// 10.0.0.7; after 700 s of quiet the inside host 10.0.0.66 scans 200
+/// ports of 89.160.20.112 (SE) until the capture ends.
+fn scans_capture(path: &Path) {
+    use tapsentry_testkit::scenario::{ip, Scenario};
+    let mut s = Scenario::new();
+    for i in 0..300u16 {
+        let t = f64::from(i) * 0.1;
+        s.refused(t, ip("81.2.69.142"), 40_000 + i, ip("10.0.0.5"), 1 + i);
+    }
+    for i in 0..40u16 {
+        let t = 0.05 + f64::from(i) * 0.5;
+        s.refused(t, ip("198.51.100.7"), 50_000 + i, ip("10.0.0.7"), 2000 + i);
+    }
+    s.clock(700.0);
+    for i in 0..200u16 {
+        let t = 701.0 + f64::from(i) * 0.05;
+        s.refused(
+            t,
+            ip("10.0.0.66"),
+            30_000 + i,
+            ip("89.160.20.112"),
+            1000 + i,
+        );
+    }
+    s.write(path).unwrap();
+}
+
+#[test]
+fn scans_are_told_to_the_end_with_geo_and_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("scans.pcap");
+    scans_capture(&pcap);
+    let db = |n: &str| crate::common::repo("crates/intel/tests/data").join(n);
+    let cfg = dir.path().join("geo.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[network]\nhome_net = [\"10.0.0.0/8\"]\n[intel]\ntor_exit_list = \"\"\ngeoip_city = {:?}\ngeoip_asn = {:?}\n",
+            db("GeoIP2-City-Test.mmdb").to_str().unwrap(),
+            db("GeoLite2-ASN-Test.mmdb").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let pcap_s = pcap.to_str().unwrap();
+    let (out, w1) = replay_alerts(&["--config", cfg, "--workers", "1", pcap_s], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, w4) = replay_alerts(&["--config", cfg, "--workers", "4", pcap_s], None);
+    assert_eq!(w1, w4, "the log depends on the worker count");
+    let recs: Vec<serde_json::Value> = w1
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str, src: &str| -> Vec<&serde_json::Value> {
+        recs.iter()
+            .filter(|r| r["event_type"] == kind && r["src_ip"] == src)
+            .collect()
+    };
+    let expect = [
+        ("81.2.69.142", "10.0.0.5", 300u64, 29.9, 10.03),
+        ("198.51.100.7", "10.0.0.7", 40, 19.5, 2.05),
+        ("10.0.0.66", "89.160.20.112", 200, 9.95, 20.1),
+    ];
+    for (src, dest, ports, secs, rate) in expect {
+        let alerts = of("alert", src);
+        let updates = of("alert_update", src);
+        assert_eq!((alerts.len(), updates.len()), (1, 1), "{src}: {recs:#?}");
+        let (a, u) = (alerts[0], updates[0]);
+        assert_eq!(a["alert"]["signature"], "port_scan.vertical");
+        assert_eq!(
+            (u["dest_ip"].as_str(), a["dest_ip"].as_str()),
+            (Some(dest), Some(dest))
+        );
+        // The update names the alert written, as the contract computes ids.
+        let first = tapsentry_types::Timestamp::from_micros(micros(&a["timestamp"]));
+        let id = tapsentry_types::alert_id(
+            "",
+            "port_scan.vertical",
+            src.parse().unwrap(),
+            Some(dest.parse().unwrap()),
+            first,
+        );
+        assert_eq!(u["alert"]["alert_id"].as_u64(), Some(id), "{src}");
+        assert_eq!(u["alert"]["category"], "port_scan");
+        // The alert counted the first ports; the update the final ones.
+        let e = &u["evidence"];
+        assert!(
+            a["evidence"]["distinct_ports"].as_u64().unwrap() < ports,
+            "{src}"
+        );
+        assert_eq!(e["distinct_ports"].as_u64(), Some(ports), "{src}: {e}");
+        assert_eq!(e["distinct_targets"].as_u64(), Some(1));
+        assert_eq!(e["failures"].as_u64(), Some(ports));
+        assert_eq!(e["probes"].as_u64(), Some(ports));
+        let d = e["duration_secs"].as_f64().unwrap();
+        assert!((d - secs).abs() < 0.05, "{src}: duration {d}");
+        let r = e["rate_per_sec"].as_f64().unwrap();
+        assert!((r - rate).abs() < 0.1, "{src}: rate {r}");
+        assert_eq!(
+            e["at_alert"]["distinct_ports"],
+            a["evidence"]["distinct_ports"]
+        );
+        // Told when the scan stopped: stamped with its last probe.
+        assert_eq!(micros(&u["timestamp"]), micros(&e["last_seen"]));
+    }
+    // The first scan was told when it stopped (the tick after 600 s of
+    // quiet), before the last one began; the last one at the capture's end.
+    let pos = |kind: &str, src: &str| {
+        recs.iter()
+            .position(|r| r["event_type"] == kind && r["src_ip"] == src)
+            .unwrap()
+    };
+    assert!(pos("alert_update", "81.2.69.142") < pos("alert", "10.0.0.66"));
+    assert_eq!(pos("alert_update", "10.0.0.66"), recs.len() - 1);
+    // Geo of the outside party; none when the database knows nothing.
+    let inbound = of("alert", "81.2.69.142")[0];
+    assert_eq!(inbound["geo"]["country"], "GB");
+    assert_eq!(inbound["response"]["action"], "block");
+    assert_eq!(inbound["response"]["ip"], "81.2.69.142");
+    let unknown = of("alert", "198.51.100.7")[0];
+    assert!(unknown.get("geo").is_none(), "{unknown}");
+    let outbound = of("alert", "10.0.0.66")[0];
+    assert_eq!(outbound["geo"]["country"], "SE", "{outbound}");
+    assert_eq!(outbound["geo"]["ip"], "89.160.20.112");
+    // Isolate the inside scanner; no rule against its victim.
+    assert_eq!(outbound["response"]["action"], "isolate");
+    assert_eq!(outbound["response"]["ip"], "10.0.0.66");
+    assert!(!outbound["response"].to_string().contains("89.160.20.112"));
+    // The view shows the updates; the block list has the outside scanners
+    // only (not the outbound scan's victim).
+    let log = dir.path().join("scans.jsonl");
+    std::fs::write(&log, w1.join("\n") + "\n").unwrap();
+    let view = tapsentry(&["alerts", log.to_str().unwrap()]);
+    let view = String::from_utf8(view.stdout).unwrap();
+    assert_eq!(
+        view.lines().filter(|l| l.contains(" update ")).count(),
+        3,
+        "{view}"
+    );
+    let bl = tapsentry(&["blocklist", "--config", cfg, log.to_str().unwrap()]);
+    let bl = String::from_utf8(bl.stdout).unwrap();
+    let listed: Vec<&str> = bl
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(listed, ["81.2.69.142", "198.51.100.7"], "{bl}");
+}

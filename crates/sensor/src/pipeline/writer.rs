@@ -17,15 +17,20 @@ use tapsentry_telemetry::wall;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
 use tapsentry_inventory::InventoryRecord;
-use tapsentry_output::{JsonlSink, Suppressor};
+use tapsentry_output::{AlertUpdateRecord, JsonlSink, Suppressor};
 use tapsentry_types::{
-    community_id_v1, proto_name, Alert, AppProto, EndReason, FlowRecord, FlowState, RecordKind,
-    Timestamp,
+    alert_id, community_id_v1, proto_name, Alert, AppProto, EndReason, FlowRecord, FlowState,
+    RecordKind, Timestamp,
 };
 
 use super::epoch::{alert_order, EpochCollector, Released, Reply};
 use super::flow_meta::{AppMetaLog, LoggedFlow};
 use super::stats::{lock, SharedStats, WriterStats};
+
+/// The sensor's name in alert ids. `output.host` (the EVE identity fields,
+/// another change) replaces it; until then every id is computed with the
+/// empty name, the same on every run.
+const HOST: &str = "";
 
 /// What the workers and the sweeper send the writer.
 pub(crate) enum WriterMsg {
@@ -163,10 +168,28 @@ impl Sinks {
         }
     }
 
-    /// Writes `alerts`, already in [`alert_order`].
+    /// Writes `alerts`, already in [`alert_order`]. An `alert_update` is
+    /// not a repeat of its alert: it bypasses the suppressor and names the
+    /// line written for its finding.
     fn write_alerts(&mut self, alerts: Vec<Alert>, emitted: Instant) {
         let st = &mut self.st;
         for a in alerts {
+            if let Some(first) = a.updates {
+                // The alert it updates, or (when that one was suppressed as
+                // a repeat) the earlier line of the same finding.
+                let named = match self.suppressor.written_at(&a) {
+                    Some(w) if w <= first => w,
+                    _ => first,
+                };
+                let id = alert_id(HOST, a.alert.signature, a.src_ip, a.dest_ip, named);
+                if let Err(e) = self.alerts.write_record(&AlertUpdateRecord::of(&a, id)) {
+                    if st.write_error.is_none() {
+                        eprintln!("tapsentry: error: {e}");
+                        st.write_error = Some(e.to_string());
+                    }
+                }
+                continue;
+            }
             if !self.suppressor.admit(&a) {
                 st.suppressed += 1;
                 continue;
