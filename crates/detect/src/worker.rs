@@ -262,6 +262,7 @@ mod tests {
             capture_start: start,
             dns: Vec::new(),
             flows,
+            last: false,
         }
     }
 
