@@ -76,7 +76,8 @@ fn ssh_brute_force_from_outside_is_found() {
         let bf: Vec<_> = alerts
             .iter()
             .filter(|a| {
-                a["alert"]["signature"] == "external_login.brute_force" && a["event_type"] == "alert"
+                a["alert"]["signature"] == "external_login.brute_force"
+                    && a["event_type"] == "alert"
             })
             .collect();
         assert_eq!(bf.len(), 1, "{file}: {alerts:#?}");

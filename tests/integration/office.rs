@@ -101,9 +101,11 @@ fn attacks_are_found(seed: u64, rate: f64, mut attacks: Vec<Attack>) {
         .partition(|a| a["event_type"] == "alert_update");
     for u in &updates {
         assert!(
-            alerts.iter().any(|a| a["alert"]["signature"] == u["alert"]["signature"]
-                && a["src_ip"] == u["src_ip"]
-                && a["dest_ip"] == u["dest_ip"]),
+            alerts
+                .iter()
+                .any(|a| a["alert"]["signature"] == u["alert"]["signature"]
+                    && a["src_ip"] == u["src_ip"]
+                    && a["dest_ip"] == u["dest_ip"]),
             "seed {seed}: update of no alert: {u:#}"
         );
     }

@@ -624,3 +624,72 @@ fn scans_are_told_to_the_end_with_geo_and_response() {
         .collect();
     assert_eq!(listed, ["81.2.69.142", "198.51.100.7"], "{bl}");
 }
+
+#[test]
+fn brute_force_is_told_to_the_end() {
+    use tapsentry_testkit::scenario::{ip, Scenario};
+    let dir = tempfile::tempdir().unwrap();
+    // 30 short SSH sessions from outside, one every 2 s, then nothing.
+    let mut s = Scenario::new();
+    for i in 0..30u16 {
+        let t = f64::from(i) * 2.0;
+        s.session(
+            t,
+            ip("198.51.100.9"),
+            41_000 + i,
+            ip("10.0.0.5"),
+            22,
+            600,
+            900,
+            0.5,
+        );
+    }
+    let pcap = dir.path().join("brute.pcap");
+    s.write(&pcap).unwrap();
+    let cfg = ssh_config(dir.path());
+    let args = ["--config", cfg.to_str().unwrap(), pcap.to_str().unwrap()];
+    let (out, lines) = replay_alerts(&args, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, w4) = replay_alerts(
+        &[&args[..2], &["--workers", "4"], &args[2..]].concat(),
+        None,
+    );
+    assert_eq!(lines, w4, "the log depends on the worker count");
+    let recs: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bf = |kind: &str| -> Vec<&serde_json::Value> {
+        recs.iter()
+            .filter(|r| {
+                r["event_type"] == kind && r["alert"]["signature"] == "external_login.brute_force"
+            })
+            .collect()
+    };
+    let (alerts, updates) = (bf("alert"), bf("alert_update"));
+    assert_eq!((alerts.len(), updates.len()), (1, 1), "{recs:#?}");
+    let (a, u) = (alerts[0], updates[0]);
+    // The alert at the threshold (10 sessions), the update at the end.
+    assert_eq!(a["evidence"]["sessions"], 10);
+    let e = &u["evidence"];
+    assert_eq!(e["sessions"], 30, "{e}");
+    assert_eq!(e["at_alert"]["sessions"], 10);
+    let d = e["duration_secs"].as_f64().unwrap();
+    // First SYN at 0 s, last session closed about 58.5 s later.
+    assert!((58.0..59.5).contains(&d), "{d}");
+    let r = e["rate_per_min"].as_f64().unwrap();
+    assert!((30.0..31.5).contains(&r), "{r}");
+    let first = tapsentry_types::Timestamp::from_micros(micros(&a["timestamp"]));
+    let id = tapsentry_types::alert_id(
+        "",
+        "external_login.brute_force",
+        "198.51.100.9".parse().unwrap(),
+        Some("10.0.0.5".parse().unwrap()),
+        first,
+    );
+    assert_eq!(u["alert"]["alert_id"].as_u64(), Some(id));
+    assert_eq!(
+        (u["src_ip"].as_str(), u["dest_ip"].as_str()),
+        (Some("198.51.100.9"), Some("10.0.0.5"))
+    );
+}

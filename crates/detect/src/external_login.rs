@@ -174,9 +174,11 @@ impl ExternalLoginDetector {
         u.evidence.insert("sessions_accepted", json!(o.accepted));
         u.evidence.insert("first_session", json!(o.first));
         u.evidence.insert("last_seen", json!(o.last));
-        u.evidence.insert("duration_secs", json!((secs * 1e3).round() / 1e3));
+        u.evidence
+            .insert("duration_secs", json!((secs * 1e3).round() / 1e3));
         u.evidence.insert("rate_per_min", json!(per_min));
-        u.evidence.insert("at_alert", json!({ "sessions": o.at_alert }));
+        u.evidence
+            .insert("at_alert", json!({ "sessions": o.at_alert }));
         let svc = o
             .alert
             .evidence
@@ -605,7 +607,8 @@ impl Detector for ExternalLoginDetector {
                     ev,
                 ));
         }
-        let (sessions, accepted_n, window_start) = (pair.sessions, pair.accepted, pair.window_start);
+        let (sessions, accepted_n, window_start) =
+            (pair.sessions, pair.accepted, pair.window_start);
         for f in alerts {
             let a = f.into_alert(cx);
             if a.alert.signature == "external_login.brute_force" {

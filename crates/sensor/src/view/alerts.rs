@@ -240,7 +240,8 @@ fn sev_style(sev: Option<u8>) -> (Style, &'static str) {
 }
 
 /// The evidence fields worth a glance, in this order, when present.
-const KEY_EVIDENCE: [&str; 14] = [
+const KEY_EVIDENCE: [&str; 15] = [
+    "sessions",
     "distinct_ports",
     "distinct_targets",
     "failures",
