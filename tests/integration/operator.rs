@@ -693,3 +693,67 @@ fn brute_force_is_told_to_the_end() {
         (Some("198.51.100.9"), Some("10.0.0.5"))
     );
 }
+
+#[test]
+fn replay_on_a_terminal_shows_progress_and_a_summary_table() {
+    if !have("script") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ssh_config(dir.path());
+    let alerts = dir.path().join("a.jsonl");
+    let cmd = format!(
+        "{} replay --config {} --alerts {} {} {}",
+        bin().display(),
+        cfg.display(),
+        alerts.display(),
+        shared("attacks/ssh-bruteforce-hydra-4tasks.pcap").display(),
+        shared("attacks/nmap-syn-scan-1000-ports.pcap").display()
+    );
+    // util-linux `script` gives the command a pseudo-terminal.
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tty = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    // The bar was drawn (then cleared): its counts line.
+    assert!(
+        tty.contains(" packets/s, ") && tty.contains(" alerts"),
+        "{tty}"
+    );
+    assert!(tty.contains("alerts by category"), "{tty}");
+    let row = |name: &str| {
+        tty.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+    };
+    assert_eq!(row("external_login").as_deref(), Some("1"), "{tty}");
+    assert_eq!(row("port_scan").as_deref(), Some("1"), "{tty}");
+    assert_eq!(row("total").as_deref(), Some("2"), "{tty}");
+    assert!(
+        tty.contains("top hosts") && tty.contains("240.0.1.3"),
+        "{tty}"
+    );
+    assert!(tty.contains("flows: 2237 created"), "{tty}");
+    // Not the line for logs and scripts.
+    assert!(!tty.contains("alerts written"), "{tty}");
+    // Without a terminal: that line, and no table.
+    let plain = tapsentry(&[
+        "replay",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--alerts",
+        alerts.to_str().unwrap(),
+        shared("attacks/ssh-bruteforce-hydra-4tasks.pcap")
+            .to_str()
+            .unwrap(),
+    ]);
+    let err = stderr(&plain);
+    assert!(
+        err.contains("alerts written") && !err.contains("alerts by category"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "{err}");
+}

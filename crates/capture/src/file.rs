@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pcap_parser::pcapng::Block;
@@ -69,6 +70,8 @@ pub struct FileSource {
     /// The contents of the only "file" of a source made by
     /// [`from_bytes`](FileSource::from_bytes), until it is opened.
     memory: Option<Vec<u8>>,
+    /// Bytes read from the files so far (see [`bytes_read`](Self::bytes_read)).
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl FileSource {
@@ -91,6 +94,7 @@ impl FileSource {
             skipped_unsupported: 0,
             last_ts: Timestamp::ZERO,
             memory,
+            bytes_read: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -169,6 +173,14 @@ impl FileSource {
         Ok((found.into_iter().map(|(_, p)| p).collect(), warnings))
     }
 
+    /// A counter of the bytes read from the files so far, shared: take it
+    /// before the source moves into the pipeline to show progress (bytes
+    /// read against the files' sizes). The readers read ahead by up to one
+    /// buffer (1 MiB), so it runs ahead of the frames delivered by as much.
+    pub fn bytes_read(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.bytes_read)
+    }
+
     /// Errors met so far, one per file that could not be read to its end.
     pub fn file_errors(&self) -> &[CaptureError] {
         &self.file_errors
@@ -202,9 +214,9 @@ impl FrameSource for FileSource {
                 };
                 self.next_path += 1;
                 let opened = match self.memory.take() {
-                    Some(bytes) => OpenFile::from_bytes(&path, bytes),
-                    None if path.as_os_str() == STDIN => OpenFile::stdin(),
-                    None => OpenFile::open(&path),
+                    Some(bytes) => OpenFile::from_bytes(&path, bytes, &self.bytes_read),
+                    None if path.as_os_str() == STDIN => OpenFile::stdin(&self.bytes_read),
+                    None => OpenFile::open(&path, &self.bytes_read),
                 };
                 match opened {
                     Ok(f) => {
@@ -273,6 +285,8 @@ pub const STDIN: &str = "-";
 struct TrackedFile {
     file: Box<dyn Input>,
     last_error: Arc<Mutex<Option<io::Error>>>,
+    /// Bytes read from every file of the source so far (progress display).
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl Read for TrackedFile {
@@ -287,7 +301,10 @@ impl Read for TrackedFile {
                     }
                     return Err(copy);
                 }
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    return Ok(n);
+                }
             }
         }
     }
@@ -503,30 +520,40 @@ impl Iface {
 }
 
 impl OpenFile {
-    fn open(path: &Path) -> Result<OpenFile, CaptureError> {
+    fn open(path: &Path, counter: &Arc<AtomicU64>) -> Result<OpenFile, CaptureError> {
         let open_err = |source| CaptureError::Open {
             path: path.to_path_buf(),
             source,
         };
         let file = File::open(path).map_err(open_err)?;
         let file_len = file.metadata().map_err(open_err)?.len();
-        Self::start(path, Box::new(file), file_len)
+        Self::start(path, Box::new(file), file_len, counter)
     }
 
     /// Standard input: its length is unknown, so it gets the full buffer.
-    fn stdin() -> Result<OpenFile, CaptureError> {
-        Self::start(Path::new(STDIN), Box::new(io::stdin()), BUFFER_LEN as u64)
+    fn stdin(counter: &Arc<AtomicU64>) -> Result<OpenFile, CaptureError> {
+        Self::start(
+            Path::new(STDIN),
+            Box::new(io::stdin()),
+            BUFFER_LEN as u64,
+            counter,
+        )
     }
 
-    fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<OpenFile, CaptureError> {
+    fn from_bytes(
+        name: &Path,
+        bytes: Vec<u8>,
+        counter: &Arc<AtomicU64>,
+    ) -> Result<OpenFile, CaptureError> {
         let len = bytes.len() as u64;
-        Self::start(name, Box::new(io::Cursor::new(bytes)), len)
+        Self::start(name, Box::new(io::Cursor::new(bytes)), len, counter)
     }
 
     fn start(
         path: &Path,
         mut file: Box<dyn Input>,
         file_len: u64,
+        counter: &Arc<AtomicU64>,
     ) -> Result<OpenFile, CaptureError> {
         let buffer_len = usize::try_from(file_len.saturating_add(1))
             .unwrap_or(BUFFER_LEN)
@@ -551,6 +578,7 @@ impl OpenFile {
         let file: Box<dyn Input> = Box::new(io::Cursor::new(head).chain(file));
         let io_error = Arc::new(Mutex::new(None));
         let tracked = TrackedFile {
+            bytes_read: Arc::clone(counter),
             file,
             last_error: Arc::clone(&io_error),
         };

@@ -1,6 +1,7 @@
 //! The `tapsentry` command line: parse, open, run, map failures to exit codes
 //! (0 success, 2 usage or configuration, 1 runtime).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -517,7 +518,74 @@ fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure
     let files = expand_captures(pcaps)?;
     let source = FileSource::open(&files).map_err(|e| Failure::Runtime(e.to_string()))?;
     let out = open_outputs(&cfg)?;
-    execute(cfg, control, Mode::Replay(speed), Box::new(source), out)
+    // A terminal gets a progress bar and a summary table; anything else
+    // (a log, a pipe, a test) the one summary line.
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| progress_bar(&files, source.bytes_read()));
+    execute(
+        cfg,
+        control,
+        Mode::Replay(speed),
+        Box::new(source),
+        out,
+        bar,
+    )
+}
+
+/// The replay's progress on stderr: bytes of the files read (a spinner
+/// when stdin is among them: its size is unknown), packets per second and
+/// alerts so far.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    start: std::time::Instant,
+}
+
+fn progress_bar(files: &[PathBuf], bytes: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Bar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let sizes: Option<u64> = files
+        .iter()
+        .map(|f| {
+            (f.as_os_str() != tapsentry_capture::STDIN)
+                .then(|| std::fs::metadata(f).map_or(0, |m| m.len()))
+        })
+        .sum();
+    let bar = match sizes {
+        Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+            .with_style(
+                ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {bytes}/{total_bytes} {elapsed} (eta {eta}) {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    Bar {
+        bar,
+        bytes,
+        start: tapsentry_telemetry::wall::instant(),
+    }
+}
+
+impl Bar {
+    fn show(&self, p: &tapsentry::pipeline::Progress) {
+        let read = self.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        // Readers read ahead of the frames: never past the end.
+        self.bar
+            .set_position(self.bar.length().map_or(read, |l| read.min(l)));
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!(
+            "{:.0} packets/s, {} packets, {} flows, {} alerts",
+            p.packets as f64 / secs,
+            p.packets,
+            p.flows,
+            p.alerts
+        ));
+    }
 }
 
 /// The capture arguments with each directory replaced by the captures in
@@ -553,6 +621,7 @@ fn execute(
     mode: Mode,
     source: Box<dyn FrameSource>,
     out: Outputs,
+    bar: Option<Bar>,
 ) -> Result<(), Failure> {
     let signals = SignalThread::start(control.clone(), cfg.intel.clone())
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
@@ -564,10 +633,19 @@ fn execute(
         flows: out.flows,
         stats: out.stats,
     };
-    let report = pipeline.run(&control);
+    let report = match &bar {
+        Some(b) => pipeline.run_observed(&control, &mut |p| b.show(p)),
+        None => pipeline.run(&control),
+    };
     signals.stop();
     let report = report.map_err(|e| Failure::Runtime(format!("{e:#}")))?;
-    summarise(&report);
+    match bar {
+        Some(b) => {
+            b.bar.finish_and_clear();
+            eprint!("{}", tapsentry::view::summary::table(&report));
+        }
+        None => summarise(&report),
+    }
     finish(report)
 }
 
@@ -594,7 +672,7 @@ fn run_live(common: Common, interface: Option<String>) -> Result<(), Failure> {
         "tapsentry: capturing on {} (SIGINT/SIGTERM to stop, SIGHUP to reload)",
         spec.interface
     );
-    execute(cfg, control, Mode::Live, Box::new(source), out)
+    execute(cfg, control, Mode::Live, Box::new(source), out, None)
 }
 
 fn summarise(r: &tapsentry::pipeline::RunReport) {

@@ -25,7 +25,7 @@ use tapsentry_types::{
 
 use super::epoch::{alert_order, EpochCollector, Released, Reply};
 use super::flow_meta::{AppMetaLog, LoggedFlow};
-use super::stats::{lock, SharedStats, WriterStats};
+use super::stats::{lock, SharedStats, WriterStats, MAX_TALLIED_HOSTS};
 
 /// The sensor's name in alert ids. `output.host` (the EVE identity fields,
 /// another change) replaces it; until then every id is computed with the
@@ -198,6 +198,9 @@ impl Sinks {
                 Ok(()) => {
                     st.written += 1;
                     *st.by_category.entry(a.alert.category.as_str()).or_default() += 1;
+                    if st.by_src.len() < MAX_TALLIED_HOSTS || st.by_src.contains_key(&a.src_ip) {
+                        *st.by_src.entry(a.src_ip).or_default() += 1;
+                    }
                     st.alert_latency
                         .record_ns(u64::try_from(emitted.elapsed().as_nanos()).unwrap_or(u64::MAX));
                 }

@@ -9,3 +9,4 @@
 pub mod alerts;
 pub mod blocklist;
 pub mod records;
+pub mod summary;
