@@ -55,7 +55,7 @@ pub struct Entry {
     pub alerts: u64,
     /// Highest severity (lowest number) among them.
     pub severity: u8,
-    /// Distinct signatures (at most [`NAMES_PER_ADDRESS`]).
+    /// Distinct signatures (at most four).
     pub signatures: BTreeSet<String>,
     /// The first alert's id, where the log carries ids.
     pub first_alert_id: Option<u64>,
