@@ -285,6 +285,42 @@ mod tests {
         assert!(LogRecord::parse(b"").is_none());
     }
 
+    proptest::proptest! {
+        /// Any bytes, in any chunking: no panic, and every line of at most
+        /// MAX_LINE bytes comes out exactly as split by newlines.
+        #[test]
+        fn any_bytes_in_any_chunks_split_like_lines(
+            data in proptest::collection::vec(
+                proptest::prop_oneof![proptest::num::u8::ANY, proptest::strategy::Just(b'\n')],
+                0..2000,
+            ),
+            cuts in proptest::collection::vec(0usize..2000, 0..8),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|c| *c <= data.len()).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut s = LineSplitter::default();
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            let mut from = 0;
+            for c in cuts.into_iter().chain([data.len()]) {
+                s.feed(&mut &data[from..c], |l| got.push(l.to_vec())).unwrap();
+                from = c;
+            }
+            if let Some(last) = s.finish() {
+                got.push(last);
+            }
+            let mut want: Vec<Vec<u8>> = data.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+            if want.last().is_some_and(Vec::is_empty) {
+                want.pop();
+            }
+            proptest::prop_assert_eq!(&got, &want);
+            for l in &got {
+                // Hostile records never panic the parser.
+                let _ = LogRecord::parse(l);
+            }
+        }
+    }
+
     #[test]
     fn times_parse_with_and_without_a_clock() {
         let a = parse_time("2024-05-01T10:00:00.000001Z").unwrap();
