@@ -1494,8 +1494,7 @@ fn build_update(raised: &Alert, s: &Scanner) -> Alert {
         }),
     );
     u.alert.description = format!(
-        "{} by {} ended: {} ports on {} hosts, {} probes over {:.1} s ({rate} probes/s); the alert counted {} ports on {} hosts",
-        raised.alert.signature,
+        "scan by {} ended: {} ports on {} hosts, {} probes over {:.1} s ({rate} probes/s); the alert counted {} ports on {} hosts",
         raised.src_ip,
         ports.len(),
         targets.len(),

@@ -112,7 +112,8 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Keep reading as records are appended, across rotation (rename or truncation), like
-        /// `tail -F`; a file that does not exist yet is waited for. Stop with Ctrl-C.
+        /// `tail -F`; a file that does not exist yet is waited for. Stop with Ctrl-C. With "-"
+        /// (stdin) it reads stdin to its end, as a pipe follows by itself.
         #[arg(long, short = 'f')]
         follow: bool,
         /// Only this category (e.g. port_scan, external_login, exfiltration); `incident` or
