@@ -37,6 +37,13 @@ cargo run -q --release -- replay --alerts "$tmp/alerts.jsonl" \
   pcaps/demo.pcap 2>/dev/null
 cp "$tmp/state.json" "$out/state_file/demo-state.json"
 
+# Alert logs as the sensor writes them (alerts and alert_update records):
+# the demo's, and a scan and a brute force from the shared corpus.
+mkdir -p "$out/alert_log"
+cp "$tmp/alerts.jsonl" "$out/alert_log/demo-alerts.jsonl"
+cargo run -q --release -- replay --alerts "$out/alert_log/scan-and-brute-force.jsonl" \
+  "$shared/attacks/nmap-syn-scan-1000-ports.pcap" "$shared/attacks/ssh-bruteforce-hydra-1task.pcap" 2>/dev/null || true
+
 if [ -n "${MAX_SEED_BYTES:-}" ]; then
   find "$out" -type f -size +"${MAX_SEED_BYTES}"c -delete
 fi

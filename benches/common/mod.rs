@@ -94,6 +94,7 @@ pub fn replay_office(spec: &OfficeSpec) -> Replay {
             capture_start: start,
             dns: mem::take(dns),
             flows: Vec::with_capacity(recs.len()),
+            last: false,
         };
         for rec in recs.drain(..) {
             for host in route_flow(&rec, &home).into_iter().flatten() {

@@ -29,7 +29,7 @@ pub const MAX_FRAMES_PER_FILE: usize = 100_000;
 pub type Entry = fn(&[u8]);
 
 /// Every target, by name, for the seed test and the scripts.
-pub const TARGETS: [(&str, Entry); 7] = [
+pub const TARGETS: [(&str, Entry); 8] = [
     ("decode_frame", decode_frame),
     ("dns_message", dns_message),
     ("capture_file", capture_file),
@@ -37,6 +37,7 @@ pub const TARGETS: [(&str, Entry); 7] = [
     ("tor_list", tor_list),
     ("config", config),
     ("state_file", state_file),
+    ("alert_log", alert_log),
 ];
 
 /// First byte: the link type (index into [`LINK_TYPES`]); the rest: one
@@ -145,4 +146,33 @@ pub fn state_file(data: &[u8]) {
         .map(|_| Worker::new(&DetectConfig::default(), home.clone(), intel.clone()))
         .collect();
     let _ = tapsentry::state::load_bytes(data, "fuzz", &mut workers);
+}
+
+/// An alert log, as `tapsentry alerts` shows it and `tapsentry blocklist`
+/// reads it: every line through the record parser, the view's filter and
+/// renderer, and the block list in every format.
+pub fn alert_log(data: &[u8]) {
+    use tapsentry::view::alerts::{show, Filter};
+    use tapsentry::view::blocklist::{Blocklist, Format};
+    use tapsentry::view::records::{LineSplitter, LogRecord};
+    let _ = show(&mut &data[..], &Filter::default(), std::io::sink());
+    let Ok(home) = HomeNet::parse(&["10.0.0.0/8".to_string(), "fd00::/8".to_string()]) else {
+        return;
+    };
+    let mut list = Blocklist::default();
+    let mut split = LineSplitter::default();
+    let _ = split.feed(&mut &data[..], |line| {
+        if let Some(r) = LogRecord::parse(line) {
+            list.add(&r, &home, 3);
+        }
+    });
+    for f in [
+        Format::Plain,
+        Format::Nft,
+        Format::Iptables,
+        Format::Ip6tables,
+        Format::Ipset,
+    ] {
+        let _ = list.render(f, "fuzz");
+    }
 }

@@ -20,6 +20,7 @@ mod linktypes;
 mod live;
 mod malformed;
 mod office;
+mod operator;
 mod ops;
 mod protocols;
 mod security;

@@ -94,11 +94,28 @@ fn attacks_are_found(seed: u64, rate: f64, mut attacks: Vec<Attack>) {
     };
     let alerts = run("1");
     assert_eq!(alerts, run("3"), "seed {seed}: 1 and 3 workers differ");
+    // Findings that went on are told again in alert_update records: each
+    // names one of the alert lines, which alone are compared with labels.
+    let (updates, alerts): (Vec<Value>, Vec<Value>) = alerts
+        .into_iter()
+        .partition(|a| a["event_type"] == "alert_update");
+    for u in &updates {
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a["alert"]["signature"] == u["alert"]["signature"]
+                    && a["src_ip"] == u["src_ip"]
+                    && a["dest_ip"] == u["dest_ip"]),
+            "seed {seed}: update of no alert: {u:#}"
+        );
+    }
     let at = |secs: f64| {
         Timestamp::from_micros(EPOCH_SECS * 1_000_000 + (secs * 1e6) as i64).to_rfc3339()
     };
+    // Alert lines, not the alert_update records of findings that went on.
     let matches = |l: &Label, a: &Value| {
-        a["alert"]["category"] == l.category
+        a["event_type"] == "alert"
+            && a["alert"]["category"] == l.category
             && a["src_ip"] == l.src_ip.to_string()
             && match l.dest_ip {
                 Some(d) => a["dest_ip"] == d.to_string(),

@@ -42,10 +42,14 @@ fn a_quic_upload_is_exfiltration_over_https() {
     let sent = a["evidence"]["bytes_sent_outside"].as_u64().unwrap();
     // The manifest's 108 kB up (tshark), counted from the IP header.
     assert!((100_000..=130_000).contains(&sent), "{sent}");
-    assert!(a["response"]["block"]["nftables"]
-        .as_str()
-        .unwrap()
-        .contains("172.217.23.111"));
+    // The leaking inside host is isolated; no rule against the receiver.
+    assert_eq!(a["response"]["action"], "isolate");
+    let rule = a["response"]["isolate"]["nftables"].as_str().unwrap();
+    assert!(
+        rule.contains("192.168.2.27") && !rule.contains("172.217.23.111"),
+        "{rule}"
+    );
+    assert!(a["response"].get("block").is_none());
 }
 
 #[test]

@@ -6,8 +6,9 @@
 //! for bytes that will never fit in its buffer.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pcap_parser::pcapng::Block;
@@ -69,6 +70,8 @@ pub struct FileSource {
     /// The contents of the only "file" of a source made by
     /// [`from_bytes`](FileSource::from_bytes), until it is opened.
     memory: Option<Vec<u8>>,
+    /// Bytes read from the files so far (see [`bytes_read`](Self::bytes_read)).
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl FileSource {
@@ -91,17 +94,19 @@ impl FileSource {
             skipped_unsupported: 0,
             last_ts: Timestamp::ZERO,
             memory,
+            bytes_read: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Prepares to read `paths` in order.
+    /// Prepares to read `paths` in order; [`STDIN`] (`-`) reads standard
+    /// input (pcap or pcapng, e.g. from `tcpdump -w -`).
     ///
     /// Every path is checked up front: the first one that does not exist, is
     /// a directory or cannot be opened is returned as an error. Contents are
     /// only looked at while reading, so a corrupt file shows up later in
     /// [`file_errors`](Self::file_errors), not here.
     pub fn open(paths: &[PathBuf]) -> Result<Self, CaptureError> {
-        for path in paths {
+        for path in paths.iter().filter(|p| p.as_os_str() != STDIN) {
             let file = File::open(path).map_err(|source| CaptureError::Open {
                 path: path.clone(),
                 source,
@@ -118,6 +123,62 @@ impl FileSource {
             }
         }
         Ok(FileSource::reading(paths.to_vec(), None))
+    }
+
+    /// The captures in directory `dir`, in time order: by the timestamp of
+    /// their first packet (ties and files without packets by name, the
+    /// latter first). Hidden files and subdirectories are left out; a file
+    /// that is not a capture (wrong magic, unreadable) is left out and named
+    /// in the returned warnings. Only each file's start is read here.
+    ///
+    /// Files are not merged packet by packet: a file that starts before the
+    /// previous one ends is replayed after it, whole.
+    pub fn captures_in(dir: &Path) -> Result<(Vec<PathBuf>, Vec<CaptureWarning>), CaptureError> {
+        let open_err = |source| CaptureError::Open {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut found = Vec::new();
+        let mut warnings = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(open_err)? {
+            let entry = entry.map_err(open_err)?;
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden || !path.is_file() {
+                continue;
+            }
+            let mut one = FileSource::reading(vec![path.clone()], None);
+            let first = match one.next_frame() {
+                Ok(Next::Frame(f)) => Some(f.ts),
+                Ok(Next::End) => None,
+                Err(e) => {
+                    warnings.push(CaptureWarning::FileError {
+                        message: format!("{e}; not replayed"),
+                    });
+                    continue;
+                }
+                Ok(_) => None,
+            };
+            if let Some(e) = one.file_errors.first() {
+                if one.files_read == 0 {
+                    warnings.push(CaptureWarning::FileError {
+                        message: format!("{e}; not replayed"),
+                    });
+                    continue;
+                }
+            }
+            found.push((first, path));
+        }
+        found.sort();
+        Ok((found.into_iter().map(|(_, p)| p).collect(), warnings))
+    }
+
+    /// A counter of the bytes read from the files so far, shared: take it
+    /// before the source moves into the pipeline to show progress (bytes
+    /// read against the files' sizes). The readers read ahead by up to one
+    /// buffer (1 MiB), so it runs ahead of the frames delivered by as much.
+    pub fn bytes_read(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.bytes_read)
     }
 
     /// Errors met so far, one per file that could not be read to its end.
@@ -153,8 +214,9 @@ impl FrameSource for FileSource {
                 };
                 self.next_path += 1;
                 let opened = match self.memory.take() {
-                    Some(bytes) => OpenFile::from_bytes(&path, bytes),
-                    None => OpenFile::open(&path),
+                    Some(bytes) => OpenFile::from_bytes(&path, bytes, &self.bytes_read),
+                    None if path.as_os_str() == STDIN => OpenFile::stdin(&self.bytes_read),
+                    None => OpenFile::open(&path, &self.bytes_read),
                 };
                 match opened {
                     Ok(f) => {
@@ -209,16 +271,22 @@ impl FrameSource for FileSource {
     }
 }
 
-/// What a capture is read from: a file, or memory.
-trait Input: Read + Seek + Send {}
+/// What a capture is read from: a file, memory or a pipe (stdin). Never
+/// seeked, so a pipe reads like a file.
+trait Input: Read + Send {}
 
-impl<T: Read + Seek + Send> Input for T {}
+impl<T: Read + Send> Input for T {}
+
+/// The path that stands for standard input.
+pub const STDIN: &str = "-";
 
 /// An input that keeps the last I/O error, because pcap-parser reduces every
 /// read failure to a bare `ReadError`.
 struct TrackedFile {
     file: Box<dyn Input>,
     last_error: Arc<Mutex<Option<io::Error>>>,
+    /// Bytes read from every file of the source so far (progress display).
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl Read for TrackedFile {
@@ -233,7 +301,10 @@ impl Read for TrackedFile {
                     }
                     return Err(copy);
                 }
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    return Ok(n);
+                }
             }
         }
     }
@@ -449,49 +520,65 @@ impl Iface {
 }
 
 impl OpenFile {
-    fn open(path: &Path) -> Result<OpenFile, CaptureError> {
+    fn open(path: &Path, counter: &Arc<AtomicU64>) -> Result<OpenFile, CaptureError> {
         let open_err = |source| CaptureError::Open {
             path: path.to_path_buf(),
             source,
         };
         let file = File::open(path).map_err(open_err)?;
         let file_len = file.metadata().map_err(open_err)?.len();
-        Self::start(path, Box::new(file), file_len)
+        Self::start(path, Box::new(file), file_len, counter)
     }
 
-    fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<OpenFile, CaptureError> {
+    /// Standard input: its length is unknown, so it gets the full buffer.
+    fn stdin(counter: &Arc<AtomicU64>) -> Result<OpenFile, CaptureError> {
+        Self::start(
+            Path::new(STDIN),
+            Box::new(io::stdin()),
+            BUFFER_LEN as u64,
+            counter,
+        )
+    }
+
+    fn from_bytes(
+        name: &Path,
+        bytes: Vec<u8>,
+        counter: &Arc<AtomicU64>,
+    ) -> Result<OpenFile, CaptureError> {
         let len = bytes.len() as u64;
-        Self::start(name, Box::new(io::Cursor::new(bytes)), len)
+        Self::start(name, Box::new(io::Cursor::new(bytes)), len, counter)
     }
 
     fn start(
         path: &Path,
         mut file: Box<dyn Input>,
         file_len: u64,
+        counter: &Arc<AtomicU64>,
     ) -> Result<OpenFile, CaptureError> {
         let buffer_len = usize::try_from(file_len.saturating_add(1))
             .unwrap_or(BUFFER_LEN)
             .clamp(MIN_BUFFER_LEN, BUFFER_LEN);
-        let mut magic = [0u8; 4];
-        let mut got = 0;
-        while got < magic.len() {
-            match file.read(&mut magic[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(read_error(path, 0, Some(e))),
-            }
-        }
-        if got < magic.len() {
+        // The readers parse the file header from their first read, so the
+        // start of the input (up to MIN_BUFFER_LEN bytes, more than any sane
+        // header) is read whole first and put back in front of the rest,
+        // rather than seeked back to: a pipe cannot seek, and a pipe's
+        // first read may return only a few bytes.
+        let mut head = Vec::with_capacity(MIN_BUFFER_LEN);
+        (&mut file)
+            .take(MIN_BUFFER_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| read_error(path, 0, Some(e)))?;
+        let Some(&[m0, m1, m2, m3]) = head.get(..4) else {
             return Err(CaptureError::TooShort {
                 path: path.to_path_buf(),
-                len: got as u64,
+                len: head.len() as u64,
             });
-        }
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| read_error(path, 0, Some(e)))?;
+        };
+        let magic = [m0, m1, m2, m3];
+        let file: Box<dyn Input> = Box::new(io::Cursor::new(head).chain(file));
         let io_error = Arc::new(Mutex::new(None));
         let tracked = TrackedFile {
+            bytes_read: Arc::clone(counter),
             file,
             last_error: Arc::clone(&io_error),
         };

@@ -44,7 +44,7 @@ mod privileges;
 mod resilient;
 
 pub use error::CaptureError;
-pub use file::{FileSource, MAX_RECORD_LEN};
+pub use file::{FileSource, MAX_RECORD_LEN, STDIN};
 pub use live::{check_filter, interface_names, LiveSource, LiveSpec};
 pub use privileges::drop_privileges;
 pub use resilient::{InterfaceOutages, ResilientLive, FIRST_BACKOFF, MAX_BACKOFF};

@@ -340,7 +340,17 @@ impl Finding {
             community_id: self.community_id,
             app_proto: self.app_proto,
             geo: self.outside.and_then(|ip| cx.intel.geo.lookup(ip)),
-            response: self.outside.map(crate::block_response),
+            // An inside host acting outwards (leaking, tunnelling) is
+            // isolated; the outside party it reached is no attacker of
+            // ours. An outside actor (a login source) is blocked.
+            response: self.outside.map(|ip| {
+                if cx.home.contains(self.src) {
+                    crate::isolate_response(self.src)
+                } else {
+                    crate::block_response(ip)
+                }
+            }),
+            updates: None,
         }
     }
 }

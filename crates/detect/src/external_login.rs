@@ -17,7 +17,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tapsentry_types::{AppProto, Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp};
+use tapsentry_types::{
+    Alert, AppProto, Category, FlowRecord, Mitre, Problem, SectionProblems, Timestamp,
+};
 
 use crate::common::{accepted, record_community_id, Finding, HostTable};
 use crate::state::{entry_value, parse_entry};
@@ -121,11 +123,81 @@ struct ServerEntry {
     last_seen_us: i64,
 }
 
+/// A brute force that was alerted and may go on: counted until it stops
+/// (`window_secs` without a new session) or the capture ends, then told
+/// in one `alert_update`.
+#[derive(Debug, Clone)]
+struct Ongoing {
+    /// The alert written.
+    alert: Alert,
+    /// Start of the window the alert counted.
+    first: Timestamp,
+    /// Latest end of a session.
+    last: Timestamp,
+    /// Sessions since `first`, the alert's included.
+    sessions: u64,
+    /// Of which accepted.
+    accepted: u64,
+    /// Sessions the alert counted.
+    at_alert: u64,
+}
+
 /// See the module documentation.
 pub struct ExternalLoginDetector {
     cfg: ExternalLoginConfig,
     servers: HostTable<IpAddr, ServerLogins>,
     pairs: HostTable<(IpAddr, IpAddr), SourceAttempts>,
+    /// Alerted brute forces by (source, server), at most `max_tracked`
+    /// (at the cap the one idle longest is told at once and forgotten).
+    ongoing: BTreeMap<(IpAddr, IpAddr), Ongoing>,
+}
+
+impl ExternalLoginDetector {
+    /// Tells `o` as it stands, if it went on after its alert.
+    fn tell(o: Ongoing, cx: &mut DetectCx<'_>) {
+        if o.sessions <= o.at_alert {
+            return;
+        }
+        let span_us = o.last.micros_since(o.first);
+        let secs = span_us as f64 / 1e6;
+        let per_min = if span_us == 0 {
+            o.sessions as f64
+        } else {
+            o.sessions as f64 * 60.0 / secs
+        };
+        let per_min = (per_min * 100.0).round() / 100.0;
+        let mut u = o.alert.clone();
+        u.event_type = "alert_update";
+        u.updates = Some(o.alert.timestamp);
+        u.timestamp = o.last;
+        u.evidence.insert("sessions", json!(o.sessions));
+        u.evidence.insert("sessions_accepted", json!(o.accepted));
+        u.evidence.insert("first_session", json!(o.first));
+        u.evidence.insert("last_seen", json!(o.last));
+        u.evidence
+            .insert("duration_secs", json!((secs * 1e3).round() / 1e3));
+        u.evidence.insert("rate_per_min", json!(per_min));
+        u.evidence
+            .insert("at_alert", json!({ "sessions": o.at_alert }));
+        let svc = o
+            .alert
+            .evidence
+            .get("service")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("login");
+        u.alert.description = format!(
+            "{} brute force of {svc} on {} ended: {} sessions ({} accepted) over {:.1} s ({per_min} a minute); the alert counted {}",
+            o.alert.src_ip,
+            o.alert
+                .dest_ip
+                .map_or_else(String::new, |d| d.to_string()),
+            o.sessions,
+            o.accepted,
+            secs,
+            o.at_alert
+        );
+        cx.raise(u);
+    }
 }
 
 impl ExternalLoginDetector {
@@ -134,6 +206,7 @@ impl ExternalLoginDetector {
         ExternalLoginDetector {
             servers: HostTable::new(cfg.max_tracked),
             pairs: HostTable::new(cfg.max_tracked),
+            ongoing: BTreeMap::new(),
             cfg,
         }
     }
@@ -289,6 +362,12 @@ impl Detector for ExternalLoginDetector {
         out(self.servers.bound("servers", "max_tracked"));
         out(self.pairs.bound("(server, source) pairs", "max_tracked"));
         out(Bound {
+            map: "ongoing brute forces",
+            key: "max_tracked",
+            len: self.ongoing.len(),
+            cap: self.cfg.max_tracked,
+        });
+        out(Bound {
             map: "outside sources per server",
             key: "",
             len: self
@@ -428,6 +507,11 @@ impl Detector for ExternalLoginDetector {
             if accepted(rec) {
                 pair.accepted += 1;
             }
+            if let Some(o) = self.ongoing.get_mut(&(rec.client, rec.server)) {
+                o.sessions += 1;
+                o.accepted += u64::from(accepted(rec));
+                o.last = o.last.max(rec.last_seen);
+            }
             if !pair.brute_forced && pair.sessions >= self.cfg.brute_force_sessions {
                 pair.brute_forced = true;
                 let mut ev = BTreeMap::new();
@@ -523,9 +607,57 @@ impl Detector for ExternalLoginDetector {
                     ev,
                 ));
         }
+        let (sessions, accepted_n, window_start) =
+            (pair.sessions, pair.accepted, pair.window_start);
         for f in alerts {
             let a = f.into_alert(cx);
+            if a.alert.signature == "external_login.brute_force" {
+                if self.ongoing.len() >= self.cfg.max_tracked.max(1) {
+                    // At the cap: the one idle longest is told now.
+                    let oldest = self
+                        .ongoing
+                        .iter()
+                        .min_by_key(|(k, o)| (o.last, **k))
+                        .map(|(k, _)| *k);
+                    if let Some(o) = oldest.and_then(|k| self.ongoing.remove(&k)) {
+                        Self::tell(o, cx);
+                    }
+                }
+                self.ongoing.insert(
+                    (rec.client, rec.server),
+                    Ongoing {
+                        alert: a.clone(),
+                        first: window_start,
+                        last: rec.last_seen,
+                        sessions,
+                        accepted: accepted_n,
+                        at_alert: sessions,
+                    },
+                );
+            }
             cx.raise(a);
+        }
+    }
+
+    fn on_tick(&mut self, now: Timestamp, cx: &mut DetectCx<'_>) {
+        // No new session for the window: the brute force stopped.
+        let quiet = self.cfg.window_secs.saturating_mul(1_000_000);
+        let stopped: Vec<(IpAddr, IpAddr)> = self
+            .ongoing
+            .iter()
+            .filter(|(_, o)| now.micros_since(o.last) > quiet)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stopped {
+            if let Some(o) = self.ongoing.remove(&k) {
+                Self::tell(o, cx);
+            }
+        }
+    }
+
+    fn on_end(&mut self, _now: Timestamp, cx: &mut DetectCx<'_>) {
+        for (_, o) in std::mem::take(&mut self.ongoing) {
+            Self::tell(o, cx);
         }
     }
 }

@@ -67,7 +67,7 @@ pub use port_scan::{PortScanConfig, PortScanDetector};
 pub use registry::{
     categories, DetectConfig, DetectorEntry, Perspective, StateIntervalSecs, View, DETECTORS,
 };
-pub use response::block_response;
+pub use response::{block_response, isolate_response};
 pub use spambot::{SpambotConfig, SpambotDetector};
 pub use state::StateError;
 pub use tor::{TorConfig, TorDetector};
@@ -183,6 +183,11 @@ pub trait Detector: Send {
 
     /// Capture time advanced to `now` (once per batch, after its records).
     fn on_tick(&mut self, _now: Timestamp, _cx: &mut DetectCx<'_>) {}
+
+    /// The capture ended (end of a replay, or shutdown) at `now`, after the
+    /// last batch's tick: a finding still going on is told as it stands
+    /// (an `alert_update`, see [`Alert::updates`](tapsentry_types::Alert)).
+    fn on_end(&mut self, _now: Timestamp, _cx: &mut DetectCx<'_>) {}
 
     /// True when this detector learns baselines worth keeping across a
     /// restart. Only such detectors get a section in the state file, and

@@ -107,7 +107,7 @@ use tapsentry_types::{
     TcpFlags, Timestamp,
 };
 
-use crate::{block_response, Bound, DetectCx, Detector};
+use crate::{block_response, isolate_response, Bound, DetectCx, Detector};
 
 /// Contacts without a single answer after which a scanner's view is taken to
 /// be one-way (a one-way tap, or everything dropped) and counts decide.
@@ -337,6 +337,8 @@ pub struct PortScanStats {
     pub p2p_withheld: u64,
     /// Judgements taken (each a pass over one scanner's pairs).
     pub judgements: u64,
+    /// `alert_update` records raised (final figures of scans that stopped).
+    pub updates: u64,
 }
 
 /// How one first contact turned out.
@@ -559,6 +561,12 @@ struct Scanner {
     probe_kinds: [u64; 8],
     /// Failures at which the next judgement is due (see `REJUDGE_FROM`).
     rejudge_at: u64,
+    /// The alerts raised for this scanner (at most one per class, so at
+    /// most four), kept to tell their final figures when the scan stops.
+    told: Vec<Alert>,
+    /// Probes when the alerts' figures were last told (raised or updated):
+    /// an update is due once the scan stops with more probes than that.
+    told_probes: u64,
 }
 
 impl Scanner {
@@ -577,6 +585,8 @@ impl Scanner {
             raised: 0,
             probe_kinds: [0; 8],
             rejudge_at: 0,
+            told: Vec::new(),
+            told_probes: 0,
         }
     }
 
@@ -628,6 +638,13 @@ pub struct PortScanDetector {
     order: BTreeSet<(Timestamp, IpAddr)>,
     total_pairs: usize,
     stats: PortScanStats,
+    /// Scanners with alerts and probes since their figures were last told:
+    /// checked at every tick for a scan that stopped (`window_secs` without
+    /// a probe). Ordered, so updates come out in the same order every run.
+    unsettled: BTreeSet<IpAddr>,
+    /// Updates of scanners forgotten where no context was at hand
+    /// (eviction), raised at the next hook.
+    outbox: Vec<Alert>,
 }
 
 /// A probability setting made safe: outside (0, 1) or not a number, the
@@ -677,6 +694,8 @@ impl PortScanDetector {
             order: BTreeSet::new(),
             total_pairs: 0,
             stats: PortScanStats::default(),
+            unsettled: BTreeSet::new(),
+            outbox: Vec::new(),
         }
     }
 
@@ -703,6 +722,35 @@ impl PortScanDetector {
         if let Some(s) = self.scanners.remove(&ip) {
             self.order.remove(&(s.last_seen, ip));
             self.total_pairs = self.total_pairs.saturating_sub(s.pairs.len());
+            // Forgotten while still unsettled: tell its figures now.
+            if self.unsettled.remove(&ip) && s.probes > s.told_probes {
+                self.outbox
+                    .extend(s.told.iter().map(|a| build_update(a, &s)));
+                self.stats.updates += s.told.len() as u64;
+            }
+        }
+    }
+
+    /// Tells the final figures of `ip`'s alerts (its scan stopped, or the
+    /// capture ended) when it probed more since they were last told.
+    fn settle(&mut self, ip: IpAddr) {
+        self.unsettled.remove(&ip);
+        let Some(s) = self.scanners.get_mut(&ip) else {
+            return;
+        };
+        if s.probes > s.told_probes {
+            s.told_probes = s.probes;
+            let s = &*s;
+            self.outbox
+                .extend(s.told.iter().map(|a| build_update(a, s)));
+            self.stats.updates += s.told.len() as u64;
+        }
+    }
+
+    /// Raises what the outbox holds.
+    fn flush(&mut self, cx: &mut DetectCx<'_>) {
+        for u in self.outbox.drain(..) {
+            cx.raise(u);
         }
     }
 
@@ -1079,6 +1127,9 @@ impl Detector for PortScanDetector {
             return;
         };
         s.probes += 1;
+        if !s.told.is_empty() {
+            self.unsettled.insert(scanner);
+        }
         s.answered_any |= rec.responder_answered;
         if let Some(i) = Probe::ALL.iter().position(|p| *p == probe) {
             s.probe_kinds[i] += 1;
@@ -1180,13 +1231,33 @@ impl Detector for PortScanDetector {
             return;
         };
         s.raised |= v.class.bit();
-        let s = s.clone();
-        let alert = build_alert(scanner, client_inside, &s, &v, shape, rec, cx);
+        let alert = build_alert(scanner, client_inside, s, &v, shape, rec, cx);
+        if let Some(s) = self.scanners.get_mut(&scanner) {
+            s.told.push(alert.clone());
+            s.told_probes = s.probes;
+        }
         self.stats.alerts += 1;
         cx.raise(alert);
     }
 
-    fn on_tick(&mut self, now: Timestamp, _cx: &mut DetectCx<'_>) {
+    fn on_tick(&mut self, now: Timestamp, cx: &mut DetectCx<'_>) {
+        // A scan that made no probe for `window_secs` has stopped: tell its
+        // alerts' final figures (once; a scan that resumes is told again
+        // when it stops again).
+        let quiet = self.cfg.window_secs.saturating_mul(1_000_000);
+        let stopped: Vec<IpAddr> = self
+            .unsettled
+            .iter()
+            .copied()
+            .filter(|ip| {
+                self.scanners
+                    .get(ip)
+                    .is_none_or(|s| now.micros_since(s.last_seen) > quiet)
+            })
+            .collect();
+        for ip in stopped {
+            self.settle(ip);
+        }
         // Idle state is not evidence: forget scanners silent for the slow
         // window (a slower scan is a blind spot, see the module docs).
         let span = self.cfg.slow_window_secs.saturating_mul(1_000_000);
@@ -1196,6 +1267,16 @@ impl Detector for PortScanDetector {
             }
             self.remove(ip);
         }
+        self.flush(cx);
+    }
+
+    fn on_end(&mut self, _now: Timestamp, cx: &mut DetectCx<'_>) {
+        // The capture ended: every scan still going is told as it stands.
+        let all: Vec<IpAddr> = self.unsettled.iter().copied().collect();
+        for ip in all {
+            self.settle(ip);
+        }
+        self.flush(cx);
     }
 }
 
@@ -1331,17 +1412,98 @@ fn build_alert(
         evidence,
         community_id: None,
         app_proto: None,
+        // The outside party: the scanner when it is outside, else the one
+        // outside host an inside scanner probed (a horizontal scan of many
+        // outside hosts has no one party).
         geo: if inside {
-            None
+            v.dest_ip
+                .filter(|d| !cx.home.contains(*d))
+                .and_then(|d| cx.intel.geo.lookup(d))
         } else {
             cx.intel.geo.lookup(scanner)
         },
-        response: if inside {
-            None
-        } else {
-            Some(block_response(scanner))
+        // Block an outside scanner; isolate an inside host scanning out.
+        // Never a rule against the scanned hosts. An internal scan gets
+        // none: which side to cut is the operator's call.
+        response: match direction {
+            "outbound" => Some(isolate_response(scanner)),
+            _ if inside => None,
+            _ => Some(block_response(scanner)),
         },
+        updates: None,
     }
+}
+
+/// The `alert_update` of `raised` (an alert this detector wrote for `s`):
+/// its evidence as it stands now, when the scan has stopped. Same
+/// identity, category and severity; `timestamp` is the scanner's last
+/// probe. Figures are over the pairs still kept (pairs idle for the slow
+/// window are pruned; `pairs_dropped` counts those over the cap) and, for
+/// an alert about one host, over that host's pairs.
+fn build_update(raised: &Alert, s: &Scanner) -> Alert {
+    let mut targets = BTreeSet::new();
+    let mut ports = BTreeSet::new();
+    let mut failures = 0u64;
+    for (k, p) in &s.pairs {
+        if raised.dest_ip.is_some_and(|d| d != k.0) {
+            continue;
+        }
+        targets.insert(k.0);
+        ports.insert((k.1, k.2));
+        failures += u64::from(p.failed);
+    }
+    let duration_us = s.last_seen.micros_since(s.first_seen);
+    let duration = duration_us as f64 / 1e6;
+    // Probes per second over the scan's span; a scan within one
+    // microsecond is reported at its probe count.
+    let rate = if duration_us == 0 {
+        s.probes as f64
+    } else {
+        s.probes as f64 / duration
+    };
+    let rate = (rate * 100.0).round() / 100.0;
+    let mut u = raised.clone();
+    u.event_type = "alert_update";
+    u.updates = Some(raised.timestamp);
+    u.timestamp = s.last_seen;
+    let at_alert = |k: &str| raised.evidence.get(k).and_then(serde_json::Value::as_u64);
+    u.evidence.insert("distinct_targets", json!(targets.len()));
+    u.evidence.insert("distinct_ports", json!(ports.len()));
+    u.evidence.insert("probes", json!(s.probes));
+    u.evidence.insert("failures", json!(failures));
+    u.evidence.insert("successes", json!(s.successes));
+    u.evidence.insert("first_seen", json!(s.first_seen));
+    u.evidence.insert("last_seen", json!(s.last_seen));
+    u.evidence
+        .insert("duration_secs", json!((duration * 1e3).round() / 1e3));
+    u.evidence.insert("rate_per_sec", json!(rate));
+    u.evidence.insert("pairs_dropped", json!(s.pairs_dropped));
+    u.evidence.insert(
+        "at_alert",
+        json!({
+            "distinct_targets": at_alert("distinct_targets"),
+            "distinct_ports": at_alert("distinct_ports"),
+            "probes": at_alert("probes"),
+        }),
+    );
+    u.evidence.insert(
+        "examples",
+        json!({
+            "ports": ports.iter().take(EXAMPLES).map(|p| p.1).collect::<Vec<_>>(),
+            "targets": targets.iter().take(EXAMPLES).map(|t| t.to_string()).collect::<Vec<_>>(),
+        }),
+    );
+    u.alert.description = format!(
+        "scan by {} ended: {} ports on {} hosts, {} probes over {:.1} s ({rate} probes/s); the alert counted {} ports on {} hosts",
+        raised.src_ip,
+        ports.len(),
+        targets.len(),
+        s.probes,
+        duration,
+        at_alert("distinct_ports").unwrap_or(0),
+        at_alert("distinct_targets").unwrap_or(0),
+    );
+    u
 }
 
 #[cfg(test)]

@@ -327,7 +327,12 @@ impl Detector for SpambotDetector {
         }
         .into_alert(cx);
         // The response is about the inside host's mail, not the servers.
-        alert.response = Some(Response { block });
+        alert.response = Some(Response {
+            action: "isolate",
+            ip: rec.client,
+            block: std::collections::BTreeMap::new(),
+            isolate: block,
+        });
         cx.raise(alert);
     }
 }
@@ -388,7 +393,7 @@ mod tests {
         assert_eq!(a[0].src_ip.to_string(), "10.0.0.66");
         assert!(a[0].dest_ip.is_none());
         assert_eq!(a[0].evidence["distinct_mail_servers"], 3);
-        assert!(a[0].response.as_ref().unwrap().block["nftables"].contains("10.0.0.66"));
+        assert!(a[0].response.as_ref().unwrap().isolate["nftables"].contains("10.0.0.66"));
         assert!(run_at(
             &mut d,
             "10.0.0.66",
@@ -548,7 +553,7 @@ mod tests {
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!(a[0].alert.signature, "spambot.outbound_smtp");
         assert_eq!(a[0].evidence["smtp_on_other_ports"], json!([2525, 8025]));
-        let block = &a[0].response.as_ref().unwrap().block;
+        let block = &a[0].response.as_ref().unwrap().isolate;
         assert!(
             block["nftables"].contains("25, 465, 587, 2525, 8025"),
             "{block:?}"

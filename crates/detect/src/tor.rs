@@ -173,6 +173,7 @@ impl Detector for TorDetector {
             app_proto: Some(rec.app_proto),
             geo: cx.intel.geo.lookup(exit),
             response: Some(block_response(exit)),
+            updates: None,
         });
     }
 }

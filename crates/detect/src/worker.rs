@@ -62,6 +62,9 @@ pub struct Batch {
     pub dns: Vec<DnsEvent>,
     /// Flow records with the host they are routed for, sorted by last seen.
     pub flows: Vec<(IpAddr, FlowRecord)>,
+    /// The capture's final batch: detectors' [`Detector::on_end`] runs
+    /// after its tick.
+    pub last: bool,
 }
 
 impl Batch {
@@ -217,6 +220,9 @@ impl Worker {
                 }
             }
             d.on_tick(batch.now, &mut cx);
+            if batch.last {
+                d.on_end(batch.now, &mut cx);
+            }
             #[cfg(debug_assertions)]
             cx.check_categories(raised_before, r.entry);
         }
@@ -256,6 +262,7 @@ mod tests {
             capture_start: start,
             dns: Vec::new(),
             flows,
+            last: false,
         }
     }
 

@@ -172,9 +172,9 @@ impl GeoIp {
         self.city.is_some() || self.asn.is_some()
     }
 
-    /// Country, city and AS of `ip`. `None` when no database is configured;
-    /// a `GeoInfo` with `ip` set and the unknown fields `None` when the
-    /// databases do not know the address. Errors inside a database (a
+    /// Country, city and AS of `ip`. `None` when no database is configured
+    /// or when the databases know nothing of the address (an alert then
+    /// carries no `geo` rather than a bare `{ip}`). Errors inside a database (a
     /// corrupt record, an IPv6 address in an IPv4-only file) read as
     /// "unknown", never a panic.
     pub fn lookup(&self, ip: IpAddr) -> Option<GeoInfo> {
@@ -204,6 +204,6 @@ impl GeoIp {
                 info.as_org = a.autonomous_system_organization.map(str::to_string);
             }
         }
-        Some(info)
+        (!info.is_unknown()).then_some(info)
     }
 }

@@ -475,6 +475,74 @@ impl std::fmt::Debug for JsonlSink {
     }
 }
 
+/// The contract's `alert_update` record: a finding's evidence as it stands
+/// when its activity stopped, naming the alert already written by
+/// `alert.alert_id`. Never a second `alert` line.
+#[derive(Debug, Serialize)]
+pub struct AlertUpdateRecord<'a> {
+    /// Capture time of the finding's last activity.
+    pub timestamp: Timestamp,
+    /// Always `"alert_update"`.
+    pub event_type: &'static str,
+    /// As on the alert.
+    pub src_ip: IpAddr,
+    /// As on the alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_ip: Option<IpAddr>,
+    /// As on the alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_port: Option<u16>,
+    /// As on the alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto: Option<&'a str>,
+    /// The alert's id and names, and the final sentence.
+    pub alert: AlertUpdateBody<'a>,
+    /// The final figures.
+    pub evidence: &'a std::collections::BTreeMap<&'static str, serde_json::Value>,
+    /// As on the alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo: Option<&'a tapsentry_types::GeoInfo>,
+}
+
+/// The `alert` object of an [`AlertUpdateRecord`].
+#[derive(Debug, Serialize)]
+pub struct AlertUpdateBody<'a> {
+    /// The id of the alert updated ([`tapsentry_types::alert_id`]).
+    pub alert_id: u64,
+    /// As on the alert.
+    pub category: tapsentry_types::Category,
+    /// As on the alert.
+    pub signature: &'static str,
+    /// As on the alert.
+    pub severity: u8,
+    /// The final figures in one sentence.
+    pub description: &'a str,
+}
+
+impl<'a> AlertUpdateRecord<'a> {
+    /// The record of `update` (an [`Alert`] with `updates` set), naming the
+    /// alert `alert_id`.
+    pub fn of(update: &'a Alert, alert_id: u64) -> Self {
+        AlertUpdateRecord {
+            timestamp: update.timestamp,
+            event_type: "alert_update",
+            src_ip: update.src_ip,
+            dest_ip: update.dest_ip,
+            dest_port: update.dest_port,
+            proto: update.proto.as_deref(),
+            alert: AlertUpdateBody {
+                alert_id,
+                category: update.alert.category,
+                signature: update.alert.signature,
+                severity: update.alert.severity,
+                description: &update.alert.description,
+            },
+            evidence: &update.evidence,
+            geo: update.geo.as_ref(),
+        }
+    }
+}
+
 /// The identity of one finding: signature, `src_ip`, `dest_ip`.
 type FindingKey = (&'static str, IpAddr, Option<IpAddr>);
 
@@ -564,6 +632,13 @@ impl Suppressor {
         }
     }
 
+    /// The capture time of the line last written for `alert`'s finding,
+    /// while it is remembered: what an `alert_update` names when the alert
+    /// it updates was itself suppressed as a repeat of that line.
+    pub fn written_at(&self, alert: &Alert) -> Option<Timestamp> {
+        self.last.get(&alert.identity()).copied()
+    }
+
     /// Alerts suppressed as repeats.
     pub fn suppressed(&self) -> u64 {
         self.suppressed
@@ -617,6 +692,7 @@ mod tests {
             app_proto: None,
             geo: None,
             response: None,
+            updates: None,
         }
     }
 

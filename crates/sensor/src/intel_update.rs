@@ -379,6 +379,15 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
+        // Between fork and exec the child still bears this thread's name:
+        // wait until it is `sleep`.
+        let comm = format!("/proc/{}/comm", other.id());
+        for _ in 0..500 {
+            if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         std::fs::write(&pf, format!("{}\n", other.id())).unwrap();
         let got = signal_sensor(&pf);
         assert!(

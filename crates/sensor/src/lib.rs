@@ -2,7 +2,9 @@
 //!
 //! This crate wires the others together: configuration ([`config`]), the
 //! threaded pipeline ([`pipeline`], one module per stage), intel loading and signal handling
-//! ([`control`]), the baseline state file ([`state`]). The binary
+//! ([`control`]), the baseline state file ([`state`]), and the operator's
+//! readers of the alert log ([`view`]: `alerts`, `blocklist`, the replay
+//! summary). The binary
 //! (`main.rs`) only parses the command line, opens inputs and outputs, and
 //! maps failures to the contract's exit codes.
 //!
@@ -21,3 +23,4 @@ pub mod intel_update;
 pub mod pidfile;
 pub mod pipeline;
 pub mod state;
+pub mod view;

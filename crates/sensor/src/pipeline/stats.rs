@@ -104,12 +104,22 @@ pub(crate) struct WriterStats {
     pub lost: u64,
     pub alert_log: OutageStats,
     pub flow_log: OutageStats,
+    /// Alerts written per `src_ip`, for the replay summary's top hosts: at
+    /// most [`MAX_TALLIED_HOSTS`] hosts (later new hosts are not tallied).
+    pub by_src: BTreeMap<std::net::IpAddr, u64>,
 }
+
+/// Hosts the writer tallies alerts for (see `WriterStats::by_src`).
+pub(crate) const MAX_TALLIED_HOSTS: usize = 4096;
 
 impl WriterStats {
     /// Copies the writer's counters into `to` and hands its latency
     /// samples over.
     pub fn publish_to(&mut self, to: &mut WriterStats) {
+        // The tally changes only with a written alert.
+        if to.written != self.written {
+            to.by_src.clone_from(&self.by_src);
+        }
         to.written = self.written;
         to.suppressed = self.suppressed;
         to.by_category.clone_from(&self.by_category);

@@ -47,6 +47,9 @@ pub(crate) const RECORDS_PER_EPOCH: usize = 4096;
 pub(crate) struct Step {
     pub now: Timestamp,
     pub capture_start: Timestamp,
+    /// The final sweep of the capture: its last epoch is marked so the
+    /// detectors tell what is still going on.
+    pub last: bool,
 }
 
 /// Hands the records and DNS events of a sweep to the workers, as epochs.
@@ -131,13 +134,17 @@ impl Router {
             self.dispatch_epoch(step, dns, recs, save);
             return;
         }
+        let final_step = step.last;
         let chunks = recs.chunks(RECORDS_PER_EPOCH);
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.enumerate() {
             // DNS goes with the first chunk (it was handed out before these
             // records before too); the save waits for the last.
             self.dispatch_epoch(
-                step,
+                Step {
+                    last: final_step && i == last,
+                    ..step
+                },
                 if i == 0 { dns } else { &[] },
                 chunk,
                 if i == last { save } else { None },
@@ -154,7 +161,7 @@ impl Router {
     ) {
         // A save goes out even with nothing to process: every worker must
         // export at the same capture time.
-        if dns.is_empty() && recs.is_empty() && save.is_none() {
+        if dns.is_empty() && recs.is_empty() && save.is_none() && !step.last {
             return;
         }
         let n = self.workers.len();
@@ -181,6 +188,11 @@ impl Router {
                 } else {
                     let _ = writer.send(msg);
                 }
+            }
+        }
+        for shard in 0..n {
+            if let Some(b) = epoch.shard_mut(shard) {
+                b.last = step.last;
             }
         }
         for ev in dns {
@@ -317,6 +329,7 @@ impl Sweep {
             let step = Step {
                 now,
                 capture_start: *capture_start.get_or_insert(now),
+                last,
             };
             last_now = last_now.max(now);
             let save = saves
@@ -474,6 +487,7 @@ mod tests {
         let step = Step {
             now: Timestamp::from_micros(2_000),
             capture_start: Timestamp::ZERO,
+            last: false,
         };
         router.dispatch(step, &events, &recs, save);
         // Nothing to hand out: no epoch is spent.

@@ -25,15 +25,20 @@ use tapsentry_telemetry::wall;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
 use tapsentry_inventory::InventoryRecord;
-use tapsentry_output::{Delivery, JsonlSink, Suppressor};
+use tapsentry_output::{AlertUpdateRecord, Delivery, JsonlSink, Suppressor};
 use tapsentry_types::{
-    community_id_v1, proto_name, Alert, AppProto, EndReason, FlowRecord, FlowState, RecordKind,
-    Timestamp,
+    alert_id, community_id_v1, proto_name, Alert, AppProto, EndReason, FlowRecord, FlowState,
+    RecordKind, Timestamp,
 };
 
 use super::epoch::{alert_order, EpochCollector, Released, Reply};
 use super::flow_meta::{AppMetaLog, LoggedFlow};
-use super::stats::{lock, SharedStats, WriterStats};
+use super::stats::{lock, SharedStats, WriterStats, MAX_TALLIED_HOSTS};
+
+/// The sensor's name in alert ids. `output.host` (the EVE identity fields,
+/// another change) replaces it; until then every id is computed with the
+/// empty name, the same on every run.
+const HOST: &str = "";
 
 /// How often (wall clock) the writer tries a failing log again. Wall time
 /// decides only when lines get in, never which lines or in what order.
@@ -281,10 +286,29 @@ impl Sinks {
         }
     }
 
-    /// Writes `alerts`, already in [`alert_order`].
+    /// Writes `alerts`, already in [`alert_order`]. An `alert_update` is
+    /// not a repeat of its alert: it bypasses the suppressor and names the
+    /// line written for its finding.
     fn write_alerts(&mut self, alerts: Vec<Alert>, emitted: Instant) {
         let st = &mut self.st;
         for a in alerts {
+            if let Some(first) = a.updates {
+                // The alert it updates, or (when that one was suppressed as
+                // a repeat) the earlier line of the same finding.
+                let named = match self.suppressor.written_at(&a) {
+                    Some(w) if w <= first => w,
+                    _ => first,
+                };
+                let id = alert_id(HOST, a.alert.signature, a.src_ip, a.dest_ip, named);
+                // Through the same backlog as alerts, so an update never
+                // lands before the alert it names.
+                match self.alerts.deliver(&AlertUpdateRecord::of(&a, id)) {
+                    Ok(Delivery::Written | Delivery::Queued) => {}
+                    Ok(Delivery::Lost) => st.lost += 1,
+                    Err(e) => Self::serialise_error(st, &e),
+                }
+                continue;
+            }
             if !self.suppressor.admit(&a) {
                 st.suppressed += 1;
                 continue;
@@ -296,6 +320,9 @@ impl Sinks {
                 Ok(Delivery::Written | Delivery::Queued) => {
                     st.written += 1;
                     *st.by_category.entry(a.alert.category.as_str()).or_default() += 1;
+                    if st.by_src.len() < MAX_TALLIED_HOSTS || st.by_src.contains_key(&a.src_ip) {
+                        *st.by_src.entry(a.src_ip).or_default() += 1;
+                    }
                     st.alert_latency
                         .record_ns(u64::try_from(emitted.elapsed().as_nanos()).unwrap_or(u64::MAX));
                 }
