@@ -524,7 +524,9 @@ impl Detector for ExternalLoginDetector {
                 ));
         }
         for f in alerts {
-            let a = f.into_alert(cx);
+            // Every finding here carries this record's community_id.
+            let mut a = f.into_alert(cx);
+            a.flow_id = Some(rec.flow_id());
             cx.raise(a);
         }
     }

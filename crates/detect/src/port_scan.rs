@@ -1330,6 +1330,7 @@ fn build_alert(
         },
         evidence,
         community_id: None,
+        flow_id: None,
         app_proto: None,
         geo: if inside {
             None
