@@ -12,6 +12,7 @@ mod config;
 mod detections;
 mod determinism;
 mod fuzz_seeds;
+mod incidents;
 mod inventory;
 mod linktypes;
 mod live;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tapsentry_detect::{DetectConfig, HomeNet};
 use tapsentry_flow::FlowConfig;
+use tapsentry_incidents::IncidentsConfig;
 use tapsentry_inventory::InventoryConfig;
 use tapsentry_types::{Problem, SectionProblems};
 
@@ -43,6 +44,9 @@ pub struct SensorConfig {
     /// `output.inventory` is set).
     #[serde(default)]
     pub inventory: InventoryConfig,
+    /// `[incidents]`: grouping alerts into incidents (docs/incidents.md).
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
 }
 
 /// `[network]`.
@@ -186,6 +190,10 @@ pub struct OutputConfig {
     /// exit, loaded at start; `""` turns the inventory (and its records in
     /// the alert log) off. Default "".
     pub inventory: PathBuf,
+    /// The sensor's name, the `host` field of every record (many sensors
+    /// may feed one SIEM); `""` means the machine's hostname, looked up at
+    /// start ([`OutputConfig::sensor_host`]). Default "".
+    pub host: String,
 }
 
 impl Default for OutputConfig {
@@ -198,6 +206,7 @@ impl Default for OutputConfig {
             suppression_window_secs: 3600,
             suppression_max_entries: 100_000,
             inventory: PathBuf::new(),
+            host: String::new(),
         }
     }
 }
@@ -312,6 +321,7 @@ impl SensorConfig {
         p.extend(self.output.problems("output"));
         p.extend(self.capture.problems("capture"));
         p.extend(self.inventory.problems("inventory"));
+        p.extend(self.incidents.problems("incidents"));
         p
     }
 }
@@ -358,7 +368,23 @@ impl OutputConfig {
         }
         p.at_least("stats_interval_secs", self.stats_interval_secs, 1);
         p.at_least("suppression_max_entries", self.suppression_max_entries, 1);
+        if self.host.chars().any(char::is_control) {
+            p.push("host", "must not contain control characters");
+        }
         p.into_vec()
+    }
+
+    /// The `host` field of every record: `output.host`, or when it is
+    /// empty the machine's hostname (`"unknown"` if the system cannot say,
+    /// which a configured name avoids).
+    pub fn sensor_host(&self) -> String {
+        if !self.host.is_empty() {
+            return self.host.clone();
+        }
+        match nix::unistd::gethostname() {
+            Ok(h) if !h.is_empty() => h.to_string_lossy().into_owned(),
+            _ => "unknown".to_string(),
+        }
     }
 }
 

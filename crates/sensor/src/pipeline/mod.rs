@@ -65,6 +65,7 @@ use crossbeam_channel::bounded;
 use tapsentry_capture::FrameSource;
 use tapsentry_detect::HomeNet;
 use tapsentry_flow::FlowTable;
+use tapsentry_incidents::Incidents;
 use tapsentry_output::{JsonlSink, Suppressor};
 
 pub use crate::control::{Control, IntelHandle};
@@ -169,7 +170,8 @@ impl Pipeline {
             .transpose()
             .map_err(|e| anyhow!("pipeline.workers: {e}"))?;
         let table = Arc::new(FlowTable::new(cfg.flow.clone()));
-        let shared = Arc::new(SharedStats::new());
+        let host = cfg.output.sensor_host();
+        let shared = Arc::new(SharedStats::with_host(&host));
         // Baselines from the state file go into the workers before any
         // packet; saves are gathered by their own thread, off the alert path.
         let state_path = configured(&cfg.detect.state_file).map(Path::to_path_buf);
@@ -237,6 +239,15 @@ impl Pipeline {
                 cfg.output.suppression_window_secs,
                 cfg.output.suppression_max_entries,
             ),
+            incidents: cfg.incidents.enabled.then(|| {
+                let home = Arc::clone(&home);
+                Incidents::new(
+                    cfg.incidents.clone(),
+                    &host,
+                    Box::new(move |ip| home.contains(ip)),
+                )
+            }),
+            host: host.clone(),
             epochs,
             reopen: Arc::clone(&control.reopen),
             shared: Arc::clone(&shared),

@@ -17,6 +17,7 @@ use serde::Serialize;
 use tapsentry_capture::KernelStats;
 use tapsentry_decode::{dns, DecodeError};
 use tapsentry_flow::{FlowCounters, FlowTable};
+use tapsentry_incidents::IncidentStats;
 use tapsentry_inventory::InventoryCounters;
 use tapsentry_output::JsonlSink;
 use tapsentry_telemetry::{wall, Drops, LatencyHist, LatencySummary, ReasonCounts};
@@ -89,6 +90,8 @@ pub(crate) struct WriterStats {
     pub by_category: BTreeMap<&'static str, u64>,
     pub flow_records_logged: u64,
     pub inventory_written: u64,
+    /// The incidents stage's counters (it lives in the writer).
+    pub incidents: IncidentStats,
     pub alert_latency: LatencyHist,
     pub write_error: Option<String>,
 }
@@ -102,6 +105,7 @@ impl WriterStats {
         to.by_category.clone_from(&self.by_category);
         to.flow_records_logged = self.flow_records_logged;
         to.inventory_written = self.inventory_written;
+        to.incidents = self.incidents;
         to.alert_latency.merge(&self.alert_latency);
         self.alert_latency.reset();
         if to.write_error.is_none() {
@@ -118,6 +122,8 @@ pub(crate) struct SharedStats {
     pub inventory: Mutex<InventoryCounters>,
     pub drops: Drops,
     pub started: Instant,
+    /// The sensor's name (`output.host`), on every stats record.
+    pub host: String,
 }
 
 impl SharedStats {
@@ -128,6 +134,15 @@ impl SharedStats {
             inventory: Mutex::new(InventoryCounters::default()),
             drops: Drops::default(),
             started: wall::instant(),
+            host: String::new(),
+        }
+    }
+
+    /// Counters for the sensor named `host` (the stats records' `host`).
+    pub fn with_host(host: &str) -> SharedStats {
+        SharedStats {
+            host: host.to_string(),
+            ..SharedStats::new()
         }
     }
 
@@ -139,6 +154,7 @@ impl SharedStats {
         StatsRecord {
             timestamp: wall::timestamp(),
             event_type: "stats",
+            host: self.host.clone(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
             capture_time: CaptureTime {
                 first: cap.first_ts,
@@ -178,6 +194,7 @@ impl SharedStats {
                 counters: *lock(&self.inventory),
                 written: w.inventory_written,
             },
+            incidents: w.incidents,
             latency: LatencyRecord {
                 packet_processing: cap.packet_time.summary(),
                 flow_end_to_alert: w.alert_latency.summary(),
@@ -206,6 +223,8 @@ pub struct StatsRecord {
     pub timestamp: Timestamp,
     /// Always `"stats"`.
     pub event_type: &'static str,
+    /// The sensor's name (`output.host`).
+    pub host: String,
     /// Seconds since the pipeline started.
     pub uptime_secs: f64,
     /// Capture time of the first and latest packets.
@@ -222,6 +241,11 @@ pub struct StatsRecord {
     pub flow_log_records: u64,
     /// The asset inventory: its size, what its bounds refused, its records.
     pub inventory: InventoryStats,
+    /// The incidents stage: open, opened, reported, records, merged, and
+    /// what its bounds refused (`evicted` at `incidents.max_open`,
+    /// `alerts_not_listed` and `hosts_not_linked` at
+    /// `incidents.max_alerts`).
+    pub incidents: IncidentStats,
     /// Latency percentiles.
     pub latency: LatencyRecord,
 }
@@ -500,6 +524,16 @@ mod tests {
             "flows.interim_records",
             "flows.records_dropped",
             "flows.refused",
+            "host",
+            "incidents",
+            "incidents.alerts_not_listed",
+            "incidents.evicted",
+            "incidents.hosts_not_linked",
+            "incidents.merged",
+            "incidents.open",
+            "incidents.opened",
+            "incidents.records",
+            "incidents.reported",
             "inventory",
             "inventory.asns_refused",
             "inventory.clients_not_counted",

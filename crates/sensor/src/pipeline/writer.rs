@@ -1,10 +1,15 @@
 //! The writer stage (thread `alert-out`): writes alerts to the alert log
-//! (suppressing repeats) and ended flows to the flow log.
+//! (suppressing repeats), feeds each written alert to the incidents stage
+//! and writes the incident records it returns right after the alert, and
+//! writes ended flows to the flow log. Every record carries the sensor's
+//! name (`host`).
 //!
 //! In replay it releases alerts through an [`EpochCollector`]: an epoch is
 //! written only when every worker replied, epochs in order, each sorted, so
 //! the log does not depend on the worker count or on which worker finished
 //! first. Live, each reply is written as it arrives (sorted within itself).
+//! The incidents stage sees the alerts in exactly the order they are
+//! written, so in replay its records are as reproducible as the alerts.
 //! The flow-log layout is [`FlowLogRecord`].
 
 use std::net::IpAddr;
@@ -16,11 +21,12 @@ use tapsentry_telemetry::wall;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
+use tapsentry_incidents::Incidents;
 use tapsentry_inventory::InventoryRecord;
 use tapsentry_output::{JsonlSink, Suppressor};
 use tapsentry_types::{
-    community_id_v1, proto_name, Alert, AppProto, EndReason, FlowRecord, FlowState, RecordKind,
-    Timestamp,
+    community_id_v1, proto_name, Alert, AlertRecord, AppProto, EndReason, FlowRecord, FlowState,
+    RecordKind, Timestamp,
 };
 
 use super::epoch::{alert_order, EpochCollector, Released, Reply};
@@ -47,6 +53,10 @@ pub(crate) struct WriterStage {
     pub alerts: JsonlSink,
     pub flows: Option<JsonlSink>,
     pub suppressor: Suppressor,
+    /// The incidents stage (`None` when `incidents.enabled` is false).
+    pub incidents: Option<Incidents>,
+    /// The `host` field of every record (`output.host`).
+    pub host: String,
     /// Replay: releases epochs whole and in order. Live: `None`.
     pub epochs: Option<EpochCollector>,
     pub reopen: Arc<AtomicU64>,
@@ -61,6 +71,8 @@ impl WriterStage {
             alerts,
             flows,
             suppressor,
+            incidents,
+            host,
             mut epochs,
             reopen,
             shared,
@@ -69,6 +81,8 @@ impl WriterStage {
             alerts,
             flows,
             suppressor,
+            incidents,
+            host,
             st: WriterStats::default(),
         };
         let mut seen_reopen = reopen.load(Ordering::Acquire);
@@ -129,7 +143,18 @@ struct Sinks {
     alerts: JsonlSink,
     flows: Option<JsonlSink>,
     suppressor: Suppressor,
+    incidents: Option<Incidents>,
+    host: String,
     st: WriterStats,
+}
+
+/// A record of another stage with the sensor's name added (last: the
+/// record's own fields keep their order).
+#[derive(Serialize)]
+struct Hosted<'a, T> {
+    #[serde(flatten)]
+    record: &'a T,
+    host: &'a str,
 }
 
 impl Sinks {
@@ -151,7 +176,11 @@ impl Sinks {
     /// through the alert suppressor.
     fn write_inventory(&mut self, records: &[InventoryRecord]) {
         for r in records {
-            match self.alerts.write_record(r) {
+            let line = Hosted {
+                record: r,
+                host: &self.host,
+            };
+            match self.alerts.write_record(&line) {
                 Ok(()) => self.st.inventory_written += 1,
                 Err(e) => {
                     if self.st.write_error.is_none() {
@@ -171,7 +200,9 @@ impl Sinks {
                 st.suppressed += 1;
                 continue;
             }
-            match self.alerts.write_record(&a) {
+            let line = AlertRecord::new(&a, &self.host);
+            let alert_id = line.alert.alert_id;
+            match self.alerts.write_record(&line) {
                 Ok(()) => {
                     st.written += 1;
                     *st.by_category.entry(a.alert.category.as_str()).or_default() += 1;
@@ -183,8 +214,22 @@ impl Sinks {
                         eprintln!("tapsentry: error: {e}");
                         st.write_error = Some(e.to_string());
                     }
+                    // An alert that is not in the log is no incident's member.
+                    continue;
                 }
             }
+            let Some(inc) = self.incidents.as_mut() else {
+                continue;
+            };
+            for rec in inc.observe(&a, alert_id) {
+                if let Err(e) = self.alerts.write_record(&rec) {
+                    if st.write_error.is_none() {
+                        eprintln!("tapsentry: error: {e}");
+                        st.write_error = Some(e.to_string());
+                    }
+                }
+            }
+            st.incidents = inc.stats();
         }
     }
 
@@ -193,7 +238,7 @@ impl Sinks {
             return;
         };
         for f in flows {
-            let mut record = FlowLogRecord::from(&f.rec);
+            let mut record = FlowLogRecord::new(&f.rec, &self.host);
             if let Some(meta) = &f.meta {
                 record.app = AppMetaLog::new(meta);
             }
@@ -213,11 +258,15 @@ impl Sinks {
 /// One ended flow in the flow log (field names follow Suricata's EVE flow
 /// records where they overlap).
 #[derive(Debug, Serialize)]
-pub struct FlowLogRecord {
+pub struct FlowLogRecord<'a> {
     /// The flow's last packet.
     pub timestamp: Timestamp,
+    /// [`FlowRecord::flow_id`]: the same on every alert about the flow.
+    pub flow_id: u64,
     /// Always `"flow"`.
     pub event_type: &'static str,
+    /// The sensor's name (`output.host`).
+    pub host: &'a str,
     /// The client (the side that spoke first).
     pub src_ip: IpAddr,
     /// Client port (TCP, UDP, SCTP only).
@@ -279,12 +328,15 @@ fn is_zero(v: &u16) -> bool {
     *v == 0
 }
 
-impl From<&FlowRecord> for FlowLogRecord {
-    fn from(r: &FlowRecord) -> Self {
+impl<'a> FlowLogRecord<'a> {
+    /// The flow-log line of `r`, written by the sensor named `host`.
+    pub fn new(r: &FlowRecord, host: &'a str) -> Self {
         let ports = matches!(r.proto, 6 | 17 | 132);
         FlowLogRecord {
             timestamp: r.last_seen,
+            flow_id: r.flow_id(),
             event_type: "flow",
+            host,
             src_ip: r.client,
             src_port: ports.then_some(r.client_port),
             dest_ip: r.server,
@@ -350,6 +402,8 @@ mod tests {
                 alerts: sink("alerts.jsonl"),
                 flows: Some(sink("flows.jsonl")),
                 suppressor: Suppressor::new(0, 1000),
+                incidents: None,
+                host: "test-sensor".into(),
                 epochs,
                 reopen: Arc::new(AtomicU64::new(0)),
                 shared: Arc::clone(&shared),
