@@ -69,16 +69,27 @@ fn a_generated_intrusion_is_one_incident_at_any_worker_count() {
     assert!(one == four, "1 and 4 workers give different logs");
     let log = dir.path().join("alerts-1.jsonl");
     let records = read_jsonl(&log);
-    assert!(records.iter().all(|r| r["host"] == HOST), "host on every record");
+    assert!(
+        records.iter().all(|r| r["host"] == HOST),
+        "host on every record"
+    );
 
-    let alerts: Vec<&Value> = records.iter().filter(|r| r["event_type"] == "alert").collect();
+    let alerts: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event_type"] == "alert")
+        .collect();
     let categories: HashSet<&str> = alerts
         .iter()
         .map(|a| a["alert"]["category"].as_str().unwrap())
         .collect();
     assert_eq!(
         categories,
-        HashSet::from(["external_login", "port_scan", "data_collection", "exfiltration"]),
+        HashSet::from([
+            "external_login",
+            "port_scan",
+            "data_collection",
+            "exfiltration"
+        ]),
         "{alerts:#?}"
     );
     // Every alert's id is the contract's function of its fields.
@@ -124,7 +135,12 @@ fn a_generated_intrusion_is_one_incident_at_any_worker_count() {
     // time order.
     let mut members: Vec<(Timestamp, u64)> = alerts
         .iter()
-        .map(|a| (ts(&a["timestamp"]), a["alert"]["alert_id"].as_u64().unwrap()))
+        .map(|a| {
+            (
+                ts(&a["timestamp"]),
+                a["alert"]["alert_id"].as_u64().unwrap(),
+            )
+        })
         .collect();
     members.sort_unstable();
     let want: Vec<u64> = members.iter().map(|m| m.1).collect();
@@ -175,7 +191,10 @@ fn a_benign_office_has_no_incident() {
     std::fs::remove_file(&pcap).unwrap();
     let text = String::from_utf8(log).unwrap();
     assert!(!text.contains("\"incident\""), "{text}");
-    let out = run(&["incidents", dir.path().join("alerts-2.jsonl").to_str().unwrap()]);
+    let out = run(&[
+        "incidents",
+        dir.path().join("alerts-2.jsonl").to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "no incidents\n");
 }
@@ -208,20 +227,24 @@ fn an_alert_about_a_flow_carries_the_flow_records_flow_id() {
     assert_eq!(alerts.len(), 2, "{alerts:#?}");
     for a in &alerts {
         assert_eq!(a["host"], "sensor-7");
-        let fid = a["flow_id"].as_u64().expect("a Tor alert is about one flow");
+        let fid = a["flow_id"]
+            .as_u64()
+            .expect("a Tor alert is about one flow");
         let same: Vec<&Value> = flows
             .iter()
             .filter(|f| f["community_id"] == a["community_id"])
             .collect();
         assert!(!same.is_empty());
-        assert!(
-            same.iter().any(|f| f["flow_id"] == fid),
-            "{a:#}\n{same:#?}"
-        );
+        assert!(same.iter().any(|f| f["flow_id"] == fid), "{a:#}\n{same:#?}");
     }
-    assert!(flows.iter().all(|f| f["host"] == "sensor-7" && f["flow_id"].is_u64()));
+    assert!(flows
+        .iter()
+        .all(|f| f["host"] == "sensor-7" && f["flow_id"].is_u64()));
     // flow_ids differ between flows (distinct key or start).
-    let ids: HashSet<u64> = flows.iter().map(|f| f["flow_id"].as_u64().unwrap()).collect();
+    let ids: HashSet<u64> = flows
+        .iter()
+        .map(|f| f["flow_id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids.len(), flows.len());
     let stats = read_jsonl(&stats);
     assert_eq!(stats.last().unwrap()["host"], "sensor-7");
@@ -249,7 +272,10 @@ fn signature_ids_are_documented_and_cover_every_signature() {
         .iter()
         .map(|(s, id)| (s.to_string(), *id))
         .collect();
-    assert_eq!(documented, table, "docs/records.md and SIGNATURE_IDS differ");
+    assert_eq!(
+        documented, table,
+        "docs/records.md and SIGNATURE_IDS differ"
+    );
     // Every `"category.name"` literal in the detectors is a signature with a
     // number.
     let categories: HashSet<&str> = tapsentry_detect::DETECTORS
@@ -272,6 +298,10 @@ fn signature_ids_are_documented_and_cover_every_signature() {
     }
     assert!(raised.len() >= 15, "{raised:?}");
     for sig in &raised {
-        assert_ne!(tapsentry_types::signature_id(sig), 0, "{sig} has no signature_id");
+        assert_ne!(
+            tapsentry_types::signature_id(sig),
+            0,
+            "{sig} has no signature_id"
+        );
     }
 }

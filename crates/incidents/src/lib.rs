@@ -81,13 +81,16 @@ pub struct IncidentsConfig {
     pub horizon_secs: u64,
     /// Open incidents kept (memory bound). At the bound, opening one more
     /// closes the one whose latest alert is oldest (counted as
-    /// `incidents.evicted`). Default 10000.
+    /// `incidents.evicted`). Default 5000.
     pub max_open: usize,
     /// Alert ids listed per incident (memory and record-size bound). Later
     /// alerts still join (stages, score, `last`, their hosts) but are not
-    /// listed; the record says how many (`alerts_not_listed`). The same
-    /// bound caps the hosts an incident links by. Default 500.
+    /// listed; the record says how many (`alerts_not_listed`). Default 256.
     pub max_alerts: usize,
+    /// Addresses kept in each of an incident's `hosts`, `outside` and
+    /// `targets` (memory bound). A host beyond it is not added, so does not
+    /// link (counted as `incidents.hosts_not_linked`). Default 32.
+    pub max_hosts: usize,
     /// Distinct ATT&CK tactics an incident needs before it is reported.
     /// Default 3.
     pub min_stages: usize,
@@ -101,8 +104,9 @@ impl Default for IncidentsConfig {
         IncidentsConfig {
             enabled: true,
             horizon_secs: 86_400,
-            max_open: 10_000,
-            max_alerts: 500,
+            max_open: 5_000,
+            max_alerts: 256,
+            max_hosts: 32,
             min_stages: 3,
             min_score: 6,
         }
@@ -121,6 +125,9 @@ impl IncidentsConfig {
         }
         if self.max_alerts == 0 {
             p.push("max_alerts", "must be at least 1");
+        }
+        if self.max_hosts == 0 {
+            p.push("max_hosts", "must be at least 1");
         }
         if self.min_stages < 2 {
             p.push(
@@ -295,8 +302,8 @@ impl Open {
     }
 }
 
-/// Adds `ips` not yet in `list`, up to `cap` entries; returns those added
-/// and counts the rest in `refused`.
+/// Adds `ips` not yet in `list`, up to `cap` entries, and counts those
+/// refused in `refused`.
 fn add_capped(list: &mut Vec<IpAddr>, ips: &[IpAddr], cap: usize, refused: &mut u64) {
     for ip in ips {
         if list.contains(ip) {
@@ -469,6 +476,7 @@ impl Incidents {
         let gone = self.close(other)?;
         self.stats.merged += 1;
         let cap = self.cfg.max_alerts.max(1);
+        let host_cap = self.cfg.max_hosts.max(1);
         let closing = gone.reported.then(|| IncidentRecord {
             timestamp: now,
             event_type: "incident".into(),
@@ -481,9 +489,9 @@ impl Incidents {
         inc.last = inc.last.max(gone.last);
         self.by_last.insert((inc.last, into));
         let mut refused = 0;
-        add_capped(&mut inc.hosts, &gone.hosts, cap, &mut refused);
-        add_capped(&mut inc.outside, &gone.outside, cap, &mut refused);
-        add_capped(&mut inc.targets, &gone.targets, cap, &mut refused);
+        add_capped(&mut inc.hosts, &gone.hosts, host_cap, &mut refused);
+        add_capped(&mut inc.outside, &gone.outside, host_cap, &mut refused);
+        add_capped(&mut inc.targets, &gone.targets, host_cap, &mut refused);
         self.stats.hosts_not_linked += refused;
         inc.alert_ids.extend(gone.alert_ids);
         inc.alert_ids.sort_unstable();
@@ -505,6 +513,7 @@ impl Incidents {
 
     fn join(&mut self, seq: u64, alert: &Alert, alert_id: u64, roles: &Roles) {
         let cap = self.cfg.max_alerts.max(1);
+        let host_cap = self.cfg.max_hosts.max(1);
         let Some(inc) = self.open.get_mut(&seq) else {
             return;
         };
@@ -513,9 +522,9 @@ impl Incidents {
         inc.last = inc.last.max(alert.timestamp);
         self.by_last.insert((inc.last, seq));
         let mut refused = 0;
-        add_capped(&mut inc.hosts, &roles.footing, cap, &mut refused);
-        add_capped(&mut inc.outside, &roles.outside, cap, &mut refused);
-        add_capped(&mut inc.targets, &roles.targets, cap, &mut refused);
+        add_capped(&mut inc.hosts, &roles.footing, host_cap, &mut refused);
+        add_capped(&mut inc.outside, &roles.outside, host_cap, &mut refused);
+        add_capped(&mut inc.targets, &roles.targets, host_cap, &mut refused);
         self.stats.hosts_not_linked += refused;
         inc.alerts += 1;
         if inc.alert_ids.len() < cap {

@@ -74,7 +74,10 @@ fn an_intrusion_chain_is_one_incident_naming_every_stage() {
     let ids: Vec<u64> = alerts.iter().map(|a| a.alert_id(HOST)).collect();
     assert_eq!(last.alert_ids, ids);
     assert_eq!(last.alerts, 4);
-    assert_eq!((last.first, last.last), (alerts[0].timestamp, alerts[3].timestamp));
+    assert_eq!(
+        (last.first, last.last),
+        (alerts[0].timestamp, alerts[3].timestamp)
+    );
     assert_eq!(last.id, tapsentry_types::incident_id(HOST, ids[0]));
     assert_eq!(recs[1].timestamp, alerts[3].timestamp);
     assert_eq!(recs[1].event_type, "incident");
@@ -135,9 +138,8 @@ fn ordinary_false_alerts_make_no_incident() {
                 .severity(3)
                 .build(),
         );
-        alerts.push(
-            AlertBuilder::new(t + 120.0, "port_scan.horizontal", "TA0007", monitor).build(),
-        );
+        alerts
+            .push(AlertBuilder::new(t + 120.0, "port_scan.horizontal", "TA0007", monitor).build());
     }
     // One host with two stages (a burst and a new protocol outbound).
     alerts.push(
@@ -183,8 +185,17 @@ fn an_inside_target_does_not_link_two_hosts() {
                 .build(),
         );
     }
-    alerts.push(AlertBuilder::new(30.0, "port_scan.vertical", "TA0007", ip("10.20.10.11")).severity(1).build());
-    alerts.push(AlertBuilder::new(40.0, "tor.exit_outbound", "TA0011", ip("10.20.10.12")).dest(ip("192.0.2.5")).severity(1).build());
+    alerts.push(
+        AlertBuilder::new(30.0, "port_scan.vertical", "TA0007", ip("10.20.10.11"))
+            .severity(1)
+            .build(),
+    );
+    alerts.push(
+        AlertBuilder::new(40.0, "tor.exit_outbound", "TA0011", ip("10.20.10.12"))
+            .dest(ip("192.0.2.5"))
+            .severity(1)
+            .build(),
+    );
     assert!(feed(&mut inc, &alerts).is_empty());
     assert_eq!(inc.stats().opened, 2);
 }
@@ -288,6 +299,7 @@ fn memory_stays_within_the_configured_bounds() {
     let cfg = IncidentsConfig {
         max_open: 8,
         max_alerts: 4,
+        max_hosts: 4,
         min_stages: 2,
         min_score: 1,
         ..IncidentsConfig::default()
@@ -295,7 +307,13 @@ fn memory_stays_within_the_configured_bounds() {
     let mut inc = stage(cfg);
     // 100 unrelated hosts: at most 8 open, the rest evicted and counted.
     for i in 0..100u8 {
-        let a = AlertBuilder::new(f64::from(i), "port_scan.vertical", "TA0007", ip(&format!("10.0.1.{i}"))).build();
+        let a = AlertBuilder::new(
+            f64::from(i),
+            "port_scan.vertical",
+            "TA0007",
+            ip(&format!("10.0.1.{i}")),
+        )
+        .build();
         inc.observe(&a, a.alert_id(HOST));
         assert!(inc.stats().open <= 8);
     }
@@ -317,7 +335,7 @@ fn memory_stays_within_the_configured_bounds() {
     let last = last.unwrap().incident;
     assert_eq!(last.alert_ids.len(), 4);
     assert_eq!((last.alerts, last.alerts_not_listed), (50, 46));
-    // Outside parties are capped at max_alerts too.
+    // Outside parties are capped at max_hosts.
     assert_eq!(last.outside.len(), 4);
     assert_eq!(inc.stats().alerts_not_listed, 46);
     assert_eq!(inc.stats().hosts_not_linked, 46);
@@ -338,11 +356,16 @@ fn config_problems_name_the_key() {
         horizon_secs: 0,
         max_open: 0,
         max_alerts: 0,
+        max_hosts: 0,
         min_stages: 1,
         ..IncidentsConfig::default()
     };
-    let p: Vec<String> = bad.problems("incidents").iter().map(ToString::to_string).collect();
-    assert_eq!(p.len(), 4, "{p:?}");
+    let p: Vec<String> = bad
+        .problems("incidents")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(p.len(), 5, "{p:?}");
     assert!(p[0].starts_with("key 'incidents.horizon_secs'"), "{p:?}");
     assert!(IncidentsConfig::default().problems("incidents").is_empty());
 }

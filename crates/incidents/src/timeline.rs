@@ -329,6 +329,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn colour_only_when_asked_and_missing_alerts_named_by_id() {
+        let line = br#"{"timestamp":"2023-11-14T22:13:20.000000Z","event_type":"incident","host":"h","incident":{"id":5,"hosts":["10.0.0.1"],"outside":[],"targets":[],"stages":["TA0007","TA0010"],"score":5,"alert_ids":[1,2],"alerts":2,"first":"2023-11-14T22:13:20.000000Z","last":"2023-11-14T23:13:20.000000Z"}}"#;
+        let (incs, _) = latest_incidents(&line[..]).unwrap();
+        let alerts = HashMap::from([(
+            1,
+            AlertSummary {
+                timestamp: Timestamp::from_micros(1_700_000_000_000_000),
+                signature: "port_scan.vertical".into(),
+                tactic: "TA0007".into(),
+                severity: 1,
+                src_ip: "10.0.0.1".parse().unwrap(),
+                dest_ip: Some("10.0.0.2".parse().unwrap()),
+                description: "a scan.".into(),
+            },
+        )]);
+        let plain = render(&incs, &alerts, false);
+        let coloured = render(&incs, &alerts, true);
+        assert!(!plain.contains('\x1b'));
+        assert!(coloured.contains("\x1b[1;31mincident\x1b[0m"), "{coloured}");
+        assert!(
+            plain.contains("stages   Discovery (TA0007) -> Exfiltration (TA0010)"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("2023-11-14 22:13:20  high Discovery"),
+            "{plain}"
+        );
+        assert!(plain.contains("10.0.0.1 -> 10.0.0.2  a scan."), "{plain}");
+        assert!(plain.contains("alert 2 (not in this log)"), "{plain}");
+        assert!(plain.contains("(1 h 0 min)"), "{plain}");
+    }
+
+    #[test]
     fn overlong_and_broken_lines_are_skipped_not_fatal() {
         let mut log = Vec::new();
         log.extend_from_slice(b"{\"event_type\":\"alert\"}\n");

@@ -21,7 +21,7 @@
 //! | `flow-in` | [`ingest`] | the flow-table session (it classifies), pending DNS events and first-message metadata, tick clock | `IngestMsg` | `SweepMsg` to `flow-sweep` (1); replay waits for the ack (1) |
 //! | `flow-sweep` | [`sweep`] | the record buffer, epoch issuer, save clock, first-message metadata of live flows ([`flow_meta`]), the asset [`inventory`] | `SweepMsg` | `WorkerMsg` to each `det-i` (`pipeline.worker_queue`); ended flows and inventory records to `alert-out`; inventory saves to `inventory-out` (1) |
 //! | `det-0..N` | [`workers`] | the detectors of one shard of hosts | `WorkerMsg` | one `Reply` per epoch to `alert-out` (`pipeline.writer_queue`); state parts to `state-out` (2 × workers) |
-//! | `alert-out` | [`writer`] | the alert and flow logs, suppressor, [`epoch::EpochCollector`] | `WriterMsg` | files |
+//! | `alert-out` | [`writer`] | the alert and flow logs, suppressor, the incidents stage (`tapsentry-incidents`: each written alert in, its `incident` records written right after it), [`epoch::EpochCollector`] | `WriterMsg` | files |
 //! | `stats` | [`stats`] | the stats log | a stop queue (1) | a [`StatsRecord`] every interval |
 //! | `state-out` | [`crate::state`] | the state file | `StatePart` | the file |
 //! | `inventory-out` | [`inventory`] | the inventory file | encoded saves | the file |
