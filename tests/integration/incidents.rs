@@ -305,3 +305,29 @@ fn signature_ids_are_documented_and_cover_every_signature() {
         );
     }
 }
+
+#[test]
+fn check_config_names_bad_incident_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[incidents]\nmin_stages = 1\nmax_open = 0\nbogus = 2\n[output]\nhost = \"a\\nb\"\n",
+    )
+    .unwrap();
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for key in [
+        "incidents.min_stages",
+        "incidents.max_open",
+        "incidents.bogus",
+        "output.host",
+    ] {
+        assert!(err.contains(key), "missing {key}: {err}");
+    }
+    // A missing log is one line naming it, exit 1.
+    let out = run(&["incidents", dir.path().join("none.jsonl").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("none.jsonl"), "{}", stderr(&out));
+}
