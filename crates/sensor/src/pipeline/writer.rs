@@ -496,3 +496,92 @@ mod tests {
         assert_eq!(descr, ["alert 20/0", "alert 20/1", "alert 10/0"]);
     }
 }
+
+#[cfg(test)]
+mod incident_tests {
+    use super::*;
+    use crate::pipeline::epoch::tests::tickets;
+    use crossbeam_channel::bounded;
+    use serde_json::Value;
+    use tapsentry_incidents::IncidentsConfig;
+    use tapsentry_testkit::scenario::ip;
+    use tapsentry_testkit::AlertBuilder;
+
+    /// Through the real writer thread, two workers, epochs arriving out of
+    /// order: each incident record follows the alert that made it, lists
+    /// the alerts' written ids, and every line carries `host`.
+    #[test]
+    fn incident_records_follow_their_alert_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let shared = Arc::new(SharedStats::new());
+        let inside = |a: IpAddr| matches!(a, IpAddr::V4(v) if v.octets()[0] == 10);
+        let stage = WriterStage {
+            alerts: JsonlSink::open_as(path.to_str().unwrap(), "log").unwrap(),
+            flows: None,
+            suppressor: Suppressor::new(3600, 1000),
+            incidents: Some(Incidents::new(
+                IncidentsConfig::default(),
+                "w-test",
+                Box::new(inside),
+            )),
+            host: "w-test".into(),
+            epochs: Some(EpochCollector::new(2).unwrap()),
+            reopen: Arc::new(AtomicU64::new(0)),
+            shared: Arc::clone(&shared),
+        };
+        let (tx, rx) = bounded::<WriterMsg>(16);
+        let h = std::thread::spawn(move || stage.run(&rx));
+        let (x, a, y) = (ip("203.0.113.7"), ip("10.0.0.5"), ip("198.51.100.1"));
+        let login = AlertBuilder::new(0.0, "external_login.unusual_source", "TA0001", x)
+            .dest(a)
+            .build();
+        let scan = AlertBuilder::new(10.0, "port_scan.horizontal", "TA0007", a).build();
+        let exfil = AlertBuilder::new(20.0, "exfiltration.volume", "TA0010", a)
+            .dest(y)
+            .severity(1)
+            .build();
+        // A repeat of the scan: suppressed, so no member.
+        let repeat = AlertBuilder::new(30.0, "port_scan.horizontal", "TA0007", a).build();
+        let mut t = tickets(2, 2).into_iter();
+        let (mut e1, mut e2) = (t.next().unwrap(), t.next().unwrap());
+        let (e1w1, e1w0) = (e1.pop().unwrap(), e1.pop().unwrap());
+        let (e2w1, e2w0) = (e2.pop().unwrap(), e2.pop().unwrap());
+        tx.send(WriterMsg::Alerts(e2w1.reply(vec![repeat])))
+            .unwrap();
+        tx.send(WriterMsg::Alerts(e2w0.reply(vec![exfil.clone()])))
+            .unwrap();
+        tx.send(WriterMsg::Alerts(e1w1.reply(vec![scan.clone()])))
+            .unwrap();
+        tx.send(WriterMsg::Alerts(e1w0.reply(vec![login.clone()])))
+            .unwrap();
+        drop(tx);
+        drop(h.join().unwrap());
+        let lines: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let kinds: Vec<&str> = lines
+            .iter()
+            .map(|l| l["event_type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["alert", "alert", "alert", "incident"], "{lines:#?}");
+        assert!(lines.iter().all(|l| l["host"] == "w-test"));
+        let ids: Vec<u64> = [&login, &scan, &exfil]
+            .iter()
+            .map(|a| a.alert_id("w-test"))
+            .collect();
+        for (l, id) in lines.iter().zip(&ids) {
+            assert_eq!(l["alert"]["alert_id"], *id);
+        }
+        assert_eq!(lines[3]["incident"]["alert_ids"], serde_json::json!(ids));
+        assert_eq!(
+            lines[3]["incident"]["stages"],
+            serde_json::json!(["TA0001", "TA0007", "TA0010"])
+        );
+        let w = lock(&shared.writer);
+        assert_eq!((w.written, w.suppressed), (3, 1));
+        assert_eq!((w.incidents.reported, w.incidents.records), (1, 1));
+    }
+}
