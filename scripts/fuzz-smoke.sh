@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-20}"
-targets=(decode_frame dns_message capture_file proto_classify tor_list config state_file)
+targets=(decode_frame dns_message capture_file proto_classify tor_list config state_file alert_log)
 [ -n "${FUZZ_TARGETS:-}" ] && read -r -a targets <<<"$FUZZ_TARGETS"
 
 max_len() {

@@ -29,7 +29,7 @@ pub const MAX_FRAMES_PER_FILE: usize = 100_000;
 pub type Entry = fn(&[u8]);
 
 /// Every target, by name, for the seed test and the scripts.
-pub const TARGETS: [(&str, Entry); 7] = [
+pub const TARGETS: [(&str, Entry); 8] = [
     ("decode_frame", decode_frame),
     ("dns_message", dns_message),
     ("capture_file", capture_file),
@@ -37,6 +37,7 @@ pub const TARGETS: [(&str, Entry); 7] = [
     ("tor_list", tor_list),
     ("config", config),
     ("state_file", state_file),
+    ("alert_log", alert_log),
 ];
 
 /// First byte: the link type (index into [`LINK_TYPES`]); the rest: one
@@ -145,4 +146,22 @@ pub fn state_file(data: &[u8]) {
         .map(|_| Worker::new(&DetectConfig::default(), home.clone(), intel.clone()))
         .collect();
     let _ = tapsentry::state::load_bytes(data, "fuzz", &mut workers);
+}
+
+/// An alert log as `tapsentry incidents` reads it: the latest incident
+/// records, then the alerts they list, rendered with and without colour.
+pub fn alert_log(data: &[u8]) {
+    use tapsentry_incidents::timeline;
+    let Ok((incidents, _)) = timeline::latest_incidents(data) else {
+        return;
+    };
+    let ids = incidents
+        .iter()
+        .flat_map(|r| r.incident.alert_ids.iter().copied())
+        .collect();
+    let Ok((alerts, _)) = timeline::member_alerts(data, &ids) else {
+        return;
+    };
+    let _ = timeline::render(&incidents, &alerts, false).len();
+    let _ = timeline::render(&incidents, &alerts, true).len();
 }
