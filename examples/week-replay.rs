@@ -58,6 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         source: Box::new(WeekSource::new(week)),
         flows: None,
         stats: None,
+        metrics: None,
     };
     let report = pipeline.run(&Control::new(intel))?;
     eprintln!(

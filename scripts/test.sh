@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of tapsentry on a fresh Debian/Ubuntu machine:
 # installs what the build and the tests need (libpcap headers, tshark's
-# capinfos for the packet-count tests, iproute2 for the live-capture test),
+# capinfos for the packet-count tests, iproute2 for the live-capture test,
+# and the operations tests' real programs: prometheus's promtool, systemd's
+# systemd-analyze, logrotate, redis-server, rsyslog with omhiredis),
 # then cargo fmt --check, clippy -D warnings, the whole test suite, and a
 # fuzz smoke run (every cargo-fuzz target for FUZZ_SMOKE_SECS, default 15 s;
 # see docs/robustness.md).
@@ -16,6 +18,12 @@ command -v capinfos >/dev/null 2>&1 || need+=(tshark)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
+dpkg -s rsyslog-hiredis >/dev/null 2>&1 || need+=(rsyslog-hiredis)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq

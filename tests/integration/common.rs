@@ -121,3 +121,70 @@ pub fn remapped(src: &Path, dir: &Path, from: u16, to: u16) -> PathBuf {
     assert!(moved > 0, "{name}: nothing on port {from}");
     out
 }
+
+/// Whether the program `cmd` (from Debian's `package`) is on this machine.
+/// `scripts/test.sh` installs every one the tests use; elsewhere a missing
+/// program fails the test, unless `TAPSENTRY_SKIP_MISSING_TOOLS` is set, in
+/// which case the test says it is skipped and why (never a silent pass).
+pub fn have_tool(cmd: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    assert!(
+        std::env::var_os("TAPSENTRY_SKIP_MISSING_TOOLS").is_some(),
+        "{cmd} not found: install {package} (scripts/test.sh does), or set TAPSENTRY_SKIP_MISSING_TOOLS=1 to skip the tests that need it"
+    );
+    eprintln!(
+        "SKIPPED: {cmd} not found (Debian package {package}); TAPSENTRY_SKIP_MISSING_TOOLS is set"
+    );
+    false
+}
+
+/// A free TCP port on the loopback address (bound, read and released; a
+/// test that needs a port for a child process takes it from here).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The `i`-th address of [`tor_trickle`]'s exits (198.18.0.0/15, the
+/// benchmarking range: outside any home_net).
+pub fn trickle_exit(i: usize) -> String {
+    format!("198.18.{}.{}", i / 200, i % 200 + 1)
+}
+
+/// A capture in which inside host 10.1.0.5 opens one short session to each
+/// of `n` exits ([`trickle_exit`]), one every `every` seconds from 0.5 s,
+/// with packets every half second until `end`: with the exits on the Tor
+/// list, one alert every `every` seconds of capture time (the flows end at
+/// `flow.timeouts.tcp_closed`).
+pub fn tor_trickle(path: &Path, n: usize, every: f64, end: f64) {
+    use tapsentry_testkit::scenario::{ip, Scenario};
+    let mut s = Scenario::new();
+    for i in 0..n {
+        let port = 40_000 + u16::try_from(i).unwrap();
+        s.session(
+            0.5 + every * i as f64,
+            ip("10.1.0.5"),
+            port,
+            ip(&trickle_exit(i)),
+            443,
+            100,
+            100,
+            0.1,
+        );
+    }
+    let mut t = 0.25;
+    while t < end {
+        s.clock(t);
+        t += 0.5;
+    }
+    s.write(path).unwrap();
+}

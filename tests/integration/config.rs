@@ -98,8 +98,10 @@ fn formerly_unchecked_detectors_are_checked() {
     assert_eq!(err.lines().count(), 4, "{err}");
 }
 
+/// A list that does not parse is a problem of this host (the file, not
+/// the configuration): a warning naming it, and an error with --strict.
 #[test]
-fn broken_tor_list_is_a_config_error() {
+fn broken_tor_list_is_a_host_warning_and_strict_error() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("tor.txt");
     std::fs::write(&list, "not an address\nneither this\n").unwrap();
@@ -110,15 +112,19 @@ fn broken_tor_list_is_a_config_error() {
     )
     .unwrap();
     let out = run(&["check-config", cfg.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: intel.tor_exit_list: "));
     assert!(stderr(&out).contains("tor.txt"));
+    let out = run(&["check-config", "--strict", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("error: intel.tor_exit_list: "));
 }
 
 #[test]
 fn help_lists_the_contract_commands() {
     let out = run(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for c in ["replay", "run", "check-config"] {
+    for c in ["replay", "run", "check-config", "intel"] {
         assert!(text.contains(c));
     }
     let out = run(&["replay", "--help"]);

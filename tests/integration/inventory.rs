@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde_json::Value;
+use tapsentry_testkit::mac_for;
 use tapsentry_testkit::office::{
     generate_with_truth, Attack, InventoryTruth, Office, OfficeSpec, ScanKind,
 };
@@ -140,6 +141,13 @@ fn office_inventory_matches_the_ground_truth_and_survives_a_restart() {
         let host: IpAddr = h["ip"].as_str().unwrap().parse().unwrap();
         // The office's DNS answers name outside hosts only.
         assert_eq!(h["names"], Value::Array(vec![]), "{host}");
+        // One flat segment: each host's frames carry its own MAC.
+        let octets = match host {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let mac = mac_for(&octets).map(|b| format!("{b:02x}")).join(":");
+        assert_eq!(h["macs"], serde_json::json!([mac]), "{host}");
         assert!(
             h["bytes_out"].as_u64().unwrap() > 0,
             "{host} sent something"

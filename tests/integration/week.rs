@@ -129,6 +129,7 @@ fn week_run(
         source: Box::new(WeekSource::new(week)),
         flows: Some(JsonlSink::open_as(flow_log.to_str().unwrap(), "flow log").unwrap()),
         stats: None,
+        metrics: None,
     };
     pipeline.run(&Control::new(IntelSnapshot::empty())).unwrap();
     (read_jsonl(&log), read_jsonl(&flow_log), hosts)

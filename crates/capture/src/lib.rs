@@ -44,7 +44,7 @@ mod privileges;
 
 pub use error::CaptureError;
 pub use file::{FileSource, MAX_RECORD_LEN};
-pub use live::{LiveSource, LiveSpec};
+pub use live::{check_filter, interface_names, LiveSource, LiveSpec};
 pub use privileges::drop_privileges;
 pub use tapsentry_types::{Frame, LinkType, Timestamp};
 
@@ -145,5 +145,32 @@ mod tests {
         for lt in [2, 8, 105, 127, 195, 274, 281, 65000] {
             assert!(!is_supported_link_type(LinkType(lt)), "{lt}");
         }
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    /// libpcap's own compiler decides: good filters pass, a typo and an
+    /// unknown protocol name fail with libpcap's message and the filter.
+    #[test]
+    fn filters_compile_against_a_dead_handle() {
+        for good in ["tcp port 22", "not (udp and port 53)", "vlan and ip6"] {
+            check_filter("eth1", good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in ["tcp prot 22", "port 70000", "ip and (", "frobnicate"] {
+            let e = check_filter("eth1", bad).expect_err(bad).to_string();
+            assert!(e.contains("invalid BPF filter") && e.contains(bad), "{e}");
+        }
+    }
+
+    /// The loopback interface exists on every Linux machine, and a made-up
+    /// name is not listed.
+    #[test]
+    fn interfaces_are_listed() {
+        let names = interface_names().unwrap();
+        assert!(names.iter().any(|n| n == "lo"), "{names:?}");
+        assert!(!names.iter().any(|n| n == "tapsentry-no-such0"));
     }
 }

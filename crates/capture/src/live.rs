@@ -246,3 +246,30 @@ impl FrameSource for LiveSource {
         std::mem::take(&mut self.warnings)
     }
 }
+
+/// Compiles `filter` as `tapsentry run` would apply it on an Ethernet
+/// interface, without opening one: `check-config` finds a filter that does
+/// not compile while nothing is running (and without capture rights).
+/// libpcap compiles against a dead handle of the link type; a filter naming
+/// another link type's fields fails here as it would on a live Ethernet
+/// port, which is what a SPAN port is.
+pub fn check_filter(interface: &str, filter: &str) -> Result<(), CaptureError> {
+    let bad = |e: pcap::Error| CaptureError::BadFilter {
+        interface: interface.to_string(),
+        filter: filter.to_string(),
+        detail: e.to_string(),
+    };
+    let dead = Capture::dead(pcap::Linktype::ETHERNET).map_err(bad)?;
+    dead.compile(filter, true).map(drop).map_err(bad)
+}
+
+/// The names of the interfaces libpcap can capture on (what `run` could
+/// open), for `check-config`'s host checks. Listing needs no capture rights.
+pub fn interface_names() -> Result<Vec<String>, CaptureError> {
+    pcap::Device::list()
+        .map(|devs| devs.into_iter().map(|d| d.name).collect())
+        .map_err(|e| CaptureError::LiveOpen {
+            interface: "(listing interfaces)".into(),
+            detail: e.to_string(),
+        })
+}

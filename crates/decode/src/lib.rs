@@ -110,5 +110,19 @@ pub fn decode<'a>(frame: &Frame<'a>) -> Result<PacketMeta<'a>, DecodeError> {
     ip::build(frame, located)
 }
 
+/// The Ethernet addresses of a frame: destination then source MAC, from
+/// the outer-most header. `None` for other link types (cooked captures
+/// hold only the sender's address, raw IP none) and for frames too short
+/// for a header. Nothing here is checked: the IP decode says whether the
+/// frame is worth anything.
+pub fn ethernet_addrs(frame: &Frame<'_>) -> Option<([u8; 6], [u8; 6])> {
+    if frame.link != tapsentry_types::LinkType::ETHERNET {
+        return None;
+    }
+    let dst = frame.data.first_chunk::<6>()?;
+    let src = frame.data.get(6..)?.first_chunk::<6>()?;
+    Some((*dst, *src))
+}
+
 #[cfg(test)]
 mod tests;

@@ -64,6 +64,10 @@ pub struct InventoryConfig {
     /// Names kept per host; a new name past it is refused (counted as
     /// `names_refused`). Default 8.
     pub max_names_per_host: usize,
+    /// MAC addresses kept per host; a new one past it is refused (counted
+    /// as `macs_refused`). Default 4 (a laptop's wired and wireless
+    /// interfaces, a replaced card, a virtual machine's bridge).
+    pub max_macs_per_host: usize,
     /// Distinct clients remembered per service (so the counts are of
     /// distinct clients); past it the counts stop growing, the service is
     /// marked `clients_capped` and the client is counted as
@@ -97,6 +101,7 @@ impl Default for InventoryConfig {
             max_hosts: 10_000,
             max_services_per_host: 64,
             max_names_per_host: 8,
+            max_macs_per_host: 4,
             max_clients_per_service: 256,
             max_countries_per_host: 32,
             max_asns_per_host: 64,
@@ -192,8 +197,9 @@ pub struct Service {
 pub struct Host {
     /// Its address.
     pub ip: IpAddr,
-    /// MAC addresses: always empty in this version (the flow records carry
-    /// none; see `docs/inventory.md`).
+    /// MAC addresses its flows showed (`aa:bb:cc:dd:ee:ff`), in the order
+    /// first seen; a host behind a router shows the router's. At most
+    /// `max_macs_per_host`.
     #[serde(default)]
     pub macs: Vec<String>,
     /// The outer 802.1Q VLAN of its latest flow (0 untagged).
@@ -295,6 +301,11 @@ pub struct InventoryCounters {
     pub services_refused: u64,
     /// New names refused at `max_names_per_host`.
     pub names_refused: u64,
+    /// New MACs refused at `max_macs_per_host`.
+    pub macs_refused: u64,
+    /// MACs of inside addresses not (yet) in the inventory that could not
+    /// be held until the host shows up.
+    pub macs_unattached_dropped: u64,
     /// DNS answers for inside addresses not (yet) in the inventory that
     /// could not be held until the host shows up.
     pub names_unattached_dropped: u64,
@@ -318,6 +329,10 @@ pub struct Inventory {
     /// Names answered for inside addresses not yet in the inventory; a
     /// host's names are attached when it shows up. Bounded by `max_hosts`.
     unattached: BTreeMap<IpAddr, Vec<String>>,
+    /// MACs seen for inside addresses not yet in the inventory (a flow's
+    /// MAC comes at its start, its record at its end). Bounded by
+    /// `max_hosts`.
+    unattached_macs: BTreeMap<IpAddr, Vec<String>>,
     /// Learning done by earlier runs (from the file).
     prior_learning: u64,
     /// Capture time this run's inventory started.
@@ -336,6 +351,7 @@ impl Inventory {
             cfg,
             hosts: BTreeMap::new(),
             unattached: BTreeMap::new(),
+            unattached_macs: BTreeMap::new(),
             prior_learning: 0,
             start: None,
             now: Timestamp::ZERO,
@@ -367,6 +383,9 @@ impl Inventory {
             let cut = h.names.len().saturating_sub(inv.cfg.max_names_per_host);
             inv.counters.names_refused += cut as u64;
             h.names.truncate(inv.cfg.max_names_per_host);
+            let cut = h.macs.len().saturating_sub(inv.cfg.max_macs_per_host);
+            inv.counters.macs_refused += cut as u64;
+            h.macs.truncate(inv.cfg.max_macs_per_host);
             for s in &mut h.services {
                 while s.clients.len() > inv.cfg.max_clients_per_service {
                     s.clients.pop_last();
@@ -575,11 +594,12 @@ impl Inventory {
                 return false;
             }
             let names = self.unattached.remove(&ip).unwrap_or_default();
+            let macs = self.unattached_macs.remove(&ip).unwrap_or_default();
             self.hosts.insert(
                 ip,
                 Host {
                     ip,
-                    macs: Vec::new(),
+                    macs,
                     vlan: rec.vlan,
                     names,
                     first_seen: rec.first_seen,
@@ -672,6 +692,33 @@ impl Inventory {
             }
             names.push(name);
         }
+    }
+
+    /// Takes a MAC address an inside host's flow showed. A host not yet
+    /// in the inventory gets it when it shows up (a MAC alone never makes
+    /// a host).
+    pub fn observe_mac(&mut self, ip: IpAddr, mac: &str) {
+        let max = self.cfg.max_macs_per_host;
+        let macs = match self.hosts.get_mut(&ip) {
+            Some(h) => &mut h.macs,
+            None => {
+                if !self.unattached_macs.contains_key(&ip)
+                    && self.unattached_macs.len() >= self.cfg.max_hosts
+                {
+                    self.counters.macs_unattached_dropped += 1;
+                    return;
+                }
+                self.unattached_macs.entry(ip).or_default()
+            }
+        };
+        if macs.iter().any(|m| m == mac) {
+            return;
+        }
+        if macs.len() >= max {
+            self.counters.macs_refused += 1;
+            return;
+        }
+        macs.push(mac.to_owned());
     }
 
     /// Drops hosts unseen for `host_expiry_secs` at capture time `now`.

@@ -250,6 +250,38 @@ fn bounds_hold_and_are_counted() {
     assert_eq!(inv.counters().names_refused, 1);
 }
 
+#[test]
+fn macs_wait_for_their_host_and_stay_within_the_bound() {
+    let mut inv = learned(InventoryConfig {
+        max_hosts: 2,
+        max_macs_per_host: 2,
+        ..InventoryConfig::default()
+    });
+    // A flow's MAC comes at its start, its record at its end.
+    inv.observe_mac(ip("10.0.0.1"), "02:00:0a:00:00:01");
+    inv.observe_mac(ip("10.0.0.2"), "02:00:0a:00:00:02");
+    inv.observe_mac(ip("10.0.0.3"), "02:00:0a:00:00:03");
+    assert_eq!(inv.counters().macs_unattached_dropped, 1);
+    assert!(inv.host(ip("10.0.0.1")).is_none(), "a MAC is no host");
+    feed(&mut inv, &tcp("10.0.0.1", "192.0.2.1", 443, 200));
+    assert_eq!(
+        inv.host(ip("10.0.0.1")).unwrap().macs,
+        ["02:00:0a:00:00:01"]
+    );
+    for mac in [
+        "02:00:0a:00:00:01",
+        "02:00:0a:00:00:11",
+        "02:00:0a:00:00:21",
+    ] {
+        inv.observe_mac(ip("10.0.0.1"), mac);
+    }
+    assert_eq!(
+        inv.host(ip("10.0.0.1")).unwrap().macs,
+        ["02:00:0a:00:00:01", "02:00:0a:00:00:11"]
+    );
+    assert_eq!(inv.counters().macs_refused, 1);
+}
+
 fn answer(name: &str, addr: &str) -> DnsEvent {
     DnsEventBuilder::query("10.0.0.9", "10.0.0.53", name)
         .answered(&[ip(addr)])

@@ -100,9 +100,13 @@ pub struct JsonlSink {
 fn open_append(what: &'static str, path: &str) -> Result<File, OutputError> {
     // No `create_dir_all`: a missing directory is a configuration error the
     // operator should see, not something to paper over as root.
+    // Mode 0640 (the contract's): a log shipper reads the logs through the
+    // group, nobody else does (the umask may narrow it further).
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o640)
         .open(path)
         .map_err(|source| OutputError::Open {
             what,
@@ -522,6 +526,20 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("cannot open log /nonexistent-dir/f.jsonl"));
+    }
+
+    /// The contract's mode for logs: 0640 at most (the umask may take more
+    /// away), never readable or writable by others.
+    #[test]
+    fn a_new_log_is_created_0640() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let sink = JsonlSink::open_as(path.to_str().unwrap(), "alert log").unwrap();
+        drop(sink);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o640, 0, "mode {mode:o}");
+        assert_eq!(mode & 0o600, 0o600, "mode {mode:o}");
     }
 
     #[test]

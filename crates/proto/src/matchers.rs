@@ -172,6 +172,43 @@ pub(crate) fn rdp_udp(p: &[u8]) -> bool {
         && (ack == u32::MAX || ack_flag)
 }
 
+/// RDP over UDP after the handshake (MS-RDPEUDP 2.2.2.1, 2.2.2.7, 2.2.2.4),
+/// for flows whose SYNs the capture missed: an RDPUDP_FEC_HEADER with
+/// RDPUDP_FLAG_DATA and RDPUDP_FLAG_ACK, neither SYN nor FEC, no undefined
+/// flag; the ACK vector (at most 2048 entries, padded to 4 bytes); the
+/// ack-of-acks sequence number when flagged; then a source payload header
+/// whose snCoded equals its snSourceStart (they differ only in FEC packets)
+/// and a TLS or DTLS record, which is what RDP carries over this transport.
+pub(crate) fn rdp_udp_data(p: &[u8]) -> bool {
+    const SYN: u16 = 0x0001;
+    const ACK: u16 = 0x0004;
+    const DATA: u16 = 0x0008;
+    const FEC: u16 = 0x0010;
+    const ACK_OF_ACKS: u16 = 0x0100;
+    let (Some(flags), Some(vector)) = (be16(p, 6), be16(p, 8)) else {
+        return false;
+    };
+    if flags & (DATA | ACK) != DATA | ACK || flags & (SYN | FEC) != 0 || flags >= 0x2000 {
+        return false;
+    }
+    if vector > 2048 {
+        return false;
+    }
+    let mut at = 8 + (2 + usize::from(vector)).next_multiple_of(4);
+    if flags & ACK_OF_ACKS != 0 {
+        at += 4;
+    }
+    let (Some(coded), Some(start), Some(content), Some(major)) = (
+        be32(p, at),
+        be32(p, at + 4),
+        u8_at(p, at + 8),
+        u8_at(p, at + 9),
+    ) else {
+        return false;
+    };
+    coded == start && (0x14..=0x17).contains(&content) && matches!(major, 0x03 | 0xfe)
+}
+
 /// The RFB ProtocolVersion message (RFC 6143 section 7.1.1): exactly
 /// `RFB xxx.yyy\n`, 12 bytes, digits in both numbers. The server sends it
 /// first and the client echoes a version.
@@ -563,6 +600,21 @@ pub(crate) fn wireguard(p: &[u8]) -> bool {
     let reserved_zero = p.get(1..4) == Some(&[0, 0, 0][..]);
     let sender_ok = le32(p, 4).is_some_and(|s| s != 0);
     reserved_zero && sender_ok && matches!((u8_at(p, 0), p.len()), (Some(1), 148) | (Some(2), 92))
+}
+
+/// A WireGuard transport data message (the WireGuard paper, section
+/// 5.4.6), for tunnels whose handshake the capture missed: type 4, the three
+/// reserved bytes zero, a non-zero receiver index, a 64-bit little-endian
+/// counter below 2^40 (a session rekeys long before), and the encrypted
+/// packet: plaintext padded to 16 bytes plus a 16-byte tag, so the datagram
+/// is 32 + 16k bytes. One datagram is thin evidence; the classifier asks
+/// for one in each direction.
+pub(crate) fn wireguard_data(p: &[u8]) -> bool {
+    p.len() >= 32
+        && (p.len() - 16).is_multiple_of(16)
+        && p.get(0..4) == Some(&[4, 0, 0, 0][..])
+        && le32(p, 4).is_some_and(|r| r != 0)
+        && p.get(13..16) == Some(&[0, 0, 0][..])
 }
 
 /// An OpenVPN hard-reset control packet (OpenVPN's protocol description in

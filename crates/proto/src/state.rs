@@ -41,6 +41,10 @@ enum Pending {
     TeamviewerClient,
     /// TeamViewer's server magic: the client's magic confirms it.
     TeamviewerServer,
+    /// A WireGuard data message went to the server; one back names it.
+    WireguardToServer,
+    /// A WireGuard data message went to the client; one back names it.
+    WireguardToClient,
 }
 
 /// `flags` bits.
@@ -183,7 +187,7 @@ impl ProtoState {
             let found = if tcp {
                 self.classify_tcp(dir, payload, ports)
             } else {
-                classify_udp(payload)
+                self.classify_udp(dir, payload)
             };
             if let Some(p) = found {
                 self.verdict = p;
@@ -342,9 +346,25 @@ impl ProtoState {
     }
 }
 
-/// UDP matchers, in [`UDP_MATCHERS`] order.
-fn classify_udp(p: &[u8]) -> Option<AppProto> {
-    first_hit(&UDP_MATCHERS, p)
+impl ProtoState {
+    /// UDP matchers, in [`UDP_MATCHERS`] order, then the mid-session shapes
+    /// that need both directions.
+    fn classify_udp(&mut self, dir: Dir, p: &[u8]) -> Option<AppProto> {
+        if let Some(proto) = first_hit(&UDP_MATCHERS, p) {
+            return Some(proto);
+        }
+        if m::wireguard_data(p) {
+            let (mine, theirs) = match dir {
+                Dir::ToServer => (Pending::WireguardToServer, Pending::WireguardToClient),
+                Dir::ToClient => (Pending::WireguardToClient, Pending::WireguardToServer),
+            };
+            if self.pending == theirs {
+                return Some(AppProto::Wireguard);
+            }
+            self.pending = mine;
+        }
+        None
+    }
 }
 
 /// A matcher and the verdict it gives.
@@ -387,7 +407,7 @@ const TCP_STRUCTURAL: [Matcher; 14] = [
 
 /// UDP matchers: each datagram is a whole message, so every matcher checks
 /// lengths against the datagram.
-const UDP_MATCHERS: [Matcher; 12] = [
+const UDP_MATCHERS: [Matcher; 13] = [
     (|p| m::dns(p, false), AppProto::Dns),
     (m::ntp, AppProto::Ntp),
     (m::snmp, AppProto::Snmp),
@@ -398,6 +418,7 @@ const UDP_MATCHERS: [Matcher; 12] = [
     (m::wireguard, AppProto::Wireguard),
     (|p| m::openvpn(p, false), AppProto::Openvpn),
     (m::rdp_udp, AppProto::Rdp),
+    (m::rdp_udp_data, AppProto::Rdp),
     (m::bittorrent_dht, AppProto::BittorrentDht),
     (m::teamviewer_udp, AppProto::Teamviewer),
 ];
@@ -405,6 +426,22 @@ const UDP_MATCHERS: [Matcher; 12] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wireguard_data_needs_both_directions() {
+        // Type 4, reserved zero, receiver index, counter 7, 16 bytes sealed.
+        let mut data = [0u8; 32];
+        data[0] = 4;
+        data[4] = 0x2a;
+        data[8] = 7;
+        let mut st = ProtoState::new();
+        assert_eq!(st.observe(Dir::ToServer, UDP, &data, (40000, 51820)), None);
+        assert_eq!(st.observe(Dir::ToServer, UDP, &data, (40000, 51820)), None);
+        assert_eq!(
+            st.observe(Dir::ToClient, UDP, &data, (51820, 40000)),
+            Some(AppProto::Wireguard)
+        );
+    }
 
     #[test]
     fn four_bytes() {

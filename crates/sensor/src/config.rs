@@ -47,6 +47,42 @@ pub struct SensorConfig {
     /// `[incidents]`: grouping alerts into incidents (docs/incidents.md).
     #[serde(default)]
     pub incidents: IncidentsConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: counters and latency quantiles in the Prometheus text
+/// format, served over HTTP on `GET /metrics`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `ADDRESS:PORT` to listen on, e.g. `127.0.0.1:9477`; empty turns the
+    /// endpoint off. Default "" (off).
+    pub listen: String,
+}
+
+impl MetricsConfig {
+    /// Every problem with the values, each under `section`.
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(
+                "listen",
+                format!(
+                    "'{}' is not ADDRESS:PORT (e.g. 127.0.0.1:9477), or \"\" for off",
+                    self.listen
+                ),
+            );
+        }
+        p.into_vec()
+    }
+
+    /// The address to listen on, when the endpoint is on and the value
+    /// parses (checked by [`MetricsConfig::problems`]).
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.listen.parse().ok()
+    }
 }
 
 /// `[network]`.
@@ -151,6 +187,18 @@ pub struct IntelConfig {
     pub geoip_city: PathBuf,
     /// MaxMind ASN database. Default `/usr/share/GeoIP/GeoLite2-ASN.mmdb`.
     pub geoip_asn: PathBuf,
+    /// Where `tapsentry intel update` downloads the Tor exit list from
+    /// (`http://` or `https://`; either list format). Default the Tor
+    /// Project's bulk exit list, `https://check.torproject.org/torbulkexitlist`.
+    pub tor_exit_list_url: String,
+    /// A downloaded list with fewer addresses is refused (the old list is
+    /// kept): a truncated or emptied list must not switch Tor detection off.
+    /// Default 100 (the real list holds over 1,000).
+    pub update_min_entries: usize,
+    /// A download larger than this many bytes is refused (and not read
+    /// further). Default 16777216 (16 MiB; the real list is about 100 KiB,
+    /// its exit-addresses form about 1 MiB).
+    pub update_max_bytes: u64,
 }
 
 impl Default for IntelConfig {
@@ -159,7 +207,38 @@ impl Default for IntelConfig {
             tor_exit_list: "/var/lib/tapsentry/tor-exits.txt".into(),
             geoip_city: "/usr/share/GeoIP/GeoLite2-City.mmdb".into(),
             geoip_asn: "/usr/share/GeoIP/GeoLite2-ASN.mmdb".into(),
+            tor_exit_list_url: "https://check.torproject.org/torbulkexitlist".into(),
+            update_min_entries: 100,
+            update_max_bytes: 16 << 20,
         }
+    }
+}
+
+impl IntelConfig {
+    /// Every problem with the values, each under `section`.
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        let url = self.tor_exit_list_url.to_ascii_lowercase();
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
+            p.push(
+                "tor_exit_list_url",
+                format!(
+                    "'{}' is not an http:// or https:// URL",
+                    self.tor_exit_list_url
+                ),
+            );
+        }
+        p.at_least("update_min_entries", self.update_min_entries, 1);
+        if self.update_max_bytes == 0 || self.update_max_bytes > tapsentry_intel::MAX_LIST_BYTES {
+            p.push(
+                "update_max_bytes",
+                format!(
+                    "must be between 1 and {} (the largest list the sensor loads)",
+                    tapsentry_intel::MAX_LIST_BYTES
+                ),
+            );
+        }
+        p.into_vec()
     }
 }
 
@@ -190,6 +269,10 @@ pub struct OutputConfig {
     /// exit, loaded at start; `""` turns the inventory (and its records in
     /// the alert log) off. Default "".
     pub inventory: PathBuf,
+    /// A file the running sensor writes its process id to at start and
+    /// removes at exit, for `tapsentry intel update` and logrotate's
+    /// `postrotate` to signal it (SIGHUP); `""` for none. Default "".
+    pub pid_file: PathBuf,
     /// The sensor's name, the `host` field of every record (many sensors
     /// may feed one SIEM); `""` means the machine's hostname, looked up at
     /// start ([`OutputConfig::sensor_host`]). Default "".
@@ -206,6 +289,7 @@ impl Default for OutputConfig {
             suppression_window_secs: 3600,
             suppression_max_entries: 100_000,
             inventory: PathBuf::new(),
+            pid_file: PathBuf::new(),
             host: String::new(),
         }
     }
@@ -321,6 +405,8 @@ impl SensorConfig {
         p.extend(self.output.problems("output"));
         p.extend(self.capture.problems("capture"));
         p.extend(self.inventory.problems("inventory"));
+        p.extend(self.intel.problems("intel"));
+        p.extend(self.metrics.problems("metrics"));
         p.extend(self.incidents.problems("incidents"));
         p
     }
@@ -453,6 +539,39 @@ mod tests {
         assert_eq!(cfg.output, OutputConfig::default());
         assert_eq!(cfg.detect, DetectConfig::default());
         assert_eq!(cfg.intel, IntelConfig::default());
+        assert_eq!(cfg.metrics, MetricsConfig::default());
+    }
+
+    #[test]
+    fn operations_keys_parse_and_are_checked() {
+        let cfg = SensorConfig::parse(
+            "[metrics]\nlisten = \"127.0.0.1:9477\"\n[output]\npid_file = \"/run/tapsentry/tapsentry.pid\"\n\
+             [intel]\ntor_exit_list_url = \"http://127.0.0.1:8000/exits\"\nupdate_min_entries = 5\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.metrics.address(), Some(([127, 0, 0, 1], 9477).into()));
+        assert_eq!(
+            cfg.output.pid_file,
+            PathBuf::from("/run/tapsentry/tapsentry.pid")
+        );
+        assert_eq!(cfg.intel.update_min_entries, 5);
+        let e = SensorConfig::parse(
+            "[metrics]\nlisten = \"localhost\"\n[intel]\ntor_exit_list_url = \"ftp://x/y\"\n\
+             update_min_entries = 0\nupdate_max_bytes = 0\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        let all = e.to_string();
+        for key in [
+            "metrics.listen",
+            "intel.tor_exit_list_url",
+            "intel.update_min_entries",
+            "intel.update_max_bytes",
+        ] {
+            assert!(all.contains(&format!("key '{key}': ")), "{key}: {all}");
+        }
+        assert_eq!(e.problems.len(), 4, "{all}");
     }
 
     #[test]

@@ -14,7 +14,10 @@
 //! It does not decode packets, keep flows or detect anything itself: those
 //! are the `tapsentry-decode`, `tapsentry-flow` and `tapsentry-detect` crates.
 
+pub mod check;
 pub mod config;
 pub mod control;
+pub mod intel_update;
+pub mod pidfile;
 pub mod pipeline;
 pub mod state;

@@ -68,6 +68,14 @@ enum Cmd {
         pcaps: Vec<PathBuf>,
     },
     /// Capture live on a SPAN/tap interface until SIGINT or SIGTERM.
+    ///
+    /// SIGHUP reloads the Tor exit list and GeoIP databases and reopens the
+    /// logs (for logrotate). With output.pid_file set the process id is
+    /// written there at start and removed at exit (what `intel update` and
+    /// logrotate signal); with [metrics] listen set the stats counters are
+    /// served on GET /metrics in the Prometheus text format. deploy/ has a
+    /// systemd unit, a timer for `intel update`, a logrotate file and a
+    /// log shipper.
     Run {
         #[command(flatten)]
         common: Common,
@@ -75,7 +83,7 @@ enum Cmd {
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
     },
-    /// Show the asset inventory: one block per inside host (address, names, first/last seen, services; MACs are not collected yet).
+    /// Show the asset inventory: one block per inside host (address, MACs, VLAN, names, first/last seen, bytes, services).
     Inventory {
         /// Configuration file, for output.inventory (default: the embedded default).
         #[arg(long, value_name = "FILE")]
@@ -99,11 +107,47 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
-    /// Validate a configuration file: exit 0, or print every problem and exit 2.
+    /// Check a configuration file and this host for `run`, in one pass.
+    ///
+    /// Configuration errors (syntax, unknown keys, bad values, a BPF filter
+    /// that does not compile) are printed and exit 2. Problems of this host
+    /// (the interface does not exist, a log, state, inventory or pid
+    /// directory is missing or not writable, also for
+    /// capture.drop_privileges_user; the drop-privileges user does not
+    /// exist; an intel file is missing or does not parse; the metrics
+    /// address is taken) are warnings, exit 0; with --strict they are
+    /// errors, exit 2.
     CheckConfig {
+        /// Treat problems of this host as errors (exit 2).
+        #[arg(long)]
+        strict: bool,
         /// The file to check.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+    /// Threat intelligence: keep the Tor exit list up to date.
+    Intel {
+        #[command(subcommand)]
+        cmd: IntelCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum IntelCmd {
+    /// Download the Tor exit list from intel.tor_exit_list_url, check it and
+    /// replace intel.tor_exit_list atomically, then send SIGHUP to the sensor
+    /// named by output.pid_file so it reloads the list.
+    ///
+    /// The download must be an HTTP success, at most intel.update_max_bytes,
+    /// text in one of the two list formats (one address a line, or Tor's
+    /// exit-addresses), with at least intel.update_min_entries addresses and
+    /// at most 1 line in 100 that is not one. Otherwise the old list is kept
+    /// and the exit status is 1. Run it from the tapsentry-intel-update timer
+    /// (deploy/), as a user that may write the list's directory.
+    Update {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -129,7 +173,10 @@ enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::CheckConfig { file } => check_config(&file),
+        Cmd::CheckConfig { strict, file } => check_config(&file, strict),
+        Cmd::Intel {
+            cmd: IntelCmd::Update { config },
+        } => intel_update(config),
         Cmd::Replay {
             common,
             speed,
@@ -157,31 +204,62 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(file: &std::path::Path) -> Result<(), Failure> {
+fn check_config(file: &std::path::Path, strict: bool) -> Result<(), Failure> {
     let cfg = SensorConfig::load(file).map_err(|e| Failure::Config(e.to_string()))?;
-    match load_intel(&cfg.intel) {
-        Ok((_, warnings)) => {
-            for w in warnings {
-                eprintln!("{}: warning: {w}", file.display());
-            }
-        }
-        Err(e) => return Err(Failure::Config(format!("{}: {e}", file.display()))),
+    let name = file.display();
+    let errors = tapsentry::check::config_errors(&cfg);
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{name}: {e}")).collect();
+        return Err(Failure::Config(lines.join("\n")));
     }
-    // Like the intel files: a state directory made after the check is fine.
-    if let Some(p) = configured(&cfg.detect.state_file) {
-        let dir = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if !dir.is_dir() {
-            eprintln!(
-                "{}: warning: detect.state_file: directory {} does not exist; baselines will not be saved until it does",
-                file.display(),
-                dir.display()
-            );
-        }
+    let warnings = tapsentry::check::host_warnings(&cfg);
+    let level = if strict { "error" } else { "warning" };
+    for w in &warnings {
+        eprintln!("{name}: {level}: {w}");
     }
-    eprintln!("{}: OK", file.display());
+    if strict && !warnings.is_empty() {
+        return Err(Failure::Config(format!(
+            "{name}: {} problems of this host (--strict)",
+            warnings.len()
+        )));
+    }
+    match warnings.len() {
+        0 => eprintln!("{name}: OK"),
+        n => eprintln!("{name}: OK for the configuration; {n} warnings for this host"),
+    }
+    Ok(())
+}
+
+/// `tapsentry intel update`: download, check, replace, signal.
+fn intel_update(config: Option<PathBuf>) -> Result<(), Failure> {
+    use tapsentry::intel_update::{signal_sensor, update_tor_list, Signalled};
+    let cfg = match &config {
+        Some(p) => SensorConfig::load(p),
+        None => SensorConfig::embedded_default(),
+    }
+    .map_err(|e| Failure::Config(e.to_string()))?;
+    let done = update_tor_list(&cfg.intel).map_err(|e| Failure::Runtime(e.to_string()))?;
+    eprintln!(
+        "tapsentry: {}: {} Tor exit addresses ({:?} format, {} bytes) from {}",
+        done.path.display(),
+        done.entries,
+        done.format,
+        done.bytes,
+        cfg.intel.tor_exit_list_url
+    );
+    match signal_sensor(&cfg.output.pid_file) {
+        Signalled::NoPidFile => eprintln!(
+            "tapsentry: output.pid_file is not set: a running sensor reads the new list on SIGHUP or at its next start"
+        ),
+        Signalled::NotRunning(p) => eprintln!(
+            "tapsentry: {} does not exist: no sensor running; the list is read at the next start",
+            p.display()
+        ),
+        Signalled::Sent(pid) => eprintln!("tapsentry: sent SIGHUP to the sensor (pid {pid})"),
+        // The list is in place; the sensor will read it at its next
+        // reload or start, so this is a warning, not a failure.
+        Signalled::Failed(why) => eprintln!("tapsentry: warning: {why}"),
+    }
     Ok(())
 }
 
@@ -347,6 +425,7 @@ struct Outputs {
     alerts: JsonlSink,
     flows: Option<JsonlSink>,
     stats: Option<JsonlSink>,
+    metrics: Option<std::net::TcpListener>,
 }
 
 fn open_outputs(cfg: &SensorConfig) -> Result<Outputs, Failure> {
@@ -362,6 +441,16 @@ fn open_outputs(cfg: &SensorConfig) -> Result<Outputs, Failure> {
         stats: (!o.stats_log.is_empty())
             .then(|| open(&o.stats_log, "stats log"))
             .transpose()?,
+        // Bound before privileges are dropped, so a port below 1024 works.
+        metrics: cfg
+            .metrics
+            .address()
+            .map(|a| {
+                std::net::TcpListener::bind(a).map_err(|e| {
+                    Failure::Runtime(format!("metrics.listen: cannot listen on {a}: {e}"))
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -369,6 +458,18 @@ fn prepare(cfg: &SensorConfig) -> Result<Control, Failure> {
     let (intel, warnings) = load_intel(&cfg.intel).map_err(Failure::Config)?;
     for w in warnings {
         eprintln!("tapsentry: warning: {w}");
+    }
+    // Said once, loudly: Tor detection silently matching nothing is what
+    // an operator must not miss (the stats and metrics carry the count).
+    // A list turned off (`""`) is the operator's choice, not news.
+    if cfg.detect.tor.enabled
+        && configured(&cfg.intel.tor_exit_list).is_some()
+        && intel.tor.is_empty()
+    {
+        eprintln!(
+            "tapsentry: WARNING: no Tor exit list loaded (intel.tor_exit_list = {:?}): Tor detection is OFF until `tapsentry intel update` installs one and the sensor gets SIGHUP",
+            cfg.intel.tor_exit_list
+        );
     }
     Ok(Control::new(intel))
 }
@@ -392,6 +493,12 @@ fn execute(
 ) -> Result<(), Failure> {
     let signals = SignalThread::start(control.clone(), cfg.intel.clone())
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+    // Written once the signal handlers are in place, so a SIGHUP sent by
+    // whoever reads it reloads instead of killing the process.
+    let pid_file = configured(&cfg.output.pid_file)
+        .map(tapsentry::pidfile::PidFile::create)
+        .transpose()
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
     let pipeline = Pipeline {
         cfg,
         mode,
@@ -399,8 +506,10 @@ fn execute(
         alerts: out.alerts,
         flows: out.flows,
         stats: out.stats,
+        metrics: out.metrics,
     };
     let report = pipeline.run(&control);
+    drop(pid_file);
     signals.stop();
     let report = report.map_err(|e| Failure::Runtime(format!("{e:#}")))?;
     summarise(&report);

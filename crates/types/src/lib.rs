@@ -164,6 +164,33 @@ pub enum IcmpError {
     Unreachable,
 }
 
+/// An inside host's MAC address as a new flow showed it: the source
+/// address of the flow's first frame for its initiator, the destination
+/// address for its responder. Behind a router the address is the router's
+/// (a tap sees the last hop), which is what the inventory then lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacSighting {
+    /// Capture time of the frame.
+    pub ts: Timestamp,
+    /// The host's IP address.
+    pub ip: IpAddr,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+    /// The frame's outer 802.1Q VLAN (0 untagged).
+    pub vlan: u16,
+}
+
+impl MacSighting {
+    /// `aa:bb:cc:dd:ee:ff`, as inventories and DHCP logs write MACs.
+    pub fn mac_string(&self) -> String {
+        let m = self.mac;
+        format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
 /// What the decoder extracts from one packet: a `Copy` summary built straight
 /// from the slices, plus a borrowed view of the transport payload.
 #[derive(Debug, Clone, Copy)]

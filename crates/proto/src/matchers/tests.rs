@@ -216,6 +216,17 @@ const WG_INITIATION: &str = "\
     98701fdc27a4ec00aeb6becdbef2332f1b4084cadb93823935c012ae255e7b25eff13940c321fa6bd66a2a87b061db14\
     30173e937f569349de2856dc5f2616763eeeafc0533b01dd965e7ec76976e28f683d6712000000000000000000000000\
     00000000";
+/// `wireguard-51820.pcap`, frame 25: a transport data message of a tunnel
+/// whose handshake the capture missed (96 bytes).
+const WG_DATA: &str = "\
+    040000006da6615e70000000000000000a37e57ae6387b307229673f641e94a51cad4c8cb7ef73400143798494272cb0\
+    f4136473bbaae63863c66e753f5301b93d3c3c4591af3ae215293e06ba9ac999075373a2f9b51925befa6cc99aad0845";
+/// `rdp-udp-3389.pcap`, frame 8: MS-RDPEUDP data (ACK vector, source
+/// payload header, TLS records) of a flow whose SYNs the capture missed
+/// (71 bytes).
+const RDPUDP_DATA: &str = "\
+    e65f846d00c8000c00010100109760341097603414030300010116030300280000000000000000f4290dcc1318740f11\
+    5f52020cd7a284062849ad5d38d9fa3a2f2be85c09c902";
 /// `openvpn-tcp-1194.pcap`, filter `tcp.dstport==1194` (44 bytes).
 const OPENVPN_TCP_RESET: &str = "\
     002a38d67be45be5c201eb016435fcb1d6f60e1ac88b329546dc3c7abf0b9e000000015e3e7b980000000000";
@@ -390,7 +401,7 @@ fn real_first_messages_match_only_their_protocol() {
         ("bittorrent", bittorrent),
         ("greeting", |p| greeting(p).is_some()),
     ];
-    let udp: [(&str, M); 11] = [
+    let udp: [(&str, M); 13] = [
         ("dns", |p| dns(p, false)),
         ("ntp", ntp),
         ("snmp", snmp),
@@ -401,6 +412,8 @@ fn real_first_messages_match_only_their_protocol() {
         ("wireguard", wireguard),
         ("openvpn", |p| openvpn(p, false)),
         ("rdp", rdp_udp),
+        ("rdp-data", rdp_udp_data),
+        ("wireguard-data", wireguard_data),
         ("teamviewer", teamviewer_udp),
     ];
     let tcp_cases = [
@@ -444,6 +457,8 @@ fn real_first_messages_match_only_their_protocol() {
         ("teamviewer", TV_UDP),
         ("quic", QUIC_INITIAL),
         ("rdp", RDPUDP_SYN),
+        ("rdp-data", RDPUDP_DATA),
+        ("wireguard-data", WG_DATA),
     ];
     for (want, h) in udp_cases {
         let p = hex(h);
@@ -467,6 +482,7 @@ fn near_misses() {
         (RFB_SERVER, rfb),
         (OPENVPN_TCP_RESET, |p| openvpn(p, true)),
         (RDPUDP_SYN, rdp_udp),
+        (WG_DATA, wireguard_data),
     ] {
         let p = hex(h);
         assert!(!f(&p[..p.len() - 1]), "{h:.40} cut by one byte");
@@ -538,6 +554,19 @@ fn near_misses() {
     let mut wg = hex(WG_INITIATION);
     wg[2] = 1;
     assert!(!wireguard(&wg));
+    // WireGuard data with a counter past 2^40, or not 16-byte aligned.
+    let mut wd = hex(WG_DATA);
+    wd[14] = 1;
+    assert!(!wireguard_data(&wd));
+    assert!(!wireguard_data(&hex(WG_DATA)[..90]));
+    // RDP-UDP data whose snCoded differs from snSourceStart is FEC, not
+    // source data; without a TLS record after it, not RDP.
+    let mut rd = hex(RDPUDP_DATA);
+    rd[16] ^= 1;
+    assert!(!rdp_udp_data(&rd));
+    let mut rd = hex(RDPUDP_DATA);
+    rd[20] = 0x42;
+    assert!(!rdp_udp_data(&rd));
     // TeamViewer UDP without its zero prefix.
     let mut tv = hex(TV_UDP);
     tv[0] = 1;

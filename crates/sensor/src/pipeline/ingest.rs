@@ -11,14 +11,17 @@
 //! In replay a tick waits for the sweeper's ack, so flow expiry never races
 //! with ingest; live, a tick is skipped when the sweeper is busy.
 
+use std::collections::HashMap;
 use std::mem;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tapsentry_decode::dns;
-use tapsentry_flow::{FirstMessage, FlowTable, IngestSession, PROBE_GROUP};
+use tapsentry_detect::HomeNet;
+use tapsentry_flow::{FirstMessage, FlowTable, IngestOutcome, IngestSession, PROBE_GROUP};
 use tapsentry_telemetry::{wall, DropReason, LatencyHist};
-use tapsentry_types::{AppProto, DnsEvent, PacketMeta, Timestamp};
+use tapsentry_types::{AppProto, DnsEvent, MacSighting, PacketMeta, Timestamp};
 
 use super::stats::{lock, SharedStats};
 use super::sweep::SweepMsg;
@@ -84,6 +87,11 @@ pub struct IngestBatch {
     /// The first payload bytes of the frames, back to back (the classifier's
     /// input); capacity [`PAYLOAD_ARENA`], never grown.
     pub(crate) payload: Vec<u8>,
+    /// Destination then source MAC of each frame (zero when not Ethernet),
+    /// in frame order, only when the reader keeps them (the inventory is
+    /// on); empty otherwise. Beside the frames rather than in them, so the
+    /// per-frame summary stays its size when the inventory is off.
+    pub(crate) macs: Vec<[u8; 12]>,
 }
 
 impl IngestBatch {
@@ -93,6 +101,7 @@ impl IngestBatch {
             frames: Vec::with_capacity(INGEST_BATCH),
             dns: Vec::with_capacity(64),
             payload: Vec::with_capacity(PAYLOAD_ARENA),
+            macs: Vec::new(),
         }
     }
 
@@ -161,6 +170,9 @@ pub struct TickEvents {
     /// What the first message of a direction of a flow revealed (from the
     /// flow table).
     pub first: Vec<FirstMessage>,
+    /// Inside hosts' MAC addresses, new or changed, as new flows showed
+    /// them (only with the inventory on).
+    pub macs: Vec<MacSighting>,
 }
 
 impl TickEvents {
@@ -168,6 +180,7 @@ impl TickEvents {
     pub fn clear(&mut self) {
         self.dns.clear();
         self.first.clear();
+        self.macs.clear();
     }
 }
 
@@ -268,6 +281,62 @@ pub struct IngestStep {
     first_dropped: u64,
     /// DNS messages parsed here (other ports) since the last publish.
     dns_other_ports: u64,
+    /// The MAC each inside address last showed, when the inventory is on.
+    macs: Option<MacMemory>,
+}
+
+/// Where `item` is in `frames`: from the addresses, so the per-packet loop
+/// carries no index for the rare frame that needs one.
+fn frame_index(frames: &[Ingest], item: &Ingest) -> usize {
+    let size = mem::size_of::<Ingest>().max(1);
+    (item as *const Ingest as usize).saturating_sub(frames.as_ptr() as usize) / size
+}
+
+/// The MAC each inside address last showed at a flow's start: a sighting
+/// goes to the inventory only when it is new or changed, so a host's
+/// thousands of flows cost one event. Its capacity is fixed at the start
+/// (`inventory.max_hosts`), so nothing allocates per packet; an address
+/// past it is not reported, counted as `inventory.macs_not_tracked`.
+struct MacMemory {
+    home: Arc<HomeNet>,
+    last: HashMap<IpAddr, [u8; 6]>,
+    cap: usize,
+    not_tracked: u64,
+}
+
+impl MacMemory {
+    /// Notes what the first frame of a new flow shows: the initiator
+    /// (`src`) behind the source MAC, the responder behind the destination
+    /// MAC. Group (multicast, broadcast) and zero addresses name no host.
+    fn new_flow(&mut self, m: &PacketMeta<'_>, macs: &[u8; 12], out: &mut Vec<MacSighting>) {
+        let (dst_mac, src_mac) = macs.split_at(6);
+        for (ip, mac) in [(m.src, src_mac), (m.dst, dst_mac)] {
+            let Ok(mac) = <[u8; 6]>::try_from(mac) else {
+                continue;
+            };
+            if mac[0] & 1 != 0 || mac == [0; 6] || !self.home.contains(ip) {
+                continue;
+            }
+            let full = self.last.len() >= self.cap;
+            match self.last.get_mut(&ip) {
+                Some(known) if *known == mac => continue,
+                Some(known) => *known = mac,
+                None if full => {
+                    self.not_tracked += 1;
+                    continue;
+                }
+                None => {
+                    self.last.insert(ip, mac);
+                }
+            }
+            out.push(MacSighting {
+                ts: m.ts,
+                ip,
+                mac,
+                vlan: m.vlan,
+            });
+        }
+    }
 }
 
 impl IngestStep {
@@ -280,6 +349,7 @@ impl IngestStep {
             events: TickEvents {
                 dns: Vec::with_capacity(1024),
                 first: Vec::with_capacity(1024),
+                macs: Vec::new(),
             },
             next_tick: None,
             last_ts: Timestamp::ZERO,
@@ -287,7 +357,21 @@ impl IngestStep {
             dns_dropped: 0,
             first_dropped: 0,
             dns_other_ports: 0,
+            macs: None,
         }
+    }
+
+    /// Also reports inside hosts' MAC addresses (for the inventory): at
+    /// most `cap` addresses are remembered.
+    pub fn with_macs(mut self, home: Arc<HomeNet>, cap: usize) -> IngestStep {
+        self.events.macs.reserve(1024);
+        self.macs = Some(MacMemory {
+            home,
+            last: HashMap::with_capacity(cap),
+            cap,
+            not_tracked: 0,
+        });
+        self
     }
 
     /// Counts every frame of `batch` on its flow, takes its DNS events and
@@ -304,6 +388,7 @@ impl IngestStep {
     ) -> bool {
         let mut events = batch.dns.drain(..);
         let arena = &batch.payload;
+        let macs_of = &batch.macs;
         let mut going = true;
         'groups: for group in batch.frames.chunks(PROBE_GROUP) {
             // The group's lookups are work done for each of its frames: a
@@ -326,7 +411,16 @@ impl IngestStep {
                     let payload = arena
                         .get(start as usize..start as usize + len as usize)
                         .unwrap_or_default();
-                    let (_, verdict) = session.ingest_probed_verdict(m, payload, &probe);
+                    let (outcome, verdict) = session.ingest_probed_verdict(m, payload, &probe);
+                    // Empty unless the inventory is on: one test per packet.
+                    if !macs_of.is_empty()
+                        && matches!(
+                            outcome,
+                            IngestOutcome::Created | IngestOutcome::CreatedAfterEviction
+                        )
+                    {
+                        self.new_flow_macs(m, frame_index(&batch.frames, item), macs_of);
+                    }
                     // DNS on a port other than 53. The reader summarises
                     // port 53 only: at that stage nothing says what another
                     // port speaks, and trying to parse every payload as DNS
@@ -399,7 +493,22 @@ impl IngestStep {
         drop(events);
         batch.frames.clear();
         batch.payload.clear();
+        batch.macs.clear();
         going
+    }
+
+    /// A new flow's first frame: its hosts' MACs, if new or changed, for
+    /// the next tick (within the bound; a sighting not taken now is taken
+    /// at the host's next new flow, as the memory was not updated).
+    #[cold]
+    #[inline(never)]
+    fn new_flow_macs(&mut self, m: &PacketMeta<'_>, index: usize, macs_of: &[[u8; 12]]) {
+        let (Some(memory), Some(addrs)) = (self.macs.as_mut(), macs_of.get(index)) else {
+            return;
+        };
+        if self.events.macs.len() < self.max_pending_dns {
+            memory.new_flow(m, addrs, &mut self.events.macs);
+        }
     }
 
     /// Moves the session's first-message metadata to the events of the
@@ -450,6 +559,9 @@ impl IngestStep {
             let mut cap = lock(&shared.capture);
             cap.packet_time.merge(&self.packet_time);
             cap.dns_messages_other_ports += mem::take(&mut self.dns_other_ports);
+            if let Some(m) = self.macs.as_mut() {
+                cap.macs_not_tracked += mem::take(&mut m.not_tracked);
+            }
         }
         self.packet_time.reset();
         if self.dns_dropped > 0 {

@@ -25,7 +25,7 @@ use crossbeam_channel::{Receiver, Sender};
 use tapsentry_detect::HomeNet;
 use tapsentry_intel::IntelSnapshot;
 use tapsentry_inventory::{file, Inventory, InventoryConfig, InventoryRecord, Sides};
-use tapsentry_types::{DnsEvent, FlowRecord, Timestamp};
+use tapsentry_types::{DnsEvent, FlowRecord, MacSighting, Timestamp};
 
 use super::stats::{lock, SharedStats};
 use crate::control::IntelHandle;
@@ -137,6 +137,15 @@ impl InventoryFeed {
         }
         *lock(&self.shared.inventory) = self.inv.counters();
         out
+    }
+
+    /// Takes the MAC sightings of a tick (inside hosts only: the ingest
+    /// thread filtered them), before its records: a flow's sighting comes
+    /// at its start, its record at its end.
+    pub fn observe_macs(&mut self, macs: &[MacSighting]) {
+        for m in macs {
+            self.inv.observe_mac(m.ip, &m.mac_string());
+        }
     }
 
     /// Saves if a capture-time boundary has passed (or at the end, `last`).

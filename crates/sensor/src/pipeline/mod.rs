@@ -12,7 +12,8 @@
 //!                                                                      └──────────── Flows(ended) ────────────────────┘
 //!  side threads: signals (SIGINT/SIGTERM stop, SIGHUP reload + reopen), stats (stats log every interval),
 //!  state-out (baseline state file: workers export at one capture time, it writes),
-//!  inventory-out (the asset inventory file: the sweeper encodes at one capture time, it writes)
+//!  inventory-out (the asset inventory file: the sweeper encodes at one capture time, it writes),
+//!  metrics (GET /metrics: the stats counters in the Prometheus text format)
 //! ```
 //!
 //! | thread | stage | owns | receives (queue, bound) | sends |
@@ -25,6 +26,7 @@
 //! | `stats` | [`stats`] | the stats log | a stop queue (1) | a [`StatsRecord`] every interval |
 //! | `state-out` | [`crate::state`] | the state file | `StatePart` | the file |
 //! | `inventory-out` | [`inventory`] | the inventory file | encoded saves | the file |
+//! | `metrics` | [`metrics`] | the `[metrics] listen` socket | a stop queue (1); one HTTP request at a time | the stats record in the Prometheus text format |
 //!
 //! Reading and decoding (`cap-rx`) and the flow-table ingest (`flow-in`) are
 //! two threads because together they were three quarters of a replay's
@@ -49,6 +51,7 @@ pub mod epoch;
 pub mod flow_meta;
 pub mod ingest;
 pub mod inventory;
+pub mod metrics;
 pub mod reader;
 pub mod stats;
 pub mod sweep;
@@ -130,6 +133,9 @@ pub struct Pipeline {
     pub flows: Option<JsonlSink>,
     /// The stats log, if configured, already open.
     pub stats: Option<JsonlSink>,
+    /// The metrics endpoint's socket (`[metrics] listen`), already bound,
+    /// so an address in use is an error before any thread starts.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 fn spawn<T: Send + 'static>(
@@ -158,6 +164,7 @@ impl Pipeline {
             alerts,
             flows,
             stats,
+            metrics,
         } = self;
         let workers = cfg.pipeline.workers.max(1);
         let live = mode == Mode::Live;
@@ -172,6 +179,7 @@ impl Pipeline {
         let table = Arc::new(FlowTable::new(cfg.flow.clone()));
         let host = cfg.output.sensor_host();
         let shared = Arc::new(SharedStats::with_host(&host));
+        let _ = shared.intel.set(Arc::clone(&control.intel));
         // Baselines from the state file go into the workers before any
         // packet; saves are gathered by their own thread, off the alert path.
         let state_path = configured(&cfg.detect.state_file).map(Path::to_path_buf);
@@ -256,6 +264,7 @@ impl Pipeline {
         let inventory_writer = inventory_feed.is_some().then(|| writer_tx.clone());
         drop(writer_tx);
         let writer = spawn("alert-out", move || writer.run(&writer_rx))?;
+        let ingest_home = inventory_feed.is_some().then(|| Arc::clone(&home));
         let mut router = Router::new(home, worker_txs, flow_log, live, Arc::clone(&shared));
         if let (Some(feed), Some(tx)) = (inventory_feed, inventory_writer) {
             router = router.with_inventory(feed, tx);
@@ -281,8 +290,25 @@ impl Pipeline {
             }
             None => None,
         };
+        let (metrics_stop_tx, metrics_stop_rx) = bounded::<()>(1);
+        let metrics_thread = match metrics {
+            Some(listener) => {
+                let stage = metrics::MetricsStage {
+                    listener,
+                    shared: Arc::clone(&shared),
+                    table: Arc::clone(&table),
+                };
+                Some(spawn("metrics", move || stage.run(&metrics_stop_rx))?)
+            }
+            None => None,
+        };
         let ingest = IngestStage {
-            step: IngestStep::new(&cfg.pipeline, live),
+            step: match ingest_home.clone() {
+                Some(home) => {
+                    IngestStep::new(&cfg.pipeline, live).with_macs(home, cfg.inventory.max_hosts)
+                }
+                None => IngestStep::new(&cfg.pipeline, live),
+            },
             table: Arc::clone(&table),
             shared: Arc::clone(&shared),
             ticks: SweepTicks {
@@ -292,13 +318,18 @@ impl Pipeline {
                 spare: TickEvents {
                     dns: Vec::with_capacity(1024),
                     first: Vec::with_capacity(1024),
+                    macs: Vec::with_capacity(if ingest_home.is_some() { 1024 } else { 0 }),
                 },
             },
         };
         let ingest = spawn("flow-in", move || ingest.run(&ingest_rx, &recycle_tx))?;
         let reader = Reader {
             source,
-            step: FrameStep::new(cfg.flow.max_fragments),
+            step: if ingest_home.is_some() {
+                FrameStep::new(cfg.flow.max_fragments).with_macs()
+            } else {
+                FrameStep::new(cfg.flow.max_fragments)
+            },
             shared: Arc::clone(&shared),
             stop: Arc::clone(&control.stop),
             mode,
@@ -328,6 +359,11 @@ impl Pipeline {
         if let Some(sink) = stats_sink.as_mut() {
             sink.write_record(&stats)
                 .with_context(|| format!("cannot write stats log {}", sink.path()))?;
+        }
+        // Scrapes see the counters up to the end of the run.
+        drop(metrics_stop_tx);
+        if let Some(h) = metrics_thread {
+            join(h)?;
         }
         let fatal = lock(&shared.writer).write_error.clone();
         Ok(RunReport {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use tapsentry_capture::{CaptureWarning, FrameSource, Next};
-use tapsentry_decode::{decode, dns};
+use tapsentry_decode::{decode, dns, ethernet_addrs};
 use tapsentry_flow::FragmentTracker;
 use tapsentry_telemetry::wall;
 use tapsentry_types::{Fragment, Frame, PacketMeta, Timestamp};
@@ -37,6 +37,21 @@ pub struct FrameStep {
     st: CaptureStats,
     frags: FragmentTracker,
     n: u64,
+    /// Keep each frame's Ethernet addresses (for the inventory's MACs).
+    keep_macs: bool,
+}
+
+/// Hands on the frame's Ethernet addresses (zero for other link types),
+/// one entry per frame. Out of line: with the inventory off the reader's
+/// per-frame path keeps only the test of the flag.
+#[inline(never)]
+fn keep_macs(frame: &Frame<'_>, batch: &mut IngestBatch) {
+    let mut addrs = [0; 12];
+    if let Some((dst, src)) = ethernet_addrs(frame) {
+        addrs[..6].copy_from_slice(&dst);
+        addrs[6..].copy_from_slice(&src);
+    }
+    batch.macs.push(addrs);
 }
 
 impl FrameStep {
@@ -46,7 +61,14 @@ impl FrameStep {
             st: CaptureStats::new(),
             frags: FragmentTracker::new(max_fragments),
             n: 0,
+            keep_macs: false,
         }
+    }
+
+    /// Also hands on each Ethernet frame's addresses (the inventory's MACs).
+    pub fn with_macs(mut self) -> FrameStep {
+        self.keep_macs = true;
+        self
     }
 
     /// Counts `frame`, decodes it, attributes a later fragment to its
@@ -72,6 +94,9 @@ impl FrameStep {
             dns: false,
             decode_ns: None,
         };
+        if self.keep_macs {
+            keep_macs(frame, batch);
+        }
         match decode(frame) {
             Ok(mut m) => {
                 st.ip_bytes += u64::from(m.ip_len);
@@ -206,7 +231,10 @@ impl Reader {
                     if full && !ship(&mut batch) {
                         break;
                     }
-                    if step.n & 4095 == 0 {
+                    // A paced replay publishes every frame (it sleeps
+                    // between them anyway), so stats and /metrics move
+                    // as they would on a live link.
+                    if step.n & 4095 == 0 || pace.is_some() {
                         take_warnings(source.as_mut(), &mut errors);
                         step.publish(source.as_mut(), &shared);
                     }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -34,6 +34,8 @@ pub(crate) struct CaptureStats {
     pub dns_messages: u64,
     /// Filled by the ingest thread, like `packet_time`.
     pub dns_messages_other_ports: u64,
+    /// Filled by the ingest thread, like `packet_time`.
+    pub macs_not_tracked: u64,
     pub dns_errors: ReasonCounts,
     pub fragments_unattributed: u64,
     pub fragments_not_remembered: u64,
@@ -53,6 +55,7 @@ impl CaptureStats {
             decode_errors: ReasonCounts::new(&DecodeError::ALL_REASONS),
             dns_messages: 0,
             dns_messages_other_ports: 0,
+            macs_not_tracked: 0,
             dns_errors: ReasonCounts::new(&dns::DnsError::ALL_REASONS),
             fragments_unattributed: 0,
             fragments_not_remembered: 0,
@@ -124,6 +127,9 @@ pub(crate) struct SharedStats {
     pub started: Instant,
     /// The sensor's name (`output.host`), on every stats record.
     pub host: String,
+    /// The intel snapshot in use, set once at start: the record reports
+    /// how many Tor exits it holds (0 is Tor detection matching nothing).
+    pub intel: OnceLock<Arc<crate::control::IntelHandle>>,
 }
 
 impl SharedStats {
@@ -135,6 +141,7 @@ impl SharedStats {
             drops: Drops::default(),
             started: wall::instant(),
             host: String::new(),
+            intel: OnceLock::new(),
         }
     }
 
@@ -168,6 +175,7 @@ impl SharedStats {
                 decode_errors: cap.decode_errors,
                 dns_messages: cap.dns_messages,
                 dns_messages_other_ports: cap.dns_messages_other_ports,
+                macs_not_tracked: cap.macs_not_tracked,
                 dns_errors: cap.dns_errors,
                 fragments_unattributed: cap.fragments_unattributed,
                 fragments_not_remembered: cap.fragments_not_remembered,
@@ -198,6 +206,9 @@ impl SharedStats {
             latency: LatencyRecord {
                 packet_processing: cap.packet_time.summary(),
                 flow_end_to_alert: w.alert_latency.summary(),
+            },
+            intel: IntelStats {
+                tor_exit_addresses: self.intel.get().map_or(0, |h| h.current().tor.len() as u64),
             },
         }
     }
@@ -248,6 +259,16 @@ pub struct StatsRecord {
     pub incidents: IncidentStats,
     /// Latency percentiles.
     pub latency: LatencyRecord,
+    /// The intel in use.
+    pub intel: IntelStats,
+}
+
+/// The stats log's `intel` object.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct IntelStats {
+    /// Addresses in the Tor exit list in use (after the latest SIGHUP);
+    /// 0 when no usable list is loaded, so Tor detection matches nothing.
+    pub tor_exit_addresses: u64,
 }
 
 /// The stats log's `inventory` object (all zero when `output.inventory`
@@ -289,6 +310,9 @@ pub struct CaptureRecord {
     /// DNS messages summarised on other ports, in flows the classifier
     /// named `dns` (by the ingest thread).
     pub dns_messages_other_ports: u64,
+    /// Inside addresses whose MAC the inventory was not told because the
+    /// ingest thread's memory of them (`inventory.max_hosts`) was full.
+    pub macs_not_tracked: u64,
     /// DNS messages not parsed, by reason (non-zero reasons only).
     pub dns_errors: ReasonCounts,
     /// Later IP fragments whose first fragment was never seen.
@@ -493,6 +517,7 @@ mod tests {
             "capture.kernel.dropped",
             "capture.kernel.if_dropped",
             "capture.kernel.received",
+            "capture.macs_not_tracked",
             "capture.packets",
             "capture.unsupported_link_frames",
             "capture.wire_bytes",
@@ -534,6 +559,8 @@ mod tests {
             "incidents.opened",
             "incidents.records",
             "incidents.reported",
+            "intel",
+            "intel.tor_exit_addresses",
             "inventory",
             "inventory.asns_refused",
             "inventory.clients_not_counted",
@@ -541,6 +568,8 @@ mod tests {
             "inventory.hosts",
             "inventory.hosts_expired",
             "inventory.hosts_refused",
+            "inventory.macs_refused",
+            "inventory.macs_unattached_dropped",
             "inventory.names_refused",
             "inventory.names_unattached_dropped",
             "inventory.records",

@@ -123,6 +123,9 @@ impl Router {
                     .add(DropReason::FlowMetaTableFull, dropped);
             }
         }
+        if let Some((feed, _)) = self.inventory.as_mut() {
+            feed.observe_macs(&events.macs);
+        }
         let dns = &events.dns[..];
         if recs.len() <= RECORDS_PER_EPOCH {
             self.dispatch_epoch(step, dns, recs, save);
@@ -465,6 +468,7 @@ mod tests {
         let events = TickEvents {
             dns: vec![crate::pipeline::test_util::dns_event([10, 0, 0, 1])],
             first: Vec::new(),
+            macs: Vec::new(),
         };
         let save = SaveClock::new(1).due(Timestamp::from_micros(1_000), Timestamp::ZERO, true);
         let step = Step {
