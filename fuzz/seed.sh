@@ -2,7 +2,8 @@
 # Builds the fuzz corpora from real inputs: frames, whole small captures,
 # DNS payloads and first payloads of flows from ../shared/pcaps (every
 # folder, malformed/ included) and pcaps/; sensor.toml.example; a state file
-# written by a replay with --state-file; the bundled Tor lists.
+# written by a replay with --state-file; the bundled Tor lists; alert logs
+# (the demo's, and a generated intrusion's with its incident records).
 #
 #   fuzz/seed.sh [OUT_DIR [MAX_PER_CAPTURE]]
 #
@@ -24,7 +25,7 @@ while IFS= read -r -d '' f; do captures+=("$f"); done < <(
 echo "seeding $out from ${#captures[@]} captures (at most $max items each)"
 cargo run -q --release -p tapsentry-testkit --example fuzz-seeds -- "$out" "$max" "${captures[@]}"
 
-mkdir -p "$out/config" "$out/tor_list" "$out/state_file"
+mkdir -p "$out/config" "$out/tor_list" "$out/state_file" "$out/alert_log"
 cp sensor.toml.example "$out/config/sensor.toml.example"
 cp pcaps/demo-tor-exits.txt "$out/tor_list/"
 cp crates/intel/tests/data/tor_*.txt "$out/tor_list/"
@@ -36,11 +37,18 @@ cargo run -q --release -- replay --alerts "$tmp/alerts.jsonl" \
   --tor-exit-list pcaps/demo-tor-exits.txt --state-file "$tmp/state.json" \
   pcaps/demo.pcap 2>/dev/null
 cp "$tmp/state.json" "$out/state_file/demo-state.json"
-
-# Alert logs as the sensor writes them (alerts and alert_update records):
-# the demo's, and a scan and a brute force from the shared corpus.
-mkdir -p "$out/alert_log"
 cp "$tmp/alerts.jsonl" "$out/alert_log/demo-alerts.jsonl"
+
+# An alert log with an incident: the generated four-step intrusion.
+cargo run -q --release -p tapsentry-testkit --example make-office -- "$tmp/intrusion.pcap" intrusion 3 >/dev/null 2>&1
+printf '[network]\nhome_net = ["10.20.0.0/16"]\n[intel]\ntor_exit_list = ""\ngeoip_city = ""\ngeoip_asn = ""\n[output]\nhost = "seed"\n' >"$tmp/office.toml"
+cargo run -q --release -- replay --config "$tmp/office.toml" --alerts "$tmp/intrusion.jsonl" \
+  "$tmp/intrusion.pcap" 2>/dev/null
+cp "$tmp/intrusion.jsonl" "$out/alert_log/intrusion-alerts.jsonl"
+rm -f "$tmp/intrusion.pcap"
+
+# An alert log with alert_update records: a scan and a brute force from
+# the shared corpus.
 cargo run -q --release -- replay --alerts "$out/alert_log/scan-and-brute-force.jsonl" \
   "$shared/attacks/nmap-syn-scan-1000-ports.pcap" "$shared/attacks/ssh-bruteforce-hydra-1task.pcap" 2>/dev/null || true
 

@@ -148,9 +148,11 @@ pub fn state_file(data: &[u8]) {
     let _ = tapsentry::state::load_bytes(data, "fuzz", &mut workers);
 }
 
-/// An alert log, as `tapsentry alerts` shows it and `tapsentry blocklist`
-/// reads it: every line through the record parser, the view's filter and
-/// renderer, and the block list in every format.
+/// An alert log, as `tapsentry alerts` shows it, `tapsentry blocklist`
+/// reads it and `tapsentry incidents` reads it: every line through the
+/// record parser, the view's filter and renderer, the block list in every
+/// format, then the latest incident records and the alerts they list,
+/// rendered with and without colour.
 pub fn alert_log(data: &[u8]) {
     use tapsentry::view::alerts::{show, Filter};
     use tapsentry::view::blocklist::{Blocklist, Format};
@@ -175,4 +177,17 @@ pub fn alert_log(data: &[u8]) {
     ] {
         let _ = list.render(f, "fuzz");
     }
+    use tapsentry_incidents::timeline;
+    let Ok((incidents, _)) = timeline::latest_incidents(data) else {
+        return;
+    };
+    let ids = incidents
+        .iter()
+        .flat_map(|r| r.incident.alert_ids.iter().copied())
+        .collect();
+    let Ok((alerts, _)) = timeline::member_alerts(data, &ids) else {
+        return;
+    };
+    let _ = timeline::render(&incidents, &alerts, false).len();
+    let _ = timeline::render(&incidents, &alerts, true).len();
 }

@@ -15,6 +15,7 @@ mod determinism;
 mod faults;
 mod flood;
 mod fuzz_seeds;
+mod incidents;
 mod inventory;
 mod linktypes;
 mod live;

@@ -552,13 +552,14 @@ fn scans_are_told_to_the_end_with_geo_and_response() {
         // The update names the alert written, as the contract computes ids.
         let first = tapsentry_types::Timestamp::from_micros(micros(&a["timestamp"]));
         let id = tapsentry_types::alert_id(
-            "",
+            a["host"].as_str().unwrap(),
             "port_scan.vertical",
             src.parse().unwrap(),
             Some(dest.parse().unwrap()),
             first,
         );
         assert_eq!(u["alert"]["alert_id"].as_u64(), Some(id), "{src}");
+        assert_eq!(u["alert"]["alert_id"], a["alert"]["alert_id"], "{src}");
         assert_eq!(u["alert"]["category"], "port_scan");
         // The alert counted the first ports; the update the final ones.
         let e = &u["evidence"];
@@ -681,13 +682,14 @@ fn brute_force_is_told_to_the_end() {
     assert!((30.0..31.5).contains(&r), "{r}");
     let first = tapsentry_types::Timestamp::from_micros(micros(&a["timestamp"]));
     let id = tapsentry_types::alert_id(
-        "",
+        a["host"].as_str().unwrap(),
         "external_login.brute_force",
         "198.51.100.9".parse().unwrap(),
         Some("10.0.0.5".parse().unwrap()),
         first,
     );
     assert_eq!(u["alert"]["alert_id"].as_u64(), Some(id));
+    assert_eq!(u["alert"]["alert_id"], a["alert"]["alert_id"]);
     assert_eq!(
         (u["src_ip"].as_str(), u["dest_ip"].as_str()),
         (Some("198.51.100.9"), Some("10.0.0.5"))

@@ -338,6 +338,9 @@ impl Finding {
             },
             evidence: self.evidence,
             community_id: self.community_id,
+            // A detector whose finding is about one flow sets it with
+            // `about_flow` on the alert; a Finding holds no flow record.
+            flow_id: None,
             app_proto: self.app_proto,
             geo: self.outside.and_then(|ip| cx.intel.geo.lookup(ip)),
             // An inside host acting outwards (leaking, tunnelling) is

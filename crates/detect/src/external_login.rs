@@ -610,7 +610,9 @@ impl Detector for ExternalLoginDetector {
         let (sessions, accepted_n, window_start) =
             (pair.sessions, pair.accepted, pair.window_start);
         for f in alerts {
-            let a = f.into_alert(cx);
+            // Every finding here carries this record's community_id.
+            let mut a = f.into_alert(cx);
+            a.flow_id = Some(rec.flow_id());
             if a.alert.signature == "external_login.brute_force" {
                 if self.ongoing.len() >= self.cfg.max_tracked.max(1) {
                     // At the cap: the one idle longest is told now.

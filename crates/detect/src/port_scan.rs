@@ -1411,6 +1411,7 @@ fn build_alert(
         },
         evidence,
         community_id: None,
+        flow_id: None,
         app_proto: None,
         // The outside party: the scanner when it is outside, else the one
         // outside host an inside scanner probed (a horizontal scan of many

@@ -170,6 +170,7 @@ impl Detector for TorDetector {
                 rec.proto,
                 0,
             )),
+            flow_id: Some(rec.flow_id()),
             app_proto: Some(rec.app_proto),
             geo: cx.intel.geo.lookup(exit),
             response: Some(block_response(exit)),

@@ -188,7 +188,8 @@ impl UnusualProtocolDetector {
             app_proto: Some(rec.app_proto),
             outside: None,
         };
-        let alert = finding.into_alert(cx);
+        let mut alert = finding.into_alert(cx);
+        alert.flow_id = Some(rec.flow_id());
         cx.raise(alert);
     }
 }
@@ -367,7 +368,8 @@ impl Detector for UnusualProtocolDetector {
             app_proto: Some(rec.app_proto),
             outside: (!inside_server).then_some(rec.server),
         };
-        let alert = finding.into_alert(cx);
+        let mut alert = finding.into_alert(cx);
+        alert.flow_id = Some(rec.flow_id());
         cx.raise(alert);
     }
 }

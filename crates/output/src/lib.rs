@@ -689,6 +689,7 @@ mod tests {
             },
             evidence: BTreeMap::new(),
             community_id: None,
+            flow_id: None,
             app_proto: None,
             geo: None,
             response: None,

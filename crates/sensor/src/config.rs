@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tapsentry_detect::{DetectConfig, HomeNet};
 use tapsentry_flow::FlowConfig;
+use tapsentry_incidents::IncidentsConfig;
 use tapsentry_inventory::InventoryConfig;
 use tapsentry_types::{Problem, SectionProblems};
 
@@ -43,6 +44,9 @@ pub struct SensorConfig {
     /// `output.inventory` is set).
     #[serde(default)]
     pub inventory: InventoryConfig,
+    /// `[incidents]`: grouping alerts into incidents (docs/incidents.md).
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
     /// `[metrics]`: the Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -274,6 +278,10 @@ pub struct OutputConfig {
     /// removes at exit, for `tapsentry intel update` and logrotate's
     /// `postrotate` to signal it (SIGHUP); `""` for none. Default "".
     pub pid_file: PathBuf,
+    /// The sensor's name, the `host` field of every record (many sensors
+    /// may feed one SIEM); `""` means the machine's hostname, looked up at
+    /// start ([`OutputConfig::sensor_host`]). Default "".
+    pub host: String,
 }
 
 impl Default for OutputConfig {
@@ -288,6 +296,7 @@ impl Default for OutputConfig {
             alert_backlog_mb: 16,
             inventory: PathBuf::new(),
             pid_file: PathBuf::new(),
+            host: String::new(),
         }
     }
 }
@@ -404,6 +413,7 @@ impl SensorConfig {
         p.extend(self.inventory.problems("inventory"));
         p.extend(self.intel.problems("intel"));
         p.extend(self.metrics.problems("metrics"));
+        p.extend(self.incidents.problems("incidents"));
         p
     }
 }
@@ -456,7 +466,23 @@ impl OutputConfig {
                 format!("{} is above 4096", self.alert_backlog_mb),
             );
         }
+        if self.host.chars().any(char::is_control) {
+            p.push("host", "must not contain control characters");
+        }
         p.into_vec()
+    }
+
+    /// The `host` field of every record: `output.host`, or when it is
+    /// empty the machine's hostname (`"unknown"` if the system cannot say,
+    /// which a configured name avoids).
+    pub fn sensor_host(&self) -> String {
+        if !self.host.is_empty() {
+            return self.host.clone();
+        }
+        match nix::unistd::gethostname() {
+            Ok(h) if !h.is_empty() => h.to_string_lossy().into_owned(),
+            _ => "unknown".to_string(),
+        }
     }
 }
 

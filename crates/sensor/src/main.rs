@@ -172,6 +172,15 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Show the incidents of an alert log as timelines: for each incident (the latest record of its id) its score, stages (ATT&CK tactics, in order), hosts, outside parties and its alerts in time order, read from the same log. Colour only on a terminal (NO_COLOR turns it off).
+    Incidents {
+        /// Configuration file, for output.alert_log (default: the embedded default).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The alert log (default: output.alert_log of the configuration).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Check a configuration file and this host for `run`, in one pass.
     ///
     /// Configuration errors (syntax, unknown keys, bad values, a BPF filter
@@ -277,6 +286,7 @@ fn main() -> ExitCode {
             format,
             file,
         } => blocklist(config, min_severity, format, file),
+        Cmd::Incidents { config, file } => show_incidents(config, file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -519,6 +529,64 @@ fn blocklist(
     }
     let text = list.render(format, &name);
     let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Runtime(format!("stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `tapsentry incidents`: the log's incidents as timelines.
+fn show_incidents(config: Option<PathBuf>, file: Option<PathBuf>) -> Result<(), Failure> {
+    use std::io::{BufReader, IsTerminal, Write};
+    use tapsentry_incidents::timeline;
+    let path = match file {
+        Some(f) => f,
+        None => {
+            let cfg = match &config {
+                Some(p) => SensorConfig::load(p),
+                None => SensorConfig::embedded_default(),
+            }
+            .map_err(|e| Failure::Config(e.to_string()))?;
+            if cfg.output.alert_log == "-" {
+                return Err(Failure::Config(
+                    "tapsentry incidents: output.alert_log is stdout; give the log file".into(),
+                ));
+            }
+            PathBuf::from(cfg.output.alert_log)
+        }
+    };
+    let name = path.display();
+    let open = || {
+        std::fs::File::open(&path)
+            .map(BufReader::new)
+            .map_err(|e| Failure::Runtime(format!("alert log {name}: {e}")))
+    };
+    // Two passes: the incidents, then only their alerts (memory follows
+    // what is shown, not the log's size).
+    let (incidents, skipped) = timeline::latest_incidents(open()?)
+        .map_err(|e| Failure::Runtime(format!("alert log {name}: {e}")))?;
+    let ids = incidents
+        .iter()
+        .flat_map(|r| r.incident.alert_ids.iter().copied())
+        .collect();
+    let (alerts, _) = timeline::member_alerts(open()?, &ids)
+        .map_err(|e| Failure::Runtime(format!("alert log {name}: {e}")))?;
+    if skipped.too_long + skipped.unreadable > 0 {
+        eprintln!(
+            "tapsentry: warning: alert log {name}: skipped {} unreadable and {} overlong lines",
+            skipped.unreadable, skipped.too_long
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    let colour = out.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let text = if incidents.is_empty() {
+        "no incidents\n".to_string()
+    } else {
+        timeline::render(&incidents, &alerts, colour)
+    };
+    // A closed pipe (`| head`) is the reader's choice, not an error.
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(Failure::Runtime(format!("stdout: {e}")))

@@ -1,10 +1,13 @@
 //! Writes a labelled small-office capture and prints its labels as JSON
 //! Lines on stdout.
 //!
-//! `cargo run --release -p tapsentry-testkit --example make-office -- OUT.pcap [benign|attacks] [SEED] [HOURS] [RATE]`
+//! `cargo run --release -p tapsentry-testkit --example make-office -- OUT.pcap [benign|attacks|intrusion] [SEED] [HOURS] [RATE]`
 //!
 //! `benign` (the default) writes the office alone; `attacks` adds one attack
-//! of every kind (`Attack::examples`). The Tor exits used by the attacks are
+//! of every kind (`Attack::examples`); `intrusion` adds one intrusion told in
+//! four steps on one workstation (`Attack::intrusion_chain`: outside login,
+//! inside scan, staging, upload), which the sensor reports as one incident.
+//! The Tor exits used by the attacks are
 //! 203.0.113.50 and 203.0.113.51: list them in the sensor's Tor exit list.
 #![allow(
     clippy::disallowed_methods,
@@ -23,14 +26,17 @@ use tapsentry_testkit::office::{generate, Attack, Office, OfficeSpec};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(out) = args.first().map(PathBuf::from) else {
-        eprintln!("usage: make-office OUT.pcap [benign|attacks] [SEED] [HOURS] [RATE]");
+        eprintln!("usage: make-office OUT.pcap [benign|attacks|intrusion] [SEED] [HOURS] [RATE]");
         std::process::exit(2);
     };
     let mut spec = OfficeSpec::default();
     match args.get(1).map(String::as_str) {
         None | Some("benign") => {}
         Some("attacks") => spec.attacks = Attack::examples(&Office::standard()),
-        Some(other) => return Err(format!("unknown scenario {other:?} (benign or attacks)").into()),
+        Some("intrusion") => spec.attacks = Attack::intrusion_chain(&Office::standard()).0,
+        Some(other) => {
+            return Err(format!("unknown scenario {other:?} (benign, attacks or intrusion)").into())
+        }
     }
     if let Some(s) = args.get(2) {
         spec.seed = s.parse()?;

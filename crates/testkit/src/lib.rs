@@ -1,6 +1,7 @@
 //! Test-only helpers for tapsentry: Ethernet frame builders and a pcap
 //! writer, so tests can make exactly the traffic they need, and the one
 //! builder of each test fixture: [`FlowRecordBuilder`] for flow records,
+//! [`AlertBuilder`] for alerts,
 //! [`PacketMetaBuilder`] for decoded packets, [`DnsEventBuilder`] for DNS
 //! summaries, [`DnsMessage`] for DNS messages, [`checksum`] for the internet checksum
 //! [`raw_pcap`] for pcap files libpcap's dumper does not write and
@@ -28,6 +29,7 @@
 //! This crate does not read captures; tests read back with
 //! `tapsentry-capture`.
 
+mod alert;
 pub mod bench;
 pub mod checksum;
 mod dns;
@@ -46,6 +48,7 @@ pub mod week;
 mod wire;
 mod writer;
 
+pub use alert::AlertBuilder;
 pub use dns::{encode_name, DnsMessage, QUERY_FLAGS, RESPONSE_FLAGS};
 pub use dns_event::DnsEventBuilder;
 pub use flood::{syn_flood, SynFlood};

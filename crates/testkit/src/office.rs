@@ -508,6 +508,53 @@ impl Attack {
         }
     }
 
+    /// One intrusion told in four steps on the same inside host (a
+    /// workstation): an RDP login from outside, then that host scans the
+    /// inside, pulls data from two servers (staging), and uploads it to
+    /// another outside address. Each step is one of the attacks above, so
+    /// each is found on its own; together they are one incident (ATT&CK
+    /// TA0001, TA0007, TA0009, TA0010). Returns the attacks and the
+    /// (inside host, login source, upload receiver).
+    pub fn intrusion_chain(o: &Office) -> (Vec<Attack>, [IpAddr; 3]) {
+        let host = o.workstations[3];
+        let attacker = v4([203, 0, 113, 90]);
+        let receiver = v4([198, 51, 100, 200]);
+        let t0 = LEARNING_SECS + 600.0;
+        let attacks = vec![
+            Attack::ExternalLoginSuccess {
+                at_secs: t0,
+                attacker,
+                server: host,
+                port: 3389,
+                speaks: Some(Speaks::Rdp),
+                secs: 40.0,
+            },
+            Attack::PortScan {
+                at_secs: t0 + 600.0,
+                scanner: host,
+                targets: (1..=60).map(|i| v4([10, 20, 3, i])).collect(),
+                ports: vec![22, 445, 3389],
+                proto: 6,
+                interval_secs: 0.05,
+                kind: ScanKind::Syn,
+            },
+            Attack::InternalStaging {
+                at_secs: t0 + 1200.0,
+                collector: host,
+                sources: vec![o.file_server, o.wiki],
+                bytes_each: 30_000_000,
+            },
+            Attack::ExfilHttps {
+                at_secs: t0 + 2400.0,
+                host,
+                dest: receiver,
+                bytes: 120_000_000,
+                dur_secs: 240.0,
+            },
+        ];
+        (attacks, [host, attacker, receiver])
+    }
+
     /// One attack of every kind (two port scans), staggered from 40 minutes
     /// in (after the 30-minute learning period) to about 2 h 20 min, sized
     /// so that a 3-hour office with all of them stays near 60 MB.

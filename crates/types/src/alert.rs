@@ -131,6 +131,10 @@ pub struct Alert {
     /// Community ID v1 of the flow, when the alert is about one flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub community_id: Option<String>,
+    /// The flow's `flow_id` ([`crate::FlowRecord::flow_id`]), when the
+    /// alert is about one flow (set together with `community_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<u64>,
     /// The application protocol of the flow, when the alert is about one
     /// flow (as on that flow's flow-log record).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,50 +168,6 @@ pub struct AlertBody {
     pub mitre: Mitre,
 }
 
-/// The contract's `alert.alert_id`: a 64-bit integer from (host,
-/// signature, src_ip, dest_ip, first timestamp), the same in every replay.
-///
-/// The first eight bytes of a SHA-1 over a fixed encoding (host and
-/// signature each followed by a zero byte; each address as 16 bytes,
-/// IPv4 mapped into IPv6, a missing `dest_ip` as a 0 marker byte instead of
-/// 1 and 16 zero bytes; the time as big-endian microseconds), kept to 53
-/// bits: jq and JavaScript read JSON numbers as doubles, and an id they
-/// round is no id. One definition for every record that carries or names
-/// an alert id (`alert`, `alert_update`, `incident.alert_ids`).
-pub fn alert_id(
-    host: &str,
-    signature: &str,
-    src_ip: IpAddr,
-    dest_ip: Option<IpAddr>,
-    first: Timestamp,
-) -> u64 {
-    use sha1::{Digest, Sha1};
-    let v6 = |ip: IpAddr| match ip {
-        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
-        IpAddr::V6(v) => v.octets(),
-    };
-    let mut h = Sha1::new();
-    h.update(host.as_bytes());
-    h.update([0]);
-    h.update(signature.as_bytes());
-    h.update([0]);
-    h.update(v6(src_ip));
-    match dest_ip {
-        Some(d) => {
-            h.update([1]);
-            h.update(v6(d));
-        }
-        None => h.update([0; 17]),
-    }
-    h.update(first.micros().to_be_bytes());
-    let d = h.finalize();
-    let mut b = [0u8; 8];
-    for (dst, src) in b.iter_mut().zip(d.iter()) {
-        *dst = *src;
-    }
-    u64::from_be_bytes(b) & ((1 << 53) - 1)
-}
-
 impl Alert {
     /// The suppression identity of the alert: signature, subject and counterpart.
     pub fn identity(&self) -> (&'static str, IpAddr, Option<IpAddr>) {
@@ -215,25 +175,190 @@ impl Alert {
     }
 }
 
+/// One line of the alert log: the detector's [`Alert`] with what the
+/// sensor adds when it writes it (the contract's second-round fields:
+/// `host`, `flow_id`, `alert.action`, `alert.alert_id`,
+/// `alert.signature_id`). Field names and order follow Suricata's EVE
+/// where EVE has the field; the alert's own fields keep their order.
+#[derive(Debug, Serialize)]
+pub struct AlertRecord<'a> {
+    /// See [`Alert::timestamp`].
+    pub timestamp: Timestamp,
+    /// See [`Alert::flow_id`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<u64>,
+    /// Always `"alert"`.
+    pub event_type: &'static str,
+    /// The sensor's name (`output.host`).
+    pub host: &'a str,
+    /// See [`Alert::src_ip`].
+    pub src_ip: IpAddr,
+    /// See [`Alert::dest_ip`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_ip: Option<IpAddr>,
+    /// See [`Alert::src_port`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
+    /// See [`Alert::dest_port`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_port: Option<u16>,
+    /// See [`Alert::proto`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto: Option<&'a str>,
+    /// The `alert` object: identity fields, then [`AlertBody`]'s.
+    pub alert: AlertBodyRecord<'a>,
+    /// See [`Alert::evidence`].
+    pub evidence: &'a BTreeMap<&'static str, serde_json::Value>,
+    /// See [`Alert::community_id`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<&'a str>,
+    /// See [`Alert::app_proto`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_proto: Option<crate::AppProto>,
+    /// See [`Alert::geo`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo: Option<&'a GeoInfo>,
+    /// See [`Alert::response`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<&'a Response>,
+}
+
+/// The `alert` object of an [`AlertRecord`].
+#[derive(Debug, Serialize)]
+pub struct AlertBodyRecord<'a> {
+    /// Always `"allowed"`: the sensor is passive and stops nothing.
+    pub action: &'static str,
+    /// [`crate::alert_id`] of the finding.
+    pub alert_id: u64,
+    /// [`crate::signature_id`] of the signature.
+    pub signature_id: u32,
+    /// Category, signature, severity, description, ATT&CK.
+    #[serde(flatten)]
+    pub body: &'a AlertBody,
+}
+
+impl<'a> AlertRecord<'a> {
+    /// The line for `alert`, written by the sensor named `host`; its
+    /// `alert_id` is computed here, from the alert's own fields.
+    pub fn new(alert: &'a Alert, host: &'a str) -> AlertRecord<'a> {
+        AlertRecord {
+            timestamp: alert.timestamp,
+            flow_id: alert.flow_id,
+            event_type: alert.event_type,
+            host,
+            src_ip: alert.src_ip,
+            dest_ip: alert.dest_ip,
+            src_port: alert.src_port,
+            dest_port: alert.dest_port,
+            proto: alert.proto.as_deref(),
+            alert: AlertBodyRecord {
+                action: "allowed",
+                alert_id: alert.alert_id(host),
+                signature_id: crate::signature_id(alert.alert.signature),
+                body: &alert.alert,
+            },
+            evidence: &alert.evidence,
+            community_id: alert.community_id.as_deref(),
+            app_proto: alert.app_proto,
+            geo: alert.geo.as_ref(),
+            response: alert.response.as_ref(),
+        }
+    }
+}
+
+impl Alert {
+    /// The contract's `alert.alert_id` of this alert as the sensor named
+    /// `host` writes it (see [`crate::alert_id`]).
+    pub fn alert_id(&self, host: &str) -> u64 {
+        crate::alert_id(
+            host,
+            self.alert.signature,
+            self.src_ip,
+            self.dest_ip,
+            self.timestamp,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn full_alert() -> Alert {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut evidence = BTreeMap::new();
+        evidence.insert("flows", serde_json::json!(3));
+        Alert {
+            timestamp: Timestamp::from_micros(1_700_000_000_000_042),
+            event_type: "alert",
+            src_ip: ip("10.0.0.1"),
+            dest_ip: Some(ip("185.220.101.4")),
+            src_port: Some(51000),
+            dest_port: Some(443),
+            proto: Some("TCP".into()),
+            alert: AlertBody {
+                category: Category::TOR,
+                signature: "tor.exit_outbound",
+                severity: 2,
+                description: "10.0.0.1 connected to a Tor exit.".into(),
+                mitre: Mitre {
+                    tactic: "TA0011",
+                    technique: "T1090.003",
+                },
+            },
+            evidence,
+            community_id: Some("1:LQU9qZlK+B5F3KDmev6m5PMibrg=".into()),
+            flow_id: Some(77),
+            app_proto: Some(crate::AppProto::Tls),
+            geo: Some(GeoInfo {
+                ip: Some(ip("185.220.101.4")),
+                country: Some("DE".into()),
+                ..GeoInfo::default()
+            }),
+            response: Some(Response {
+                action: "block",
+                ip: ip("185.220.101.4"),
+                block: BTreeMap::from([("nftables", "nft add ...".to_string())]),
+                isolate: BTreeMap::new(),
+            }),
+            updates: None,
+        }
+    }
+
+    /// The line carries every field of the alert, unchanged, plus the
+    /// identity fields: a field added to [`Alert`] but not to the record
+    /// fails here rather than vanishing from the log.
     #[test]
-    fn alert_ids_are_stable_and_tell_findings_apart() {
-        let src: IpAddr = [10, 0, 0, 1].into();
-        let t = Timestamp::from_micros(1_700_000_000_000_001);
-        let id = alert_id("s1", "port_scan.vertical", src, None, t);
-        // Pinned: a change of the encoding changes every id in every SIEM.
-        assert_eq!(id, alert_id("s1", "port_scan.vertical", src, None, t));
-        assert!(id < 1 << 53);
-        let others = [
-            alert_id("s2", "port_scan.vertical", src, None, t),
-            alert_id("s1", "port_scan.horizontal", src, None, t),
-            alert_id("s1", "port_scan.vertical", [10, 0, 0, 2].into(), None, t),
-            alert_id("s1", "port_scan.vertical", src, Some(src), t),
-            alert_id("s1", "port_scan.vertical", src, None, t.plus_secs(1)),
-        ];
-        assert!(others.iter().all(|o| *o != id));
+    fn the_record_carries_every_alert_field_and_the_ids() {
+        let a = full_alert();
+        let plain = serde_json::to_value(&a).unwrap();
+        let line = serde_json::to_value(AlertRecord::new(&a, "sensor-1")).unwrap();
+        for (k, v) in plain.as_object().unwrap() {
+            if k == "alert" {
+                for (bk, bv) in v.as_object().unwrap() {
+                    assert_eq!(&line["alert"][bk], bv, "alert.{bk}");
+                }
+            } else {
+                assert_eq!(&line[k], v, "{k}");
+            }
+        }
+        assert_eq!(line["host"], "sensor-1");
+        assert_eq!(line["flow_id"], 77);
+        assert_eq!(line["alert"]["action"], "allowed");
+        assert_eq!(line["alert"]["signature_id"], 1301);
+        assert_eq!(line["alert"]["alert_id"], a.alert_id("sensor-1"));
+        assert_ne!(a.alert_id("sensor-1"), a.alert_id("sensor-2"));
+        // EVE's order at the top: timestamp, flow_id, event_type.
+        let text = serde_json::to_string(&AlertRecord::new(&a, "s")).unwrap();
+        assert!(
+            text.starts_with(
+                "{\"timestamp\":\"2023-11-14T22:13:20.000042Z\",\"flow_id\":77,\"event_type\":\"alert\",\"host\":\"s\",\"src_ip\":\"10.0.0.1\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"alert\":{\"action\":\"allowed\",\"alert_id\":"),
+            "{text}"
+        );
     }
 }

@@ -27,14 +27,18 @@ mod app_proto;
 mod community_id;
 mod dns;
 mod flow;
+mod ids;
 mod problem;
 mod time_fmt;
 
-pub use alert::{alert_id, Alert, AlertBody, Category, GeoInfo, Mitre, Response};
+pub use alert::{
+    Alert, AlertBody, AlertBodyRecord, AlertRecord, Category, GeoInfo, Mitre, Response,
+};
 pub use app_proto::AppProto;
 pub use community_id::{community_id_of_key, community_id_v1};
 pub use dns::{DnsEvent, DnsName, DNS_ANSWER_ADDRS, DNS_NAME_MAX};
 pub use flow::{DirCounts, EndReason, FlowKey, FlowRecord, FlowState, RecordKind, Side, TcpFlags};
+pub use ids::{alert_id, flow_id, incident_id, signature_id, ID_LIMIT, SIGNATURE_IDS};
 pub use problem::{Problem, SectionProblems};
 pub use time_fmt::Timestamp;
 

@@ -422,6 +422,7 @@ pub(crate) mod tests {
             },
             evidence: BTreeMap::new(),
             community_id: None,
+            flow_id: None,
             app_proto: None,
             geo: None,
             response: None,

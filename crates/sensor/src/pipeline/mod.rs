@@ -22,7 +22,7 @@
 //! | `flow-in` | [`ingest`] | the flow-table session (it classifies), pending DNS events and first-message metadata, tick clock | `IngestMsg` | `SweepMsg` to `flow-sweep` (1); replay waits for the ack (1) |
 //! | `flow-sweep` | [`sweep`] | the record buffer, epoch issuer, save clock, first-message metadata of live flows ([`flow_meta`]), the asset [`inventory`] | `SweepMsg` | `WorkerMsg` to each `det-i` (`pipeline.worker_queue`); ended flows and inventory records to `alert-out`; inventory saves to `inventory-out` (1) |
 //! | `det-0..N` | [`workers`] | the detectors of one shard of hosts | `WorkerMsg` | one `Reply` per epoch to `alert-out` (`pipeline.writer_queue`); state parts to `state-out` (2 × workers) |
-//! | `alert-out` | [`writer`] | the alert and flow logs, suppressor, [`epoch::EpochCollector`] | `WriterMsg` | files |
+//! | `alert-out` | [`writer`] | the alert and flow logs, suppressor, the incidents stage (`tapsentry-incidents`: each written alert in, its `incident` records written right after it), [`epoch::EpochCollector`] | `WriterMsg` | files |
 //! | `stats` | [`stats`] | the stats log | a stop queue (1) | a [`StatsRecord`] every interval |
 //! | `state-out` | [`crate::state`] | the state file | `StatePart` | the file |
 //! | `inventory-out` | [`inventory`] | the inventory file | encoded saves | the file |
@@ -68,6 +68,7 @@ use crossbeam_channel::bounded;
 use tapsentry_capture::FrameSource;
 use tapsentry_detect::HomeNet;
 use tapsentry_flow::FlowTable;
+use tapsentry_incidents::Incidents;
 use tapsentry_output::{JsonlSink, Suppressor};
 
 pub use crate::control::{Control, IntelHandle};
@@ -201,7 +202,8 @@ impl Pipeline {
             .transpose()
             .map_err(|e| anyhow!("pipeline.workers: {e}"))?;
         let table = Arc::new(FlowTable::new(cfg.flow.clone()));
-        let mut shared = SharedStats::new();
+        let host = cfg.output.sensor_host();
+        let mut shared = SharedStats::with_host(&host);
         shared.files = Arc::clone(&control.files);
         let _ = shared.intel.set(Arc::clone(&control.intel));
         let shared = Arc::new(shared);
@@ -283,6 +285,15 @@ impl Pipeline {
                 cfg.output.suppression_window_secs,
                 cfg.output.suppression_max_entries,
             ),
+            incidents: cfg.incidents.enabled.then(|| {
+                let home = Arc::clone(&home);
+                Incidents::new(
+                    cfg.incidents.clone(),
+                    &host,
+                    Box::new(move |ip| home.contains(ip)),
+                )
+            }),
+            host: host.clone(),
             epochs,
             reopen: Arc::clone(&control.reopen),
             shared: Arc::clone(&shared),

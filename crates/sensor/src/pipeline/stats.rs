@@ -17,6 +17,7 @@ use serde::Serialize;
 use tapsentry_capture::{InterfaceOutages, KernelStats};
 use tapsentry_decode::{dns, DecodeError};
 use tapsentry_flow::{FlowCounters, FlowTable};
+use tapsentry_incidents::IncidentStats;
 use tapsentry_inventory::InventoryCounters;
 use tapsentry_output::{JsonlSink, OutageStats};
 
@@ -98,6 +99,8 @@ pub(crate) struct WriterStats {
     pub by_category: BTreeMap<&'static str, u64>,
     pub flow_records_logged: u64,
     pub inventory_written: u64,
+    /// The incidents stage's counters (it lives in the writer).
+    pub incidents: IncidentStats,
     pub alert_latency: LatencyHist,
     pub write_error: Option<String>,
     /// Alerts neither written nor kept: the log failed and its backlog was full.
@@ -128,6 +131,7 @@ impl WriterStats {
         to.lost = self.lost;
         to.alert_log = self.alert_log;
         to.flow_log = self.flow_log;
+        to.incidents = self.incidents;
         to.alert_latency.merge(&self.alert_latency);
         self.alert_latency.reset();
         if to.write_error.is_none() {
@@ -144,6 +148,8 @@ pub(crate) struct SharedStats {
     pub inventory: Mutex<InventoryCounters>,
     pub drops: Drops,
     pub started: Instant,
+    /// The sensor's name (`output.host`), on every stats record.
+    pub host: String,
     /// The intel snapshot in use, set once at start: the record reports
     /// how many Tor exits it holds (0 is Tor detection matching nothing).
     pub intel: OnceLock<Arc<crate::control::IntelHandle>>,
@@ -159,8 +165,17 @@ impl SharedStats {
             inventory: Mutex::new(InventoryCounters::default()),
             drops: Drops::default(),
             started: wall::instant(),
+            host: String::new(),
             intel: OnceLock::new(),
             files: Arc::default(),
+        }
+    }
+
+    /// Counters for the sensor named `host` (the stats records' `host`).
+    pub fn with_host(host: &str) -> SharedStats {
+        SharedStats {
+            host: host.to_string(),
+            ..SharedStats::new()
         }
     }
 
@@ -172,6 +187,7 @@ impl SharedStats {
         StatsRecord {
             timestamp: wall::timestamp(),
             event_type: "stats",
+            host: self.host.clone(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
             capture_time: CaptureTime {
                 first: cap.first_ts,
@@ -222,6 +238,7 @@ impl SharedStats {
                 counters: *lock(&self.inventory),
                 written: w.inventory_written,
             },
+            incidents: w.incidents,
             latency: LatencyRecord {
                 packet_processing: cap.packet_time.summary(),
                 flow_end_to_alert: w.alert_latency.summary(),
@@ -253,6 +270,8 @@ pub struct StatsRecord {
     pub timestamp: Timestamp,
     /// Always `"stats"`.
     pub event_type: &'static str,
+    /// The sensor's name (`output.host`).
+    pub host: String,
     /// Seconds since the pipeline started.
     pub uptime_secs: f64,
     /// Capture time of the first and latest packets.
@@ -276,6 +295,11 @@ pub struct StatsRecord {
     pub files: FileFaultsRecord,
     /// The asset inventory: its size, what its bounds refused, its records.
     pub inventory: InventoryStats,
+    /// The incidents stage: open, opened, reported, records, merged, and
+    /// what its bounds refused (`evicted` at `incidents.max_open`,
+    /// `alerts_not_listed` and `hosts_not_linked` at
+    /// `incidents.max_alerts`).
+    pub incidents: IncidentStats,
     /// Latency percentiles.
     pub latency: LatencyRecord,
     /// The intel in use.
@@ -611,6 +635,16 @@ mod tests {
             "flows.interim_records",
             "flows.records_dropped",
             "flows.refused",
+            "host",
+            "incidents",
+            "incidents.alerts_not_listed",
+            "incidents.evicted",
+            "incidents.hosts_not_linked",
+            "incidents.merged",
+            "incidents.open",
+            "incidents.opened",
+            "incidents.records",
+            "incidents.reported",
             "intel",
             "intel.tor_exit_addresses",
             "inventory",

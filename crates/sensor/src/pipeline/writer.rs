@@ -1,10 +1,15 @@
 //! The writer stage (thread `alert-out`): writes alerts to the alert log
-//! (suppressing repeats) and ended flows to the flow log.
+//! (suppressing repeats), feeds each written alert to the incidents stage
+//! and writes the incident records it returns right after the alert, and
+//! writes ended flows to the flow log. Every record carries the sensor's
+//! name (`host`).
 //!
 //! In replay it releases alerts through an [`EpochCollector`]: an epoch is
 //! written only when every worker replied, epochs in order, each sorted, so
 //! the log does not depend on the worker count or on which worker finished
 //! first. Live, each reply is written as it arrives (sorted within itself).
+//! The incidents stage sees the alerts in exactly the order they are
+//! written, so in replay its records are as reproducible as the alerts.
 //! The flow-log layout is [`FlowLogRecord`].
 //!
 //! A log that stops taking lines (disk full, permissions) does not stop
@@ -24,21 +29,17 @@ use tapsentry_telemetry::wall;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
+use tapsentry_incidents::Incidents;
 use tapsentry_inventory::InventoryRecord;
 use tapsentry_output::{AlertUpdateRecord, Delivery, JsonlSink, Suppressor};
 use tapsentry_types::{
-    alert_id, community_id_v1, proto_name, Alert, AppProto, EndReason, FlowRecord, FlowState,
-    RecordKind, Timestamp,
+    alert_id, community_id_v1, proto_name, Alert, AlertRecord, AppProto, EndReason, FlowRecord,
+    FlowState, RecordKind, Timestamp,
 };
 
 use super::epoch::{alert_order, EpochCollector, Released, Reply};
 use super::flow_meta::{AppMetaLog, LoggedFlow};
 use super::stats::{lock, SharedStats, WriterStats, MAX_TALLIED_HOSTS};
-
-/// The sensor's name in alert ids. `output.host` (the EVE identity fields,
-/// another change) replaces it; until then every id is computed with the
-/// empty name, the same on every run.
-const HOST: &str = "";
 
 /// How often (wall clock) the writer tries a failing log again. Wall time
 /// decides only when lines get in, never which lines or in what order.
@@ -64,6 +65,10 @@ pub(crate) struct WriterStage {
     pub alerts: JsonlSink,
     pub flows: Option<JsonlSink>,
     pub suppressor: Suppressor,
+    /// The incidents stage (`None` when `incidents.enabled` is false).
+    pub incidents: Option<Incidents>,
+    /// The `host` field of every record (`output.host`).
+    pub host: String,
     /// Replay: releases epochs whole and in order. Live: `None`.
     pub epochs: Option<EpochCollector>,
     pub reopen: Arc<AtomicU64>,
@@ -78,6 +83,8 @@ impl WriterStage {
             alerts,
             flows,
             suppressor,
+            incidents,
+            host,
             mut epochs,
             reopen,
             shared,
@@ -86,6 +93,8 @@ impl WriterStage {
             alerts,
             flows,
             suppressor,
+            incidents,
+            host,
             st: WriterStats::default(),
             last_error: [None, None],
         };
@@ -158,10 +167,21 @@ struct Sinks {
     alerts: JsonlSink,
     flows: Option<JsonlSink>,
     suppressor: Suppressor,
+    incidents: Option<Incidents>,
+    host: String,
     st: WriterStats,
     /// The error of each log's (alerts, flows) latest outage, for the exit
     /// message when lines were lost.
     last_error: [Option<String>; 2],
+}
+
+/// A record of another stage with the sensor's name added (last: the
+/// record's own fields keep their order).
+#[derive(Serialize)]
+struct Hosted<'a, T> {
+    #[serde(flatten)]
+    record: &'a T,
+    host: &'a str,
 }
 
 impl Sinks {
@@ -278,7 +298,11 @@ impl Sinks {
     /// through the alert suppressor.
     fn write_inventory(&mut self, records: &[InventoryRecord]) {
         for r in records {
-            match self.alerts.deliver(r) {
+            let line = Hosted {
+                record: r,
+                host: &self.host,
+            };
+            match self.alerts.deliver(&line) {
                 Ok(Delivery::Written | Delivery::Queued) => self.st.inventory_written += 1,
                 Ok(Delivery::Lost) => {}
                 Err(e) => Self::serialise_error(&mut self.st, &e),
@@ -299,10 +323,15 @@ impl Sinks {
                     Some(w) if w <= first => w,
                     _ => first,
                 };
-                let id = alert_id(HOST, a.alert.signature, a.src_ip, a.dest_ip, named);
+                let id = alert_id(&self.host, a.alert.signature, a.src_ip, a.dest_ip, named);
                 // Through the same backlog as alerts, so an update never
                 // lands before the alert it names.
-                match self.alerts.deliver(&AlertUpdateRecord::of(&a, id)) {
+                let update = AlertUpdateRecord::of(&a, id);
+                let line = Hosted {
+                    record: &update,
+                    host: &self.host,
+                };
+                match self.alerts.deliver(&line) {
                     Ok(Delivery::Written | Delivery::Queued) => {}
                     Ok(Delivery::Lost) => st.lost += 1,
                     Err(e) => Self::serialise_error(st, &e),
@@ -313,7 +342,9 @@ impl Sinks {
                 st.suppressed += 1;
                 continue;
             }
-            match self.alerts.deliver(&a) {
+            let line = AlertRecord::new(&a, &self.host);
+            let alert_id = line.alert.alert_id;
+            match self.alerts.deliver(&line) {
                 // Waiting in the backlog counts as written: it goes in, in
                 // order, when the log takes lines again (or is counted in
                 // `alert_log.lost` at exit).
@@ -326,9 +357,27 @@ impl Sinks {
                     st.alert_latency
                         .record_ns(u64::try_from(emitted.elapsed().as_nanos()).unwrap_or(u64::MAX));
                 }
-                Ok(Delivery::Lost) => st.lost += 1,
-                Err(e) => Self::serialise_error(st, &e),
+                // An alert that is not in the log is no incident's member.
+                Ok(Delivery::Lost) => {
+                    st.lost += 1;
+                    continue;
+                }
+                Err(e) => {
+                    Self::serialise_error(st, &e);
+                    continue;
+                }
             }
+            let Some(inc) = self.incidents.as_mut() else {
+                continue;
+            };
+            for rec in inc.observe(&a, alert_id) {
+                match self.alerts.deliver(&rec) {
+                    Ok(Delivery::Written | Delivery::Queued) => {}
+                    Ok(Delivery::Lost) => st.lost += 1,
+                    Err(e) => Self::serialise_error(st, &e),
+                }
+            }
+            st.incidents = inc.stats();
         }
     }
 
@@ -337,7 +386,7 @@ impl Sinks {
             return;
         };
         for f in flows {
-            let mut record = FlowLogRecord::from(&f.rec);
+            let mut record = FlowLogRecord::new(&f.rec, &self.host);
             if let Some(meta) = &f.meta {
                 record.app = AppMetaLog::new(meta);
             }
@@ -353,11 +402,15 @@ impl Sinks {
 /// One ended flow in the flow log (field names follow Suricata's EVE flow
 /// records where they overlap).
 #[derive(Debug, Serialize)]
-pub struct FlowLogRecord {
+pub struct FlowLogRecord<'a> {
     /// The flow's last packet.
     pub timestamp: Timestamp,
+    /// [`FlowRecord::flow_id`]: the same on every alert about the flow.
+    pub flow_id: u64,
     /// Always `"flow"`.
     pub event_type: &'static str,
+    /// The sensor's name (`output.host`).
+    pub host: &'a str,
     /// The client (the side that spoke first).
     pub src_ip: IpAddr,
     /// Client port (TCP, UDP, SCTP only).
@@ -419,12 +472,15 @@ fn is_zero(v: &u16) -> bool {
     *v == 0
 }
 
-impl From<&FlowRecord> for FlowLogRecord {
-    fn from(r: &FlowRecord) -> Self {
+impl<'a> FlowLogRecord<'a> {
+    /// The flow-log line of `r`, written by the sensor named `host`.
+    pub fn new(r: &FlowRecord, host: &'a str) -> Self {
         let ports = matches!(r.proto, 6 | 17 | 132);
         FlowLogRecord {
             timestamp: r.last_seen,
+            flow_id: r.flow_id(),
             event_type: "flow",
+            host,
             src_ip: r.client,
             src_port: ports.then_some(r.client_port),
             dest_ip: r.server,
@@ -490,6 +546,8 @@ mod tests {
                 alerts: sink("alerts.jsonl"),
                 flows: Some(sink("flows.jsonl")),
                 suppressor: Suppressor::new(0, 1000),
+                incidents: None,
+                host: "test-sensor".into(),
                 epochs,
                 reopen: Arc::new(AtomicU64::new(0)),
                 shared: Arc::clone(&shared),
@@ -580,5 +638,94 @@ mod tests {
             .map(|a| a["alert"]["description"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(descr, ["alert 20/0", "alert 20/1", "alert 10/0"]);
+    }
+}
+
+#[cfg(test)]
+mod incident_tests {
+    use super::*;
+    use crate::pipeline::epoch::tests::tickets;
+    use crossbeam_channel::bounded;
+    use serde_json::Value;
+    use tapsentry_incidents::IncidentsConfig;
+    use tapsentry_testkit::scenario::ip;
+    use tapsentry_testkit::AlertBuilder;
+
+    /// Through the real writer thread, two workers, epochs arriving out of
+    /// order: each incident record follows the alert that made it, lists
+    /// the alerts' written ids, and every line carries `host`.
+    #[test]
+    fn incident_records_follow_their_alert_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let shared = Arc::new(SharedStats::new());
+        let inside = |a: IpAddr| matches!(a, IpAddr::V4(v) if v.octets()[0] == 10);
+        let stage = WriterStage {
+            alerts: JsonlSink::open_as(path.to_str().unwrap(), "log").unwrap(),
+            flows: None,
+            suppressor: Suppressor::new(3600, 1000),
+            incidents: Some(Incidents::new(
+                IncidentsConfig::default(),
+                "w-test",
+                Box::new(inside),
+            )),
+            host: "w-test".into(),
+            epochs: Some(EpochCollector::new(2).unwrap()),
+            reopen: Arc::new(AtomicU64::new(0)),
+            shared: Arc::clone(&shared),
+        };
+        let (tx, rx) = bounded::<WriterMsg>(16);
+        let h = std::thread::spawn(move || stage.run(&rx));
+        let (x, a, y) = (ip("203.0.113.7"), ip("10.0.0.5"), ip("198.51.100.1"));
+        let login = AlertBuilder::new(0.0, "external_login.unusual_source", "TA0001", x)
+            .dest(a)
+            .build();
+        let scan = AlertBuilder::new(10.0, "port_scan.horizontal", "TA0007", a).build();
+        let exfil = AlertBuilder::new(20.0, "exfiltration.volume", "TA0010", a)
+            .dest(y)
+            .severity(1)
+            .build();
+        // A repeat of the scan: suppressed, so no member.
+        let repeat = AlertBuilder::new(30.0, "port_scan.horizontal", "TA0007", a).build();
+        let mut t = tickets(2, 2).into_iter();
+        let (mut e1, mut e2) = (t.next().unwrap(), t.next().unwrap());
+        let (e1w1, e1w0) = (e1.pop().unwrap(), e1.pop().unwrap());
+        let (e2w1, e2w0) = (e2.pop().unwrap(), e2.pop().unwrap());
+        tx.send(WriterMsg::Alerts(e2w1.reply(vec![repeat])))
+            .unwrap();
+        tx.send(WriterMsg::Alerts(e2w0.reply(vec![exfil.clone()])))
+            .unwrap();
+        tx.send(WriterMsg::Alerts(e1w1.reply(vec![scan.clone()])))
+            .unwrap();
+        tx.send(WriterMsg::Alerts(e1w0.reply(vec![login.clone()])))
+            .unwrap();
+        drop(tx);
+        drop(h.join().unwrap());
+        let lines: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let kinds: Vec<&str> = lines
+            .iter()
+            .map(|l| l["event_type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["alert", "alert", "alert", "incident"], "{lines:#?}");
+        assert!(lines.iter().all(|l| l["host"] == "w-test"));
+        let ids: Vec<u64> = [&login, &scan, &exfil]
+            .iter()
+            .map(|a| a.alert_id("w-test"))
+            .collect();
+        for (l, id) in lines.iter().zip(&ids) {
+            assert_eq!(l["alert"]["alert_id"], *id);
+        }
+        assert_eq!(lines[3]["incident"]["alert_ids"], serde_json::json!(ids));
+        assert_eq!(
+            lines[3]["incident"]["stages"],
+            serde_json::json!(["TA0001", "TA0007", "TA0010"])
+        );
+        let w = lock(&shared.writer);
+        assert_eq!((w.written, w.suppressed), (3, 1));
+        assert_eq!((w.incidents.reported, w.incidents.records), (1, 1));
     }
 }
