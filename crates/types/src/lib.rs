@@ -22,6 +22,7 @@
 //! This crate does no I/O and has no behaviour beyond small conversions: it
 //! does not parse packets, keep state, or write records.
 
+mod admin;
 mod alert;
 mod app_proto;
 mod community_id;
@@ -30,6 +31,9 @@ mod flow;
 mod problem;
 mod time_fmt;
 
+pub use admin::{
+    AdminAction, AdminEvent, AdminText, RpcInterface, RpcOutcome, ShareKind, ADMIN_TEXT_MAX,
+};
 pub use alert::{Alert, AlertBody, Category, GeoInfo, Mitre, Response};
 pub use app_proto::AppProto;
 pub use community_id::{community_id_of_key, community_id_v1};
