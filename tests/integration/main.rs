@@ -13,6 +13,7 @@ mod detections;
 mod determinism;
 mod fuzz_seeds;
 mod inventory;
+mod lateral_movement;
 mod linktypes;
 mod live;
 mod malformed;

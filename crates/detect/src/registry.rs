@@ -22,8 +22,9 @@ use tapsentry_types::{Category, FlowRecord, Problem};
 use crate::{
     DataCollectionConfig, DataCollectionDetector, Detector, DnsTunnelConfig, DnsTunnelDetector,
     ExfiltrationConfig, ExfiltrationDetector, ExternalLoginConfig, ExternalLoginDetector, HomeNet,
-    PortScanConfig, PortScanDetector, SpambotConfig, SpambotDetector, TorConfig, TorDetector,
-    UnusualProtocolConfig, UnusualProtocolDetector,
+    LateralMovementConfig, LateralMovementDetector, PortScanConfig, PortScanDetector,
+    SpambotConfig, SpambotDetector, TorConfig, TorDetector, UnusualProtocolConfig,
+    UnusualProtocolDetector,
 };
 
 /// How a routed flow record relates to the host it was routed for
@@ -228,6 +229,11 @@ detectors! {
     /// Logins to remote-access services from outside.
     external_login: ExternalLoginConfig => ExternalLoginDetector,
         Category::EXTERNAL_LOGIN, Perspective::InsideServer;
+    /// Remote execution, tool transfer and exploitation between inside
+    /// hosts (judged on administration events; flow records only end the
+    /// wait for an answer).
+    lateral_movement: LateralMovementConfig => LateralMovementDetector,
+        Category::LATERAL_MOVEMENT, Perspective::InsideClient;
 }
 
 /// The registered detector called `name`.
@@ -301,7 +307,8 @@ mod tests {
                 "port_scan",
                 "spambot",
                 "unusual_protocol",
-                "external_login"
+                "external_login",
+                "lateral_movement"
             ]
         );
     }

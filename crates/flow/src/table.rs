@@ -858,13 +858,15 @@ impl<'t> IngestSession<'t> {
     /// flow's application-protocol verdict after this packet (`Unknown` for
     /// a refused packet). Read from the entry already in hand: no second
     /// lookup, so a caller can act on the verdict per packet for free (the
-    /// pipeline parses DNS of flows named `dns` on other ports).
+    /// pipeline parses DNS of flows named `dns` on other ports, and follows
+    /// SMB and DCE-RPC flows). The third value is true when the packet came
+    /// from the flow's responder (the server), false from its initiator.
     pub fn ingest_probed_verdict(
         &mut self,
         m: &PacketMeta<'_>,
         payload: &[u8],
         p: &FlowProbe,
-    ) -> (IngestOutcome, AppProto) {
+    ) -> (IngestOutcome, AppProto, bool) {
         let table = self.table;
         if let Some((_, quoted)) = m.icmp_error {
             self.note_icmp_error(m.vlan, &quoted);
@@ -883,7 +885,7 @@ impl<'t> IngestSession<'t> {
                 if proto == AppProto::Ftp && !payload.is_empty() {
                     table.ftp_control(m, from_server, payload);
                 }
-                return (IngestOutcome::Updated, proto);
+                return (IngestOutcome::Updated, proto, from_server);
             }
         }
         let mut outcome = IngestOutcome::Created;
@@ -892,14 +894,14 @@ impl<'t> IngestSession<'t> {
             self.release();
             if !table.evict_idle(m.ts) {
                 table.refused.fetch_add(1, Ordering::Relaxed);
-                return (IngestOutcome::Refused, AppProto::Unknown);
+                return (IngestOutcome::Refused, AppProto::Unknown, false);
             }
             outcome = IngestOutcome::CreatedAfterEviction;
         }
         let Some(shard) = self.shard(p.shard) else {
             // Not reached: the probe's shard index came from this table.
             table.refused.fetch_add(1, Ordering::Relaxed);
-            return (IngestOutcome::Refused, AppProto::Unknown);
+            return (IngestOutcome::Refused, AppProto::Unknown, false);
         };
         // Growth rehashes with the table's own hash, so every flow stays
         // where a probe computes it to be.
@@ -910,13 +912,14 @@ impl<'t> IngestSession<'t> {
             table.ftp_data_named.fetch_add(1, Ordering::Relaxed);
         }
         let proto = entry.proto.verdict();
+        let from_server = p.side != entry.initiator();
         shard.insert_unique(p.hash, (p.key, entry), |(k, _)| table.hash(k));
         if let Some(dir) = first {
             self.first_message(p.key, m.ts, dir, proto, payload);
         }
         table.live.fetch_add(1, Ordering::Relaxed);
         table.created.fetch_add(1, Ordering::Relaxed);
-        (outcome, proto)
+        (outcome, proto, from_server)
     }
 
     /// Keeps the metadata of a direction's first message, if it has any

@@ -18,8 +18,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tapsentry_decode::dns;
 use tapsentry_flow::{FirstMessage, FlowTable, IngestSession, PROBE_GROUP};
 use tapsentry_telemetry::{wall, DropReason, LatencyHist};
-use tapsentry_types::{AppProto, DnsEvent, PacketMeta, Timestamp};
+use tapsentry_types::{AdminEvent, AppProto, DnsEvent, PacketMeta, Timestamp};
 
+use super::admin::AdminTable;
 use super::stats::{lock, SharedStats};
 use super::sweep::SweepMsg;
 use crate::config::PipelineConfig;
@@ -161,6 +162,8 @@ pub struct TickEvents {
     /// What the first message of a direction of a flow revealed (from the
     /// flow table).
     pub first: Vec<FirstMessage>,
+    /// What SMB and DCE-RPC flows did (from the administration inspector).
+    pub admin: Vec<AdminEvent>,
 }
 
 impl TickEvents {
@@ -168,6 +171,7 @@ impl TickEvents {
     pub fn clear(&mut self) {
         self.dns.clear();
         self.first.clear();
+        self.admin.clear();
     }
 }
 
@@ -268,6 +272,8 @@ pub struct IngestStep {
     first_dropped: u64,
     /// DNS messages parsed here (other ports) since the last publish.
     dns_other_ports: u64,
+    /// SMB and DCE-RPC flows followed past their first messages.
+    admin: AdminTable,
 }
 
 impl IngestStep {
@@ -280,6 +286,7 @@ impl IngestStep {
             events: TickEvents {
                 dns: Vec::with_capacity(1024),
                 first: Vec::with_capacity(1024),
+                admin: Vec::with_capacity(64),
             },
             next_tick: None,
             last_ts: Timestamp::ZERO,
@@ -287,6 +294,7 @@ impl IngestStep {
             dns_dropped: 0,
             first_dropped: 0,
             dns_other_ports: 0,
+            admin: AdminTable::new(cfg.max_admin_flows, cfg.admin_packet_budget),
         }
     }
 
@@ -326,7 +334,22 @@ impl IngestStep {
                     let payload = arena
                         .get(start as usize..start as usize + len as usize)
                         .unwrap_or_default();
-                    let (_, verdict) = session.ingest_probed_verdict(m, payload, &probe);
+                    let (_, verdict, from_server) =
+                        session.ingest_probed_verdict(m, payload, &probe);
+                    // SMB and DCE-RPC flows are read past their first
+                    // messages (remote execution, tool transfer): a second
+                    // compare per packet for the rest, the side table
+                    // only for these (see `pipeline::admin`).
+                    if matches!(verdict, AppProto::Smb | AppProto::Dcerpc) && !self.admin.is_off() {
+                        self.admin.on_packet(
+                            m,
+                            payload,
+                            verdict,
+                            from_server,
+                            &mut self.events.admin,
+                            self.max_pending_dns,
+                        );
+                    }
                     // DNS on a port other than 53. The reader summarises
                     // port 53 only: at that stage nothing says what another
                     // port speaks, and trying to parse every payload as DNS
@@ -381,8 +404,10 @@ impl IngestStep {
                 // sweep early when any piles up (live drops them, counted).
                 let backlog = table.needs_sweep()
                     || self.events.dns.len() >= self.max_pending_dns
-                    || self.events.first.len() >= self.max_pending_dns;
+                    || self.events.first.len() >= self.max_pending_dns
+                    || self.events.admin.len() >= self.max_pending_dns;
                 if due || (!self.live && backlog) {
+                    self.admin.expire(self.last_ts);
                     // The metadata of flows the sweep may end goes with it.
                     self.take_first_messages(session);
                     if !ticks.tick(self.last_ts, session, &mut self.events) {
@@ -456,6 +481,13 @@ impl IngestStep {
             shared
                 .drops
                 .add(DropReason::DnsBufferFull, mem::take(&mut self.dns_dropped));
+        }
+        let (refused, dropped) = self.admin.take_counts();
+        if refused > 0 {
+            shared.drops.add(DropReason::AdminTableFull, refused);
+        }
+        if dropped > 0 {
+            shared.drops.add(DropReason::AdminBufferFull, dropped);
         }
         if self.first_dropped > 0 {
             shared.drops.add(

@@ -45,6 +45,7 @@
 //! joined upstream to downstream; the final sweep drains the flow table
 //! through the detectors before the workers stop.
 
+pub mod admin;
 pub mod epoch;
 pub mod flow_meta;
 pub mod ingest;
@@ -281,6 +282,7 @@ impl Pipeline {
                 spare: TickEvents {
                     dns: Vec::with_capacity(1024),
                     first: Vec::with_capacity(1024),
+                    admin: Vec::with_capacity(64),
                 },
             },
         };

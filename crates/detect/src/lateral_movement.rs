@@ -1,0 +1,621 @@
+//! `lateral_movement`: an inside host executing code on, or moving tools
+//! to, another inside host over the protocols administrators use (ATT&CK
+//! TA0008), read from the administration events of the SMB2 and DCE-RPC
+//! inspector (`tapsentry_proto::admin`).
+//!
+//! Judged at once, without learning (these operations are rare and their
+//! meaning does not depend on habit):
+//! * remote service creation or start over svcctl (PsExec and its kin,
+//!   T1569.002), a remote scheduled task over atsvc or
+//!   ITaskSchedulerService (T1053), WMI method execution over
+//!   IWbemServices (T1047): held for `outcome_wait_secs` (or until the
+//!   flow ends) to read the server's answer, then raised at severity 1, or
+//!   2 when every answered call was denied;
+//! * an executable written to or read from an administrative share
+//!   (`ADMIN$`, `C$`, ...): lateral tool transfer (T1570), at once;
+//! * many Netlogon authentications from one client to one server in a
+//!   window (Zerologon, CVE-2020-1472: T1210), at once.
+//!
+//! Discovery (SAMR, LSARPC enumeration) and credential access
+//! (Kerberoasting) are other tactics: they raise nothing here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tapsentry_types::{
+    AdminAction, AdminEvent, AppProto, Category, FlowRecord, Mitre, Problem, RecordKind,
+    RpcInterface as I, RpcOutcome, SectionProblems, Timestamp,
+};
+
+use crate::common::{Finding, HostTable};
+use crate::{Bound, DetectCx, Detector};
+
+/// The `[detect.lateral_movement]` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LateralMovementConfig {
+    /// Run this detector. Default true.
+    pub enabled: bool,
+    /// Seconds of capture time a remote-execution finding waits for the
+    /// server's answer (to tell a denied attempt from a successful one)
+    /// before it is raised; the end of the flow raises it earlier.
+    /// Default 5.
+    pub outcome_wait_secs: u64,
+    /// Netlogon authentications (NetrServerAuthenticate, 2 and 3) from one
+    /// client to one server within `window_secs` that make a Zerologon
+    /// attempt. A machine authenticates once per secure channel; the
+    /// exploit needs hundreds of tries on average. Default 10.
+    pub netlogon_auth_attempts: u32,
+    /// The window for Netlogon counts and for repeating an alert about the
+    /// same client, server and technique, in seconds. Default 600.
+    pub window_secs: u64,
+    /// (client, server) pairs tracked per worker, for pending findings,
+    /// Netlogon counts and repeats each (least recently seen dropped).
+    /// Default 10000.
+    pub max_tracked: usize,
+}
+
+impl Default for LateralMovementConfig {
+    fn default() -> Self {
+        LateralMovementConfig {
+            enabled: true,
+            outcome_wait_secs: 5,
+            netlogon_auth_attempts: 10,
+            window_secs: 600,
+            max_tracked: 10_000,
+        }
+    }
+}
+
+impl LateralMovementConfig {
+    /// Every problem with the values, each under `section`.
+    pub fn problems(&self, section: &str) -> Vec<Problem> {
+        let mut p = SectionProblems::new(section);
+        // One authentication is every domain member's morning.
+        p.at_least(
+            "netlogon_auth_attempts",
+            u64::from(self.netlogon_auth_attempts),
+            3,
+        );
+        p.at_least("window_secs", self.window_secs, 1);
+        p.at_least("max_tracked", self.max_tracked, 1);
+        p.into_vec()
+    }
+}
+
+/// Operation names kept as evidence of one pending finding.
+const MAX_OPS: usize = 12;
+
+/// What a remote-execution operation means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Technique {
+    signature: &'static str,
+    technique: &'static str,
+    what: &'static str,
+}
+
+const SERVICE: Technique = Technique {
+    signature: "lateral_movement.remote_service",
+    technique: "T1569.002",
+    what: "a remote service (svcctl)",
+};
+const AT_JOB: Technique = Technique {
+    signature: "lateral_movement.scheduled_task",
+    technique: "T1053.002",
+    what: "a remote AT job (atsvc)",
+};
+const TASK: Technique = Technique {
+    signature: "lateral_movement.scheduled_task",
+    technique: "T1053.005",
+    what: "a remote scheduled task (ITaskSchedulerService)",
+};
+const WMI: Technique = Technique {
+    signature: "lateral_movement.wmi_exec",
+    technique: "T1047",
+    what: "a WMI method (IWbemServices ExecMethod)",
+};
+
+/// The technique an RPC call carries out, if it executes something.
+fn execution(iface: I, opnum: u16) -> Option<Technique> {
+    match (iface, opnum) {
+        // [MS-SCMR] 3.1.4: RChangeServiceConfigW/A, RCreateServiceW/A,
+        // RStartServiceW/A, RCreateServiceWOW64A/W, RCreateWowService.
+        (I::Svcctl, 11 | 12 | 19 | 23 | 24 | 31 | 44 | 45 | 60) => Some(SERVICE),
+        // [MS-TSCH] 3.2.5.2.1 JobAdd.
+        (I::Atsvc, 0) => Some(AT_JOB),
+        // [MS-TSCH] 3.2.5.4: SchRpcRegisterTask, SchRpcRun.
+        (I::TaskScheduler, 1 | 12) => Some(TASK),
+        // [MS-WMI] 3.1.4.3: ExecMethod, ExecMethodAsync.
+        (I::WbemServices, 24 | 25) => Some(WMI),
+        _ => None,
+    }
+}
+
+/// The interfaces whose calls are kept as evidence of a finding.
+fn admin_interface(iface: I) -> bool {
+    matches!(
+        iface,
+        I::Svcctl
+            | I::Atsvc
+            | I::TaskScheduler
+            | I::SystemActivator
+            | I::WbemLevel1Login
+            | I::WbemServices
+            | I::Winreg
+    )
+}
+
+/// An operation's name from its specification, else `opnum N`.
+fn op_name(iface: I, opnum: u16) -> String {
+    let name = match (iface, opnum) {
+        (I::Svcctl, 0) => "RCloseServiceHandle",
+        (I::Svcctl, 1) => "RControlService",
+        (I::Svcctl, 2) => "RDeleteService",
+        (I::Svcctl, 6) => "RQueryServiceStatus",
+        (I::Svcctl, 11) => "RChangeServiceConfigW",
+        (I::Svcctl, 12) => "RCreateServiceW",
+        (I::Svcctl, 15) => "ROpenSCManagerW",
+        (I::Svcctl, 16) => "ROpenServiceW",
+        (I::Svcctl, 19) => "RStartServiceW",
+        (I::Svcctl, 23) => "RChangeServiceConfigA",
+        (I::Svcctl, 24) => "RCreateServiceA",
+        (I::Svcctl, 27) => "ROpenSCManagerA",
+        (I::Svcctl, 28) => "ROpenServiceA",
+        (I::Svcctl, 31) => "RStartServiceA",
+        (I::Svcctl, 44) => "RCreateServiceWOW64A",
+        (I::Svcctl, 45) => "RCreateServiceWOW64W",
+        (I::Svcctl, 60) => "RCreateWowService",
+        (I::Atsvc, 0) => "JobAdd",
+        (I::Atsvc, 1) => "JobDel",
+        (I::Atsvc, 2) => "JobEnum",
+        (I::Atsvc, 3) => "JobGetInfo",
+        (I::TaskScheduler, 1) => "SchRpcRegisterTask",
+        (I::TaskScheduler, 12) => "SchRpcRun",
+        (I::SystemActivator, 3) => "RemoteGetClassObject",
+        (I::SystemActivator, 4) => "RemoteCreateInstance",
+        (I::WbemLevel1Login, 6) => "NTLMLogin",
+        (I::WbemServices, 6) => "GetObject",
+        (I::WbemServices, 20) => "ExecQuery",
+        (I::WbemServices, 24) => "ExecMethod",
+        (I::WbemServices, 25) => "ExecMethodAsync",
+        (I::Netlogon, 4) => "NetrServerReqChallenge",
+        (I::Netlogon, 5) => "NetrServerAuthenticate",
+        (I::Netlogon, 6) => "NetrServerPasswordSet",
+        (I::Netlogon, 15) => "NetrServerAuthenticate2",
+        (I::Netlogon, 26) => "NetrServerAuthenticate3",
+        (I::Netlogon, 30) => "NetrServerPasswordSet2",
+        _ => return format!("{} opnum {opnum}", iface.name()),
+    };
+    format!("{} {name}", iface.name())
+}
+
+/// A remote-execution finding waiting for the server's answer.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// The first call that executes, and its flow's ports.
+    ts: Timestamp,
+    ports: (u16, u16),
+    technique: Technique,
+    over_smb: bool,
+    /// Calls that execute (their answers decide the severity).
+    calls: Vec<u32>,
+    ops: Vec<String>,
+    answered_ok: u32,
+    answered_denied: u32,
+    answered_failed: u32,
+}
+
+/// What one (client, server) pair did lately.
+#[derive(Debug, Clone, Default)]
+struct Pair {
+    /// Administration calls seen before a finding started (evidence).
+    ops: Vec<String>,
+    pending: Option<Pending>,
+    /// Netlogon: the window's start, authentications, denials, password sets.
+    netlogon_start: Timestamp,
+    netlogon_auths: u32,
+    netlogon_denied: u32,
+    netlogon_password_set: bool,
+    /// Last alert per signature, for repeats within the window.
+    alerted: BTreeMap<&'static str, Timestamp>,
+}
+
+/// The detector.
+pub struct LateralMovementDetector {
+    cfg: LateralMovementConfig,
+    pairs: HostTable<(IpAddr, IpAddr), Pair>,
+    /// The pairs with a pending finding (at most `max_tracked`), so a tick
+    /// looks at those only.
+    waiting: BTreeSet<(IpAddr, IpAddr)>,
+}
+
+impl LateralMovementDetector {
+    /// A detector with the given settings.
+    pub fn new(cfg: LateralMovementConfig) -> Self {
+        LateralMovementDetector {
+            pairs: HostTable::new(cfg.max_tracked),
+            waiting: BTreeSet::new(),
+            cfg,
+        }
+    }
+
+    fn window_us(&self) -> i64 {
+        i64::try_from(self.cfg.window_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+    }
+}
+
+/// Pushes `op` to a bounded evidence list, once.
+fn note(ops: &mut Vec<String>, op: String) {
+    if ops.len() < MAX_OPS && !ops.contains(&op) {
+        ops.push(op);
+    }
+}
+
+/// True (and noted) when `sig` was not raised for the pair within the window.
+fn fresh(pair: &mut Pair, sig: &'static str, ts: Timestamp, window_us: i64) -> bool {
+    if let Some(last) = pair.alerted.get(sig) {
+        if ts.micros().saturating_sub(last.micros()) < window_us {
+            return false;
+        }
+    }
+    pair.alerted.insert(sig, ts);
+    true
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finding(
+    ts: Timestamp,
+    client: IpAddr,
+    server: IpAddr,
+    ports: (u16, u16),
+    app_proto: AppProto,
+    signature: &'static str,
+    severity: u8,
+    technique: &'static str,
+    description: String,
+    evidence: BTreeMap<&'static str, serde_json::Value>,
+) -> Finding {
+    Finding {
+        ts,
+        category: Category::LATERAL_MOVEMENT,
+        signature,
+        severity,
+        description,
+        mitre: Mitre {
+            tactic: "TA0008",
+            technique,
+        },
+        src: client,
+        dest: Some(server),
+        ports: Some(ports),
+        proto: Some(6),
+        evidence,
+        community_id: Some(tapsentry_types::community_id_v1(
+            client, ports.0, server, ports.1, 6, 0,
+        )),
+        app_proto: Some(app_proto),
+        outside: None,
+    }
+}
+
+impl LateralMovementDetector {
+    /// Raises a pending remote-execution finding of `(client, server)`.
+    fn raise_pending(&mut self, client: IpAddr, server: IpAddr, p: Pending, cx: &mut DetectCx<'_>) {
+        let window_us = self.window_us();
+        let Some(pair) = self.pairs.get_mut(&(client, server)) else {
+            return;
+        };
+        if !fresh(pair, p.technique.signature, p.ts, window_us) {
+            return;
+        }
+        let denied = p.answered_denied > 0 && p.answered_ok == 0;
+        let outcome = if denied {
+            "denied"
+        } else if p.answered_ok > 0 {
+            "accepted"
+        } else if p.answered_failed > 0 {
+            "failed"
+        } else {
+            "unanswered or unreadable"
+        };
+        let mut ops = std::mem::take(&mut pair.ops);
+        for op in p.ops {
+            note(&mut ops, op);
+        }
+        let transport = if p.over_smb {
+            "DCE-RPC over an SMB named pipe"
+        } else {
+            "DCE-RPC over TCP"
+        };
+        let mut ev = BTreeMap::new();
+        ev.insert("protocol", json!(transport));
+        ev.insert("operations", json!(ops));
+        ev.insert("outcome", json!(outcome));
+        ev.insert(
+            "answers",
+            json!({"accepted": p.answered_ok, "denied": p.answered_denied, "failed": p.answered_failed}),
+        );
+        ev.insert("window_secs", json!(self.cfg.outcome_wait_secs));
+        let description = format!(
+            "{client} {} {} on {server} ({transport}){}",
+            if denied { "tried to run" } else { "ran" },
+            p.technique.what,
+            if denied { ", denied by the server" } else { "" }
+        );
+        let app = if p.over_smb {
+            AppProto::Smb
+        } else {
+            AppProto::Dcerpc
+        };
+        let f = finding(
+            p.ts,
+            client,
+            server,
+            p.ports,
+            app,
+            p.technique.signature,
+            if denied { 2 } else { 1 },
+            p.technique.technique,
+            description,
+            ev,
+        );
+        let a = f.into_alert(cx);
+        cx.raise(a);
+    }
+
+    fn on_rpc_call(
+        &mut self,
+        ev: &AdminEvent,
+        iface: I,
+        opnum: u16,
+        call_id: u32,
+        over_smb: bool,
+        cx: &mut DetectCx<'_>,
+    ) {
+        let (client, server) = (ev.client, ev.server);
+        let window_us = self.window_us();
+        let threshold = self.cfg.netlogon_auth_attempts;
+        let pair = self.pairs.touch((client, server), ev.ts, Pair::default);
+        if iface == I::Netlogon {
+            if ev.ts.micros().saturating_sub(pair.netlogon_start.micros()) >= window_us {
+                pair.netlogon_start = ev.ts;
+                pair.netlogon_auths = 0;
+                pair.netlogon_denied = 0;
+                pair.netlogon_password_set = false;
+            }
+            match opnum {
+                5 | 15 | 26 => pair.netlogon_auths = pair.netlogon_auths.saturating_add(1),
+                6 | 30 => pair.netlogon_password_set = true,
+                _ => return,
+            }
+            if pair.netlogon_auths >= threshold
+                && fresh(pair, "lateral_movement.netlogon_exploit", ev.ts, window_us)
+            {
+                let mut e = BTreeMap::new();
+                e.insert("protocol", json!("DCE-RPC netlogon (MS-NRPC)"));
+                e.insert("authentications", json!(pair.netlogon_auths));
+                e.insert("denied", json!(pair.netlogon_denied));
+                e.insert("password_set", json!(pair.netlogon_password_set));
+                e.insert("window_secs", json!(self.cfg.window_secs));
+                e.insert("cve", json!("CVE-2020-1472"));
+                let description = format!(
+                    "{client} sent {} Netlogon authentications to {server} within {} s (Zerologon)",
+                    pair.netlogon_auths, self.cfg.window_secs
+                );
+                let f = finding(
+                    ev.ts,
+                    client,
+                    server,
+                    (ev.client_port, ev.server_port),
+                    AppProto::Dcerpc,
+                    "lateral_movement.netlogon_exploit",
+                    1,
+                    "T1210",
+                    description,
+                    e,
+                );
+                let a = f.into_alert(cx);
+                cx.raise(a);
+            }
+            return;
+        }
+        if !admin_interface(iface) {
+            return;
+        }
+        let op = op_name(iface, opnum);
+        match (&mut pair.pending, execution(iface, opnum)) {
+            (Some(p), exec) => {
+                note(&mut p.ops, op);
+                if exec.is_some() && p.calls.len() < MAX_OPS {
+                    p.calls.push(call_id);
+                }
+            }
+            (None, Some(technique)) => {
+                self.waiting.insert((client, server));
+                pair.pending = Some(Pending {
+                    ts: ev.ts,
+                    ports: (ev.client_port, ev.server_port),
+                    technique,
+                    over_smb,
+                    calls: vec![call_id],
+                    ops: vec![op],
+                    answered_ok: 0,
+                    answered_denied: 0,
+                    answered_failed: 0,
+                });
+            }
+            (None, None) => note(&mut pair.ops, op),
+        }
+    }
+}
+
+impl Detector for LateralMovementDetector {
+    fn name(&self) -> &'static str {
+        "lateral_movement"
+    }
+
+    /// A flow's end raises what its calls left pending: no answer will come.
+    fn on_flow(&mut self, _host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        if !matches!(rec.kind, RecordKind::End(_)) {
+            return;
+        }
+        let key = (rec.client, rec.server);
+        let ports = (rec.client_port, rec.server_port);
+        let Some(pair) = self.pairs.get_mut(&key) else {
+            return;
+        };
+        if pair.pending.as_ref().is_some_and(|p| p.ports == ports) {
+            self.waiting.remove(&key);
+            if let Some(p) = pair.pending.take() {
+                self.raise_pending(rec.client, rec.server, p, cx);
+            }
+        }
+    }
+
+    fn on_admin(&mut self, ev: &AdminEvent, cx: &mut DetectCx<'_>) {
+        // The contract's lateral movement is between inside hosts.
+        if !cx.home.contains(ev.client) || !cx.home.contains(ev.server) {
+            return;
+        }
+        match ev.action {
+            AdminAction::RpcCall {
+                iface,
+                opnum,
+                call_id,
+                over_smb,
+            } => self.on_rpc_call(ev, iface, opnum, call_id, over_smb, cx),
+            AdminAction::RpcResult {
+                iface,
+                call_id,
+                outcome,
+                ..
+            } => {
+                let Some(pair) = self.pairs.get_mut(&(ev.client, ev.server)) else {
+                    return;
+                };
+                if iface == I::Netlogon {
+                    if outcome == RpcOutcome::Denied {
+                        pair.netlogon_denied = pair.netlogon_denied.saturating_add(1);
+                    }
+                    return;
+                }
+                if let Some(p) = pair.pending.as_mut() {
+                    if p.calls.contains(&call_id) {
+                        match outcome {
+                            RpcOutcome::Ok => p.answered_ok += 1,
+                            RpcOutcome::Denied => p.answered_denied += 1,
+                            RpcOutcome::Failed(_) => p.answered_failed += 1,
+                            RpcOutcome::Unknown => {}
+                        }
+                    }
+                }
+            }
+            AdminAction::FileTransfer {
+                share,
+                kind: _,
+                file,
+                write,
+            } => {
+                let window_us = self.window_us();
+                let pair = self
+                    .pairs
+                    .touch((ev.client, ev.server), ev.ts, Pair::default);
+                if !fresh(pair, "lateral_movement.tool_transfer", ev.ts, window_us) {
+                    return;
+                }
+                let mut e = BTreeMap::new();
+                e.insert("protocol", json!("SMB2"));
+                e.insert("share", json!(share.as_str()));
+                e.insert("file", json!(file.as_str()));
+                e.insert("direction", json!(if write { "write" } else { "read" }));
+                e.insert("content", json!("executable (MZ header)"));
+                let description = format!(
+                    "{} {} an executable{}{} {} the administrative share {} of {}",
+                    ev.client,
+                    if write { "wrote" } else { "read" },
+                    if file.is_empty() { "" } else { " " },
+                    file.as_str(),
+                    if write { "to" } else { "from" },
+                    share.as_str(),
+                    ev.server
+                );
+                let f = finding(
+                    ev.ts,
+                    ev.client,
+                    ev.server,
+                    (ev.client_port, ev.server_port),
+                    AppProto::Smb,
+                    "lateral_movement.tool_transfer",
+                    1,
+                    "T1570",
+                    description,
+                    e,
+                );
+                let a = f.into_alert(cx);
+                cx.raise(a);
+            }
+            AdminAction::TreeConnect { share, status, .. } => {
+                let pair = self
+                    .pairs
+                    .touch((ev.client, ev.server), ev.ts, Pair::default);
+                let what = if status == 0 {
+                    format!("SMB2 TREE_CONNECT {}", share.as_str())
+                } else {
+                    format!(
+                        "SMB2 TREE_CONNECT {} (status {status:#010x})",
+                        share.as_str()
+                    )
+                };
+                match pair.pending.as_mut() {
+                    Some(p) => note(&mut p.ops, what),
+                    None => note(&mut pair.ops, what),
+                }
+            }
+        }
+    }
+
+    /// Raises the findings whose wait for an answer is over.
+    fn on_tick(&mut self, now: Timestamp, cx: &mut DetectCx<'_>) {
+        let wait_us =
+            i64::try_from(self.cfg.outcome_wait_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        if self.waiting.is_empty() {
+            return;
+        }
+        let pairs = &self.pairs;
+        // In address order (the set's): the same alerts in the same order
+        // at any worker count. A pair the table dropped leaves the set.
+        let due: Vec<(IpAddr, IpAddr)> = self
+            .waiting
+            .iter()
+            .filter(|k| {
+                pairs
+                    .get(k)
+                    .and_then(|p| p.pending.as_ref())
+                    .is_none_or(|p| now.micros().saturating_sub(p.ts.micros()) >= wait_us)
+            })
+            .copied()
+            .collect();
+        for (client, server) in due {
+            self.waiting.remove(&(client, server));
+            let p = self
+                .pairs
+                .get_mut(&(client, server))
+                .and_then(|pair| pair.pending.take());
+            if let Some(p) = p {
+                self.raise_pending(client, server, p, cx);
+            }
+        }
+    }
+
+    fn bounds(&self, out: &mut dyn FnMut(Bound)) {
+        out(self.pairs.bound("host pairs", "max_tracked"));
+        out(Bound {
+            map: "pairs waiting for an answer",
+            key: "max_tracked",
+            len: self.waiting.len(),
+            cap: self.cfg.max_tracked.max(1),
+        });
+    }
+}
