@@ -619,3 +619,201 @@ impl Detector for LateralMovementDetector {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::START;
+    use crate::HomeNet;
+    use tapsentry_intel::IntelSnapshot;
+    use tapsentry_types::{AdminText, Alert, ShareKind};
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_micros((START + secs) * 1_000_000)
+    }
+
+    fn event(client: &str, server: &str, secs: i64, action: AdminAction) -> AdminEvent {
+        AdminEvent {
+            ts: at(secs),
+            client: client.parse().unwrap(),
+            server: server.parse().unwrap(),
+            client_port: 50000,
+            server_port: 445,
+            action,
+        }
+    }
+
+    fn call(iface: I, opnum: u16, call_id: u32) -> AdminAction {
+        AdminAction::RpcCall {
+            iface,
+            opnum,
+            call_id,
+            over_smb: true,
+        }
+    }
+
+    fn result(iface: I, opnum: u16, call_id: u32, outcome: RpcOutcome) -> AdminAction {
+        AdminAction::RpcResult {
+            iface,
+            opnum,
+            call_id,
+            outcome,
+        }
+    }
+
+    /// Feeds `events` (one batch) then ticks at `tick` seconds; home net
+    /// 10.0.0.0/8.
+    fn run(d: &mut LateralMovementDetector, events: &[AdminEvent], tick: i64) -> Vec<Alert> {
+        let home = HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap();
+        let intel = IntelSnapshot::empty();
+        let mut out = Vec::new();
+        let mut cx = DetectCx::new(&home, &intel, &mut out).at(at(tick), at(0));
+        for ev in events {
+            d.on_admin(ev, &mut cx);
+        }
+        d.on_tick(at(tick), &mut cx);
+        out
+    }
+
+    fn detector() -> LateralMovementDetector {
+        LateralMovementDetector::new(LateralMovementConfig::default())
+    }
+
+    /// A service created and started: held for the answer, then one alert
+    /// at severity 1 naming the operations; the same again within the
+    /// window is not repeated.
+    #[test]
+    fn service_creation_alerts_after_the_wait_once_per_window() {
+        let mut d = detector();
+        let evs = [
+            event("10.0.0.5", "10.0.0.9", 1, call(I::Svcctl, 15, 1)),
+            event("10.0.0.5", "10.0.0.9", 1, call(I::Svcctl, 12, 2)),
+            event(
+                "10.0.0.5",
+                "10.0.0.9",
+                1,
+                result(I::Svcctl, 12, 2, RpcOutcome::Ok),
+            ),
+            event("10.0.0.5", "10.0.0.9", 2, call(I::Svcctl, 19, 3)),
+        ];
+        assert!(run(&mut d, &evs, 2).is_empty(), "still waiting for answers");
+        let a = run(&mut d, &[], 6);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.signature, "lateral_movement.remote_service");
+        assert_eq!(a[0].alert.severity, 1);
+        assert_eq!(a[0].alert.mitre.technique, "T1569.002");
+        assert_eq!(a[0].src_ip.to_string(), "10.0.0.5");
+        assert_eq!(a[0].dest_ip.unwrap().to_string(), "10.0.0.9");
+        let ops = a[0].evidence["operations"].to_string();
+        assert!(
+            ops.contains("RCreateServiceW") && ops.contains("ROpenSCManagerW"),
+            "{ops}"
+        );
+        assert!(run(&mut d, &evs, 30).is_empty());
+        assert!(run(&mut d, &[], 40).is_empty(), "repeat within the window");
+    }
+
+    /// Every answer denied: severity 2 and the outcome says so.
+    #[test]
+    fn a_denied_attempt_is_lower_severity() {
+        let mut d = detector();
+        let evs = [
+            event("10.0.0.5", "10.0.0.9", 1, call(I::Atsvc, 0, 7)),
+            event(
+                "10.0.0.5",
+                "10.0.0.9",
+                1,
+                result(I::Atsvc, 0, 7, RpcOutcome::Denied),
+            ),
+        ];
+        let a = run(&mut d, &evs, 10);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.signature, "lateral_movement.scheduled_task");
+        assert_eq!(a[0].alert.severity, 2);
+        assert_eq!(a[0].evidence["outcome"], "denied");
+    }
+
+    /// The flow's end raises a pending finding before the wait is over.
+    #[test]
+    fn the_flow_end_cuts_the_wait_short() {
+        let mut d = detector();
+        let ev = event("10.0.0.5", "10.0.0.9", 1, call(I::WbemServices, 24, 3));
+        assert!(run(&mut d, &[ev], 1).is_empty());
+        let rec = tapsentry_testkit::FlowRecordBuilder::tcp("10.0.0.5", 50000, "10.0.0.9", 445)
+            .at(2)
+            .build();
+        assert!(matches!(rec.kind, RecordKind::End(_)));
+        let a = crate::testutil::run_at(&mut d, "10.0.0.5", &rec, 2);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.signature, "lateral_movement.wmi_exec");
+    }
+
+    /// Discovery (SAMR, LSARPC), a service query, a tree connect to IPC$
+    /// and outside parties raise nothing.
+    #[test]
+    fn discovery_and_outside_parties_are_not_movement() {
+        let mut d = detector();
+        let ipc = AdminAction::TreeConnect {
+            share: AdminText::from_ascii("IPC$"),
+            kind: ShareKind::Ipc,
+            status: 0,
+        };
+        let evs = [
+            event("10.0.0.5", "10.0.0.9", 1, ipc),
+            event("10.0.0.5", "10.0.0.9", 1, call(I::Samr, 64, 1)),
+            event("10.0.0.5", "10.0.0.9", 1, call(I::Lsarpc, 44, 2)),
+            event("10.0.0.5", "10.0.0.9", 1, call(I::Svcctl, 15, 3)),
+            event("10.0.0.5", "10.0.0.9", 1, call(I::Svcctl, 6, 4)),
+            event("203.0.113.7", "10.0.0.9", 1, call(I::Svcctl, 12, 5)),
+        ];
+        assert!(run(&mut d, &evs, 60).is_empty());
+    }
+
+    /// An executable read from C$ alerts at once (T1570).
+    #[test]
+    fn an_executable_over_an_admin_share_alerts_at_once() {
+        let mut d = detector();
+        let ev = event(
+            "10.0.0.5",
+            "10.0.0.9",
+            1,
+            AdminAction::FileTransfer {
+                share: AdminText::from_ascii("C$"),
+                kind: ShareKind::Drive,
+                file: AdminText::from_ascii("temp\\tool.exe"),
+                write: true,
+            },
+        );
+        let a = run(&mut d, &[ev], 1);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.mitre.technique, "T1570");
+        assert_eq!(a[0].evidence["file"], "temp\\tool.exe");
+    }
+
+    /// Netlogon: a machine's one authentication is quiet; the threshold
+    /// within the window is Zerologon.
+    #[test]
+    fn many_netlogon_authentications_are_zerologon() {
+        let mut d = detector();
+        let one = [
+            event("10.0.0.5", "10.0.0.1", 1, call(I::Netlogon, 4, 1)),
+            event("10.0.0.5", "10.0.0.1", 1, call(I::Netlogon, 26, 2)),
+            event("10.0.0.5", "10.0.0.1", 1, call(I::Netlogon, 30, 3)),
+        ];
+        assert!(run(&mut d, &one, 2).is_empty());
+        let many: Vec<AdminEvent> = (0..9)
+            .map(|i| {
+                event(
+                    "10.0.0.5",
+                    "10.0.0.1",
+                    3 + i,
+                    call(I::Netlogon, 26, 10 + i as u32),
+                )
+            })
+            .collect();
+        let a = run(&mut d, &many, 20);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.signature, "lateral_movement.netlogon_exploit");
+        assert_eq!(a[0].evidence["authentications"], 10);
+    }
+}
