@@ -858,15 +858,13 @@ impl<'t> IngestSession<'t> {
     /// flow's application-protocol verdict after this packet (`Unknown` for
     /// a refused packet). Read from the entry already in hand: no second
     /// lookup, so a caller can act on the verdict per packet for free (the
-    /// pipeline parses DNS of flows named `dns` on other ports, and follows
-    /// SMB and DCE-RPC flows). The third value is true when the packet came
-    /// from the flow's responder (the server), false from its initiator.
+    /// pipeline parses DNS of flows named `dns` on other ports).
     pub fn ingest_probed_verdict(
         &mut self,
         m: &PacketMeta<'_>,
         payload: &[u8],
         p: &FlowProbe,
-    ) -> (IngestOutcome, AppProto, bool) {
+    ) -> (IngestOutcome, AppProto) {
         let table = self.table;
         if let Some((_, quoted)) = m.icmp_error {
             self.note_icmp_error(m.vlan, &quoted);
@@ -885,7 +883,7 @@ impl<'t> IngestSession<'t> {
                 if proto == AppProto::Ftp && !payload.is_empty() {
                     table.ftp_control(m, from_server, payload);
                 }
-                return (IngestOutcome::Updated, proto, from_server);
+                return (IngestOutcome::Updated, proto);
             }
         }
         let mut outcome = IngestOutcome::Created;
@@ -894,14 +892,14 @@ impl<'t> IngestSession<'t> {
             self.release();
             if !table.evict_idle(m.ts) {
                 table.refused.fetch_add(1, Ordering::Relaxed);
-                return (IngestOutcome::Refused, AppProto::Unknown, false);
+                return (IngestOutcome::Refused, AppProto::Unknown);
             }
             outcome = IngestOutcome::CreatedAfterEviction;
         }
         let Some(shard) = self.shard(p.shard) else {
             // Not reached: the probe's shard index came from this table.
             table.refused.fetch_add(1, Ordering::Relaxed);
-            return (IngestOutcome::Refused, AppProto::Unknown, false);
+            return (IngestOutcome::Refused, AppProto::Unknown);
         };
         // Growth rehashes with the table's own hash, so every flow stays
         // where a probe computes it to be.
@@ -912,14 +910,25 @@ impl<'t> IngestSession<'t> {
             table.ftp_data_named.fetch_add(1, Ordering::Relaxed);
         }
         let proto = entry.proto.verdict();
-        let from_server = p.side != entry.initiator();
         shard.insert_unique(p.hash, (p.key, entry), |(k, _)| table.hash(k));
         if let Some(dir) = first {
             self.first_message(p.key, m.ts, dir, proto, payload);
         }
         table.live.fetch_add(1, Ordering::Relaxed);
         table.created.fetch_add(1, Ordering::Relaxed);
-        (outcome, proto, from_server)
+        (outcome, proto)
+    }
+
+    /// True when the packet `p` was probed for came from its flow's
+    /// responder (the server), false from its initiator; `None` when the
+    /// flow is not in the table (the packet was refused). A second lookup,
+    /// for the few flows a caller reads past identification (the pipeline's
+    /// SMB and DCE-RPC inspector), so that [`Self::ingest_probed_verdict`]
+    /// returns no more than every packet needs.
+    pub fn sent_by_server(&mut self, p: &FlowProbe) -> Option<bool> {
+        let shard = self.shard(p.shard)?;
+        let (_, e) = shard.find_mut(p.hash, |(k, _)| *k == p.key)?;
+        Some(p.side != e.initiator())
     }
 
     /// Keeps the metadata of a direction's first message, if it has any

@@ -122,7 +122,8 @@ pub struct PipelineConfig {
     /// DCE-RPC operations) waiting for a sweep.
     pub max_pending_dns: usize,
     /// SMB and DCE-RPC flows followed at once by the administration
-    /// inspector (about 600 bytes each, outside the flow table). At the
+    /// inspector (a 600-byte inspector each, at most 1.5 KB with the map's
+    /// slack, outside the flow table). At the
     /// cap a new such flow is not followed, counted as
     /// `admin_table_full`. 0 turns the inspector off. Default 4096.
     pub max_admin_flows: usize,

@@ -6,8 +6,8 @@
 //! other packet the cost is the verdict compare in
 //! [`IngestStep::on_batch`](super::ingest::IngestStep::on_batch).
 //!
-//! Bounds: at most `pipeline.max_admin_flows` flows (about 600 bytes
-//! each). A flow leaves at its FIN or RST, or after [`ADMIN_IDLE_SECS`] of
+//! Bounds: at most `pipeline.max_admin_flows` flows (a 600-byte
+//! inspector, its key and time each: at most 1.5 KB with the map's slack). A flow leaves at its FIN or RST, or after [`ADMIN_IDLE_SECS`] of
 //! capture time without a packet (checked at each sweep tick); at the cap
 //! a new flow first makes idle flows leave, and when none is idle its
 //! packets are not inspected, counted as `admin_table_full`. A flow is

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tapsentry_decode::dns;
-use tapsentry_flow::{FirstMessage, FlowTable, IngestSession, PROBE_GROUP};
+use tapsentry_flow::{FirstMessage, FlowProbe, FlowTable, IngestSession, PROBE_GROUP};
 use tapsentry_telemetry::{wall, DropReason, LatencyHist};
 use tapsentry_types::{AdminEvent, AppProto, DnsEvent, PacketMeta, Timestamp};
 
@@ -334,21 +334,14 @@ impl IngestStep {
                     let payload = arena
                         .get(start as usize..start as usize + len as usize)
                         .unwrap_or_default();
-                    let (_, verdict, from_server) =
-                        session.ingest_probed_verdict(m, payload, &probe);
+                    let (_, verdict) = session.ingest_probed_verdict(m, payload, &probe);
                     // SMB and DCE-RPC flows are read past their first
                     // messages (remote execution, tool transfer): a second
-                    // compare per packet for the rest, the side table
-                    // only for these (see `pipeline::admin`).
-                    if matches!(verdict, AppProto::Smb | AppProto::Dcerpc) && !self.admin.is_off() {
-                        self.admin.on_packet(
-                            m,
-                            payload,
-                            verdict,
-                            from_server,
-                            &mut self.events.admin,
-                            self.max_pending_dns,
-                        );
+                    // compare per packet for the rest; the flow's direction
+                    // (a second lookup) and the side table only for these
+                    // (see `pipeline::admin`).
+                    if matches!(verdict, AppProto::Smb | AppProto::Dcerpc) {
+                        self.follow_admin(session, &probe, m, payload, verdict);
                     }
                     // DNS on a port other than 53. The reader summarises
                     // port 53 only: at that stage nothing says what another
@@ -404,8 +397,7 @@ impl IngestStep {
                 // sweep early when any piles up (live drops them, counted).
                 let backlog = table.needs_sweep()
                     || self.events.dns.len() >= self.max_pending_dns
-                    || self.events.first.len() >= self.max_pending_dns
-                    || self.events.admin.len() >= self.max_pending_dns;
+                    || self.events.first.len() >= self.max_pending_dns;
                 if due || (!self.live && backlog) {
                     self.admin.expire(self.last_ts);
                     // The metadata of flows the sweep may end goes with it.
@@ -425,6 +417,39 @@ impl IngestStep {
         batch.frames.clear();
         batch.payload.clear();
         going
+    }
+
+    /// Reads one packet of an SMB or DCE-RPC flow into the administration
+    /// side table. Out of line: the per-packet loop keeps only the verdict
+    /// compare.
+    #[inline(never)]
+    fn follow_admin(
+        &mut self,
+        session: &mut IngestSession<'_>,
+        probe: &FlowProbe,
+        m: &PacketMeta<'_>,
+        payload: &[u8],
+        verdict: AppProto,
+    ) {
+        if self.admin.is_off() {
+            return;
+        }
+        if let Some(from_server) = session.sent_by_server(probe) {
+            self.admin.on_packet(
+                m,
+                payload,
+                verdict,
+                from_server,
+                &mut self.events.admin,
+                self.max_pending_dns,
+            );
+        }
+        // Replay must not drop events: a full buffer makes the next tick
+        // due now (the tick check runs per packet anyway, so the other
+        // packets pay nothing for this bound). Live drops and counts.
+        if !self.live && self.events.admin.len() >= self.max_pending_dns {
+            self.next_tick = Some(Timestamp::from_micros(i64::MIN));
+        }
     }
 
     /// Moves the session's first-message metadata to the events of the
