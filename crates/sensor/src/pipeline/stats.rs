@@ -457,6 +457,7 @@ mod tests {
             "alerts.by_category.data_collection",
             "alerts.by_category.exfiltration",
             "alerts.by_category.external_login",
+            "alerts.by_category.lateral_movement",
             "alerts.by_category.port_scan",
             "alerts.by_category.spambot",
             "alerts.by_category.tor",
