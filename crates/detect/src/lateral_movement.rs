@@ -210,8 +210,10 @@ struct Pending {
 /// What one (client, server) pair did lately.
 #[derive(Debug, Clone, Default)]
 struct Pair {
-    /// Administration calls seen before a finding started (evidence).
+    /// Administration calls seen before a finding started (evidence), and
+    /// when the last was.
     ops: Vec<String>,
+    ops_seen: Timestamp,
     pending: Option<Pending>,
     /// Netlogon: the window's start, authentications, denials, password sets.
     netlogon_start: Timestamp,
@@ -251,6 +253,16 @@ fn note(ops: &mut Vec<String>, op: String) {
     if ops.len() < MAX_OPS && !ops.contains(&op) {
         ops.push(op);
     }
+}
+
+/// Notes an operation seen before any finding of the pair; what is older
+/// than the window is forgotten first, so evidence stays about the session.
+fn note_before(pair: &mut Pair, ts: Timestamp, op: String, window_us: i64) {
+    if ts.micros().saturating_sub(pair.ops_seen.micros()) >= window_us {
+        pair.ops.clear();
+    }
+    pair.ops_seen = ts;
+    note(&mut pair.ops, op);
 }
 
 /// True (and noted) when `sig` was not raised for the pair within the window.
@@ -425,6 +437,7 @@ impl LateralMovementDetector {
             return;
         }
         let op = op_name(iface, opnum);
+        let mut started = false;
         match (&mut pair.pending, execution(iface, opnum)) {
             (Some(p), exec) => {
                 note(&mut p.ops, op);
@@ -433,7 +446,7 @@ impl LateralMovementDetector {
                 }
             }
             (None, Some(technique)) => {
-                self.waiting.insert((client, server));
+                started = true;
                 pair.pending = Some(Pending {
                     ts: ev.ts,
                     ports: (ev.client_port, ev.server_port),
@@ -446,7 +459,17 @@ impl LateralMovementDetector {
                     answered_failed: 0,
                 });
             }
-            (None, None) => note(&mut pair.ops, op),
+            (None, None) => note_before(pair, ev.ts, op, window_us),
+        }
+        if started {
+            // Keys of pairs the table dropped leave first, so the set
+            // never holds more than the table.
+            if self.waiting.len() >= self.cfg.max_tracked {
+                let pairs = &self.pairs;
+                self.waiting
+                    .retain(|k| pairs.get(k).is_some_and(|p| p.pending.is_some()));
+            }
+            self.waiting.insert((client, server));
         }
     }
 }
@@ -557,6 +580,7 @@ impl Detector for LateralMovementDetector {
                 cx.raise(a);
             }
             AdminAction::TreeConnect { share, status, .. } => {
+                let window_us = self.window_us();
                 let pair = self
                     .pairs
                     .touch((ev.client, ev.server), ev.ts, Pair::default);
@@ -570,7 +594,7 @@ impl Detector for LateralMovementDetector {
                 };
                 match pair.pending.as_mut() {
                     Some(p) => note(&mut p.ops, what),
-                    None => note(&mut pair.ops, what),
+                    None => note_before(pair, ev.ts, what, window_us),
                 }
             }
         }
