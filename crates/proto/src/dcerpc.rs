@@ -16,7 +16,7 @@
 use crate::bytes::{be16, be32, le16, le32};
 use tapsentry_types::RpcInterface;
 
-/// PDU types ([C706] 12.6.4).
+/// PDU types (C706 12.6.4).
 pub mod ptype {
     /// REQUEST.
     pub const REQUEST: u8 = 0;
@@ -435,14 +435,11 @@ impl Iterator for Contexts<'_> {
 }
 
 /// True when a return code or fault status means access denied:
-/// ERROR_ACCESS_DENIED, STATUS_ACCESS_DENIED, E_ACCESSDENIED,
-/// WBEM_E_ACCESS_DENIED, or the RPC fault nca_s_fault_access_denied /
-/// rpc_s_access_denied.
+/// ERROR_ACCESS_DENIED (5, also the status Windows puts in the FAULT of an
+/// unauthorised call), STATUS_ACCESS_DENIED, E_ACCESSDENIED,
+/// WBEM_E_ACCESS_DENIED.
 pub fn is_access_denied(code: u32) -> bool {
-    matches!(
-        code,
-        5 | 0xc000_0022 | 0x8007_0005 | 0x8004_1003 | 0x1c01_0003
-    )
+    matches!(code, 5 | 0xc000_0022 | 0x8007_0005 | 0x8004_1003)
 }
 
 #[cfg(test)]
