@@ -16,6 +16,13 @@
 //! * many Netlogon authentications from one client to one server in a
 //!   window (Zerologon, CVE-2020-1472: T1210), at once.
 //!
+//! After `learning_secs`, the learned graph of administration: a host
+//! that administered no one while learning (no admin-share tree connect,
+//! no call on the execution or registry interfaces, no RDP, SSH, WinRM or
+//! VNC session to an inside host) opening such an edge is
+//! `lateral_movement.new_admin_source` (severity 2). The hosts that did,
+//! and the servers they reached, persist with the state file.
+//!
 //! Discovery (SAMR, LSARPC enumeration) and credential access
 //! (Kerberoasting) are other tactics: they raise nothing here.
 
@@ -30,7 +37,26 @@ use tapsentry_types::{
 };
 
 use crate::common::{Finding, HostTable};
-use crate::{Bound, DetectCx, Detector};
+use crate::state::{entry_value, parse_entry};
+use crate::{Bound, DetectCx, Detector, StateError};
+
+/// Servers remembered per administering host (learned edges); past it the
+/// host still counts as administering, its further servers are not kept.
+const MAX_LEARNED_SERVERS: usize = 256;
+
+/// What a host administered while learning: the servers it reached.
+#[derive(Debug, Clone, Default)]
+struct Administers {
+    servers: BTreeSet<IpAddr>,
+}
+
+/// A state-file entry: the servers one host administered while learning.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdministersEntry {
+    servers: Vec<IpAddr>,
+    last_seen_us: i64,
+}
 
 /// The `[detect.lateral_movement]` section.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -53,8 +79,17 @@ pub struct LateralMovementConfig {
     pub window_secs: u64,
     /// (client, server) pairs tracked per worker, for pending findings,
     /// Netlogon counts and repeats each (least recently seen dropped).
-    /// Default 10000.
+    /// Default 10000. Also caps the hosts whose administration edges are
+    /// learned.
     pub max_tracked: usize,
+    /// Seconds of capture time from the start during which the hosts that
+    /// administer others are learned: their (client, server, protocol)
+    /// edges (admin-share tree connects, calls on the execution and
+    /// registry interfaces, RDP, SSH, WinRM and VNC sessions between inside
+    /// hosts), kept across restarts with the state file. After it, a host
+    /// that administered no one opening such an edge is
+    /// `lateral_movement.new_admin_source`. Default 86400.
+    pub learning_secs: u64,
 }
 
 impl Default for LateralMovementConfig {
@@ -65,6 +100,7 @@ impl Default for LateralMovementConfig {
             netlogon_auth_attempts: 10,
             window_secs: 600,
             max_tracked: 10_000,
+            learning_secs: 86_400,
         }
     }
 }
@@ -81,6 +117,9 @@ impl LateralMovementConfig {
         );
         p.at_least("window_secs", self.window_secs, 1);
         p.at_least("max_tracked", self.max_tracked, 1);
+        if self.learning_secs > 90 * 86_400 {
+            p.push("learning_secs", "must be at most 7776000 (90 days)");
+        }
         p.into_vec()
     }
 }
@@ -231,6 +270,9 @@ pub struct LateralMovementDetector {
     /// The pairs with a pending finding (at most `max_tracked`), so a tick
     /// looks at those only.
     waiting: BTreeSet<(IpAddr, IpAddr)>,
+    /// The hosts that administered others while learning (the learned
+    /// graph of administration, by client).
+    admins: HostTable<IpAddr, Administers>,
 }
 
 impl LateralMovementDetector {
@@ -239,6 +281,7 @@ impl LateralMovementDetector {
         LateralMovementDetector {
             pairs: HostTable::new(cfg.max_tracked),
             waiting: BTreeSet::new(),
+            admins: HostTable::new(cfg.max_tracked),
             cfg,
         }
     }
@@ -313,6 +356,67 @@ fn finding(
 }
 
 impl LateralMovementDetector {
+    /// An administration edge `client` → `server` over `what` (a protocol
+    /// and share, interface or service). While learning: learned. After:
+    /// from a host that administered no one, `new_admin_source`, once per
+    /// pair and window.
+    #[allow(clippy::too_many_arguments)]
+    fn edge(
+        &mut self,
+        ts: Timestamp,
+        client: IpAddr,
+        server: IpAddr,
+        ports: (u16, u16),
+        app: AppProto,
+        technique: &'static str,
+        what: String,
+        cx: &mut DetectCx<'_>,
+    ) {
+        // A host reaching itself (loopback included) moves nowhere.
+        if client == server || client.is_loopback() || server.is_loopback() {
+            return;
+        }
+        if cx.learning(self.cfg.learning_secs) {
+            let a = self.admins.touch(client, ts, Administers::default);
+            if a.servers.len() < MAX_LEARNED_SERVERS {
+                a.servers.insert(server);
+            }
+            return;
+        }
+        if self.admins.get(&client).is_some() {
+            // A known administrator reaching a host it did not reach while
+            // learning: its habit (a new machine in the fleet).
+            return;
+        }
+        let window_us = self.window_us();
+        let pair = self.pairs.touch((client, server), ts, Pair::default);
+        if !fresh(pair, "lateral_movement.new_admin_source", ts, window_us) {
+            return;
+        }
+        let mut ev = BTreeMap::new();
+        ev.insert("edge", json!(what));
+        ev.insert("learned_edges_of_source", json!(0));
+        ev.insert("learning_secs", json!(self.cfg.learning_secs));
+        ev.insert("window_secs", json!(self.cfg.window_secs));
+        let description = format!(
+            "{client}, which administered no host while learning, opened {what} to {server}"
+        );
+        let f = finding(
+            ts,
+            client,
+            server,
+            ports,
+            app,
+            "lateral_movement.new_admin_source",
+            2,
+            technique,
+            description,
+            ev,
+        );
+        let a = f.into_alert(cx);
+        cx.raise(a);
+    }
+
     /// Raises a pending remote-execution finding of `(client, server)`.
     fn raise_pending(&mut self, client: IpAddr, server: IpAddr, p: Pending, cx: &mut DetectCx<'_>) {
         let window_us = self.window_us();
@@ -479,8 +583,31 @@ impl Detector for LateralMovementDetector {
         "lateral_movement"
     }
 
-    /// A flow's end raises what its calls left pending: no answer will come.
+    /// A remote-access session between inside hosts is an administration
+    /// edge; a flow's end raises what its calls left pending (no answer
+    /// will come).
     fn on_flow(&mut self, _host: IpAddr, rec: &FlowRecord, cx: &mut DetectCx<'_>) {
+        let remote = match rec.app_proto {
+            AppProto::Rdp => Some(("RDP", "T1021.001")),
+            AppProto::Ssh => Some(("SSH", "T1021.004")),
+            AppProto::Winrm => Some(("WinRM", "T1021.006")),
+            AppProto::Vnc => Some(("VNC", "T1021.005")),
+            _ => None,
+        };
+        if let Some((name, technique)) = remote {
+            if rec.proto == 6 && cx.home.contains(rec.server) && rec.responder_answered {
+                self.edge(
+                    rec.last_seen,
+                    rec.client,
+                    rec.server,
+                    (rec.client_port, rec.server_port),
+                    rec.app_proto,
+                    technique,
+                    format!("a {name} session"),
+                    cx,
+                );
+            }
+        }
         if !matches!(rec.kind, RecordKind::End(_)) {
             return;
         }
@@ -498,9 +625,49 @@ impl Detector for LateralMovementDetector {
     }
 
     fn on_admin(&mut self, ev: &AdminEvent, cx: &mut DetectCx<'_>) {
-        // The contract's lateral movement is between inside hosts.
-        if !cx.home.contains(ev.client) || !cx.home.contains(ev.server) {
+        // The contract's lateral movement is between inside hosts, and a
+        // host administering itself moves nowhere.
+        if !cx.home.contains(ev.client) || !cx.home.contains(ev.server) || ev.client == ev.server {
             return;
+        }
+        let ports = (ev.client_port, ev.server_port);
+        match ev.action {
+            AdminAction::RpcCall { iface, opnum, .. } if admin_interface(iface) => {
+                let app = if matches!(ev.action, AdminAction::RpcCall { over_smb: true, .. }) {
+                    AppProto::Smb
+                } else {
+                    AppProto::Dcerpc
+                };
+                let what = format!("DCE-RPC {}", op_name(iface, opnum));
+                self.edge(
+                    ev.ts,
+                    ev.client,
+                    ev.server,
+                    ports,
+                    app,
+                    "T1021.003",
+                    what,
+                    cx,
+                );
+            }
+            AdminAction::TreeConnect {
+                share,
+                kind,
+                status: 0,
+            } if kind.is_administrative() => {
+                let what = format!("SMB2 TREE_CONNECT {}", share.as_str());
+                self.edge(
+                    ev.ts,
+                    ev.client,
+                    ev.server,
+                    ports,
+                    AppProto::Smb,
+                    "T1021.002",
+                    what,
+                    cx,
+                );
+            }
+            _ => {}
         }
         match ev.action {
             AdminAction::RpcCall {
@@ -633,8 +800,51 @@ impl Detector for LateralMovementDetector {
         }
     }
 
+    fn persists_state(&self) -> bool {
+        true
+    }
+
+    fn export_state(&self, out: &mut dyn FnMut(IpAddr, serde_json::Value)) {
+        for (&host, seen, a) in self.admins.iter_seen() {
+            let e = AdministersEntry {
+                servers: a.servers.iter().copied().collect(),
+                last_seen_us: seen.micros(),
+            };
+            out(host, entry_value(&e));
+        }
+    }
+
+    fn import_state(&mut self, host: IpAddr, entry: serde_json::Value) -> Result<(), StateError> {
+        let e: AdministersEntry = parse_entry(entry)?;
+        if e.servers.len() > MAX_LEARNED_SERVERS {
+            return Err(StateError::Invalid(format!(
+                "{} servers, at most {MAX_LEARNED_SERVERS} are written",
+                e.servers.len()
+            )));
+        }
+        let a = Administers {
+            servers: e.servers.into_iter().collect(),
+        };
+        // Through the bounded table: at max_tracked the most recent stay.
+        self.admins
+            .restore(host, Timestamp::from_micros(e.last_seen_us), a);
+        Ok(())
+    }
+
     fn bounds(&self, out: &mut dyn FnMut(Bound)) {
         out(self.pairs.bound("host pairs", "max_tracked"));
+        out(self.admins.bound("administering hosts", "max_tracked"));
+        out(Bound {
+            map: "servers per administering host",
+            key: "",
+            len: self
+                .admins
+                .iter()
+                .map(|(_, a)| a.servers.len())
+                .max()
+                .unwrap_or(0),
+            cap: MAX_LEARNED_SERVERS,
+        });
         out(Bound {
             map: "pairs waiting for an answer",
             key: "max_tracked",
@@ -839,5 +1049,106 @@ mod tests {
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].alert.signature, "lateral_movement.netlogon_exploit");
         assert_eq!(a[0].evidence["authentications"], 10);
+    }
+}
+
+#[cfg(test)]
+mod graph_tests {
+    use super::*;
+    use crate::testutil::{export, run_at, transfer, START};
+    use crate::HomeNet;
+    use tapsentry_intel::IntelSnapshot;
+    use tapsentry_types::{AdminText, Alert, ShareKind};
+
+    const DAY: i64 = 86_400;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_micros((START + secs) * 1_000_000)
+    }
+
+    fn admin_share(client: &str, server: &str, secs: i64) -> AdminEvent {
+        AdminEvent {
+            ts: at(secs),
+            client: client.parse().unwrap(),
+            server: server.parse().unwrap(),
+            client_port: 50000,
+            server_port: 445,
+            action: AdminAction::TreeConnect {
+                share: AdminText::from_ascii("ADMIN$"),
+                kind: ShareKind::Admin,
+                status: 0,
+            },
+        }
+    }
+
+    fn feed(d: &mut LateralMovementDetector, ev: AdminEvent, secs: i64) -> Vec<Alert> {
+        let home = HomeNet::parse(&["10.0.0.0/8".to_string()]).unwrap();
+        let intel = IntelSnapshot::empty();
+        let mut out = Vec::new();
+        let mut cx = DetectCx::new(&home, &intel, &mut out).at(at(secs), at(0));
+        d.on_admin(&ev, &mut cx);
+        out
+    }
+
+    /// The management server that administered hosts while learning stays
+    /// quiet on a new host after it; a workstation that administered no
+    /// one is a new admin source (severity 2), once per pair and window.
+    #[test]
+    fn a_new_admin_source_after_learning() {
+        let mut d = LateralMovementDetector::new(LateralMovementConfig::default());
+        assert!(feed(&mut d, admin_share("10.0.0.2", "10.0.0.9", 100), 100).is_empty());
+        let later = DAY + 100;
+        assert!(feed(&mut d, admin_share("10.0.0.2", "10.0.0.50", later), later).is_empty());
+        let a = feed(&mut d, admin_share("10.0.0.7", "10.0.0.9", later), later);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].alert.signature, "lateral_movement.new_admin_source");
+        assert_eq!(a[0].alert.severity, 2);
+        assert_eq!(a[0].alert.mitre.technique, "T1021.002");
+        assert_eq!(a[0].evidence["edge"], "SMB2 TREE_CONNECT ADMIN$");
+        assert!(feed(
+            &mut d,
+            admin_share("10.0.0.7", "10.0.0.9", later + 5),
+            later + 5
+        )
+        .is_empty());
+    }
+
+    /// An RDP session between inside hosts is an edge: learned while
+    /// learning, a new source after.
+    #[test]
+    fn an_rdp_hop_from_a_host_that_administers_no_one() {
+        let mut d = LateralMovementDetector::new(LateralMovementConfig::default());
+        let rdp = |c: &str, secs: i64| {
+            tapsentry_testkit::FlowRecordBuilder::tcp(c, 49206, "10.0.0.20", 3389)
+                .app_proto(AppProto::Rdp)
+                .at(secs)
+                .build()
+        };
+        assert!(run_at(&mut d, "10.0.0.3", &rdp("10.0.0.3", 10), 10).is_empty());
+        assert!(run_at(&mut d, "10.0.0.3", &rdp("10.0.0.3", DAY + 10), DAY + 10).is_empty());
+        let a = run_at(&mut d, "10.0.0.4", &rdp("10.0.0.4", DAY + 20), DAY + 20);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].alert.mitre.technique, "T1021.001");
+    }
+
+    /// The learned administrators survive a restart through the state.
+    #[test]
+    fn learned_administrators_persist() {
+        let mut d = LateralMovementDetector::new(LateralMovementConfig::default());
+        feed(&mut d, admin_share("10.0.0.2", "10.0.0.9", 100), 100);
+        assert_eq!(export(&d).len(), 1);
+        let mut fresh = LateralMovementDetector::new(LateralMovementConfig::default());
+        transfer(&d, &mut fresh);
+        let later = DAY + 100;
+        assert!(feed(
+            &mut fresh,
+            admin_share("10.0.0.2", "10.0.0.51", later),
+            later
+        )
+        .is_empty());
+        let too_many = serde_json::json!({"servers": vec!["10.0.0.1"; 300], "last_seen_us": 0});
+        assert!(fresh
+            .import_state("10.0.0.8".parse().unwrap(), too_many)
+            .is_err());
     }
 }
