@@ -17,13 +17,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-20}"
-targets=(decode_frame dns_message capture_file proto_classify tor_list config state_file alert_log)
+targets=(decode_frame dns_message capture_file proto_classify tor_list config state_file alert_log admin_inspect)
 [ -n "${FUZZ_TARGETS:-}" ] && read -r -a targets <<<"$FUZZ_TARGETS"
 
 max_len() {
   case "$1" in
     dns_message) echo 1024 ;;
-    decode_frame | proto_classify) echo 4096 ;;
+    decode_frame | proto_classify | admin_inspect) echo 4096 ;;
     *) echo 16384 ;;
   esac
 }

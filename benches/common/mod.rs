@@ -93,6 +93,7 @@ pub fn replay_office(spec: &OfficeSpec) -> Replay {
             now,
             capture_start: start,
             dns: mem::take(dns),
+            admin: Vec::new(),
             flows: Vec::with_capacity(recs.len()),
             last: false,
         };

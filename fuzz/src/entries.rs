@@ -29,7 +29,7 @@ pub const MAX_FRAMES_PER_FILE: usize = 100_000;
 pub type Entry = fn(&[u8]);
 
 /// Every target, by name, for the seed test and the scripts.
-pub const TARGETS: [(&str, Entry); 8] = [
+pub const TARGETS: [(&str, Entry); 9] = [
     ("decode_frame", decode_frame),
     ("dns_message", dns_message),
     ("capture_file", capture_file),
@@ -38,6 +38,7 @@ pub const TARGETS: [(&str, Entry); 8] = [
     ("config", config),
     ("state_file", state_file),
     ("alert_log", alert_log),
+    ("admin_inspect", admin_inspect),
 ];
 
 /// First byte: the link type (index into [`LINK_TYPES`]); the rest: one
@@ -118,6 +119,49 @@ pub fn proto_classify(data: &[u8]) {
         let _ = ftp_data_endpoint(dir, chunk);
         let _ = (state.seen(dir), state.is_done(), state.tls_inside());
     }
+}
+
+/// First byte: bit 0 picks an SMB flow (else DCE-RPC on plain TCP); the
+/// rest: segments as in [`proto_classify`] (a header byte whose bit 0 is
+/// the direction, a length byte, the bytes). Each segment goes through the
+/// administration inspector and, directly, through the SMB2 and DCE-RPC
+/// parsers' every accessor.
+pub fn admin_inspect(data: &[u8]) {
+    use tapsentry_proto::{dcerpc, smb, AdminInspector};
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut insp = AdminInspector::new(mode & 1 == 1);
+    let mut events = 0usize;
+    while let Some((&[hdr, len], tail)) = rest.split_first_chunk::<2>() {
+        let len = usize::from(len).min(tail.len());
+        let (chunk, next) = tail.split_at(len);
+        rest = next;
+        insp.on_payload(hdr & 1 == 0, chunk, &mut |_| events += 1);
+        for msg in smb::netbios_messages(chunk) {
+            for m in smb::smb2_messages(msg) {
+                let _ = (m.command(), m.status(), m.message_id(), m.tree_id());
+                let _ = (
+                    m.tree_connect_path().map(smb::share_of_path),
+                    m.create_name(),
+                );
+                let _ = (m.write_data(), m.read_data(), m.pipe_transceive_data());
+            }
+        }
+        for p in dcerpc::pdus(chunk) {
+            let _ = p.contexts().count();
+            let _ = p.bind_results().count();
+            let _ = (
+                p.request(),
+                p.fault_status(),
+                p.response_code(),
+                p.has_object(),
+            );
+        }
+    }
+    // Each segment yields a bounded number of events (at most 32 SMB2
+    // messages of 16 PDUs each, or 16 PDUs).
+    assert!(events <= data.len().max(1) * 512);
 }
 
 /// A Tor exit list in either format (lossy UTF-8, as the bytes may not be

@@ -116,6 +116,8 @@ fn replay_loses_nothing_under_backpressure() {
         "flow_log_queue_full",
         "flow_meta_buffer_full",
         "flow_meta_table_full",
+        "admin_event_buffer_full",
+        "admin_table_full",
     ] {
         assert_eq!(s["drops"]["queues"][reason], 0, "{reason}");
     }

@@ -17,6 +17,7 @@ mod flood;
 mod fuzz_seeds;
 mod incidents;
 mod inventory;
+mod lateral_movement;
 mod linktypes;
 mod live;
 mod malformed;

@@ -93,6 +93,11 @@ impl<K: Eq + Hash + Ord + Copy, V> HostTable<K, V> {
         self.entries.get(key).map(|(_, v)| v)
     }
 
+    /// The entry for `key`, if tracked, to change without marking it seen.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.entries.get_mut(key).map(|(_, v)| v)
+    }
+
     /// Entries tracked now.
     pub fn len(&self) -> usize {
         self.entries.len()

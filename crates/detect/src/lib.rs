@@ -39,6 +39,7 @@ mod exfiltration;
 mod external_login;
 mod flood;
 mod home;
+mod lateral_movement;
 pub mod port_scan;
 pub mod registry;
 mod response;
@@ -54,7 +55,7 @@ mod worker;
 use std::net::IpAddr;
 
 use tapsentry_intel::IntelSnapshot;
-use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
+use tapsentry_types::{AdminEvent, Alert, DnsEvent, FlowRecord, Timestamp};
 
 pub use common::{accepted, record_community_id, Finding, HostTable, Learning, LogEwma};
 pub use data_collection::{DataCollectionConfig, DataCollectionDetector};
@@ -63,6 +64,7 @@ pub use exfiltration::{ExfiltrationConfig, ExfiltrationDetector};
 pub use external_login::{ExternalLoginConfig, ExternalLoginDetector};
 pub use flood::{FloodConfig, FloodDetector, FLOOD};
 pub use home::{HomeNet, HomeNetError};
+pub use lateral_movement::{LateralMovementConfig, LateralMovementDetector};
 pub use port_scan::{PortScanConfig, PortScanDetector};
 pub use registry::{
     categories, DetectConfig, DetectorEntry, Perspective, StateIntervalSecs, View, DETECTORS,
@@ -180,6 +182,10 @@ pub trait Detector: Send {
 
     /// A DNS message whose client belongs to this shard.
     fn on_dns(&mut self, _ev: &DnsEvent, _cx: &mut DetectCx<'_>) {}
+
+    /// An administration event (an SMB2 or DCE-RPC operation) whose client
+    /// belongs to this shard.
+    fn on_admin(&mut self, _ev: &AdminEvent, _cx: &mut DetectCx<'_>) {}
 
     /// Capture time advanced to `now` (once per batch, after its records).
     fn on_tick(&mut self, _now: Timestamp, _cx: &mut DetectCx<'_>) {}

@@ -22,8 +22,9 @@ use tapsentry_types::{Category, FlowRecord, Problem};
 use crate::{
     DataCollectionConfig, DataCollectionDetector, Detector, DnsTunnelConfig, DnsTunnelDetector,
     ExfiltrationConfig, ExfiltrationDetector, ExternalLoginConfig, ExternalLoginDetector,
-    FloodConfig, FloodDetector, HomeNet, PortScanConfig, PortScanDetector, SpambotConfig,
-    SpambotDetector, TorConfig, TorDetector, UnusualProtocolConfig, UnusualProtocolDetector,
+    FloodConfig, FloodDetector, HomeNet, LateralMovementConfig, LateralMovementDetector,
+    PortScanConfig, PortScanDetector, SpambotConfig, SpambotDetector, TorConfig, TorDetector,
+    UnusualProtocolConfig, UnusualProtocolDetector,
 };
 
 /// How a routed flow record relates to the host it was routed for
@@ -232,6 +233,11 @@ detectors! {
     /// sources: one aggregated alert a flood.
     flood: FloodConfig => FloodDetector,
         crate::FLOOD, Perspective::InsideServer;
+    /// Remote execution, tool transfer and exploitation between inside
+    /// hosts (judged on administration events; flow records only end the
+    /// wait for an answer).
+    lateral_movement: LateralMovementConfig => LateralMovementDetector,
+        Category::LATERAL_MOVEMENT, Perspective::InsideClient;
 }
 
 /// The registered detector called `name`.
@@ -307,7 +313,8 @@ mod tests {
                 "unusual_protocol",
                 "external_login",
                 // The contract's second round.
-                "flood"
+                "flood",
+                "lateral_movement"
             ]
         );
     }

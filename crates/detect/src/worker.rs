@@ -2,7 +2,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tapsentry_intel::IntelSnapshot;
-use tapsentry_types::{Alert, DnsEvent, FlowRecord, Timestamp};
+use tapsentry_types::{AdminEvent, Alert, DnsEvent, FlowRecord, Timestamp};
 
 use crate::registry::{DetectorEntry, View, DETECTORS};
 use crate::{Bound, DetectConfig, DetectCx, Detector, HomeNet, StateError};
@@ -60,6 +60,9 @@ pub struct Batch {
     pub capture_start: Timestamp,
     /// DNS messages whose client belongs to this shard, in capture order.
     pub dns: Vec<DnsEvent>,
+    /// Administration events (SMB2/DCE-RPC operations) whose client
+    /// belongs to this shard, in capture order.
+    pub admin: Vec<AdminEvent>,
     /// Flow records with the host they are routed for, sorted by last seen.
     pub flows: Vec<(IpAddr, FlowRecord)>,
     /// The capture's final batch: detectors' [`Detector::on_end`] runs
@@ -71,12 +74,13 @@ impl Batch {
     /// Empties the batch, keeping its allocations for reuse.
     pub fn clear(&mut self) {
         self.dns.clear();
+        self.admin.clear();
         self.flows.clear();
     }
 
     /// True when there is nothing to process.
     pub fn is_empty(&self) -> bool {
-        self.dns.is_empty() && self.flows.is_empty()
+        self.dns.is_empty() && self.admin.is_empty() && self.flows.is_empty()
     }
 }
 
@@ -186,7 +190,8 @@ impl Worker {
         }
     }
 
-    /// Runs every detector over the batch: DNS events first, then the flow
+    /// Runs every detector over the batch: DNS events first, then the
+    /// administration events, then the flow
     /// records its perspective admits, then one tick. Alerts are appended
     /// to `out`.
     pub fn process(&mut self, batch: &Batch, out: &mut Vec<Alert>) {
@@ -213,6 +218,9 @@ impl Worker {
             let raised_before = cx.raised();
             for ev in &batch.dns {
                 d.on_dns(ev, &mut cx);
+            }
+            for ev in &batch.admin {
+                d.on_admin(ev, &mut cx);
             }
             for ((host, rec), view) in batch.flows.iter().zip(&self.views) {
                 if perspective.admits(*view) {
@@ -261,6 +269,7 @@ mod tests {
             now: start.plus_secs(at + 1),
             capture_start: start,
             dns: Vec::new(),
+            admin: Vec::new(),
             flows,
             last: false,
         }

@@ -919,6 +919,18 @@ impl<'t> IngestSession<'t> {
         (outcome, proto)
     }
 
+    /// True when the packet `p` was probed for came from its flow's
+    /// responder (the server), false from its initiator; `None` when the
+    /// flow is not in the table (the packet was refused). A second lookup,
+    /// for the few flows a caller reads past identification (the pipeline's
+    /// SMB and DCE-RPC inspector), so that [`Self::ingest_probed_verdict`]
+    /// returns no more than every packet needs.
+    pub fn sent_by_server(&mut self, p: &FlowProbe) -> Option<bool> {
+        let shard = self.shard(p.shard)?;
+        let (_, e) = shard.find_mut(p.hash, |(k, _)| *k == p.key)?;
+        Some(p.side != e.initiator())
+    }
+
     /// Keeps the metadata of a direction's first message, if it has any
     /// and the session's buffer has room (see [`IngestSession::take_first_messages`]).
     fn first_message(

@@ -44,12 +44,16 @@
 //! caller to run on the first payload of each direction of an identified
 //! flow.
 
+pub mod admin;
 mod bytes;
+pub mod dcerpc;
 mod ftp;
 mod matchers;
 mod meta;
+pub mod smb;
 mod state;
 
+pub use admin::AdminInspector;
 pub use ftp::{ftp_data_endpoint, DataEndpoint};
 pub use meta::{first_message_meta, Meta, MetaText, META_TEXT_MAX};
 pub use state::{Dir, ProtoState, PACKET_BUDGET};

@@ -241,3 +241,161 @@ fn benign_and_malformed_captures_are_noise_not_panics() {
         println!("{folder}: {flows} flows: {counts:?}");
     }
 }
+
+/// The administration inspector on one capture: each SMB or DCE-RPC flow
+/// (by the classifier's verdict) read as the sensor reads it, the first
+/// 512 bytes of each payload; every action it reports, with the flow's
+/// client and server.
+fn admin_actions(path: &Path) -> Vec<(IpAddr, IpAddr, tapsentry_types::AdminAction)> {
+    use tapsentry_proto::AdminInspector;
+    let mut flows: HashMap<Key, (Flow, Option<AdminInspector>)> = HashMap::new();
+    let mut out = Vec::new();
+    let Ok(mut src) = FileSource::open(&[path.to_path_buf()]) else {
+        return out;
+    };
+    while let Ok(Next::Frame(frame)) = src.next_frame() {
+        let Ok(pkt) = tapsentry_decode::decode(&frame) else {
+            continue;
+        };
+        if pkt.proto != 6 {
+            continue;
+        }
+        let a = (pkt.src, pkt.src_port);
+        let b = (pkt.dst, pkt.dst_port);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let (flow, insp) = flows.entry((lo.0, lo.1, hi.0, hi.1, 6)).or_default();
+        if flow.client.is_none() {
+            let syn_ack = pkt.tcp_flags.0 & 0x12 == 0x12;
+            flow.client = Some(if syn_ack { b } else { a });
+        }
+        let dir = if flow.client == Some(a) {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
+        let payload = &pkt.payload[..pkt.payload.len().min(512)];
+        flow.state
+            .observe(dir, 6, payload, (pkt.src_port, pkt.dst_port));
+        let v = flow.state.verdict();
+        if payload.is_empty() || !matches!(v, AppProto::Smb | AppProto::Dcerpc) {
+            continue;
+        }
+        let insp = insp.get_or_insert_with(|| AdminInspector::new(v == AppProto::Smb));
+        let (client, server) = match (flow.client, dir) {
+            (Some(c), Dir::ToServer) => (c.0, b.0),
+            (Some(c), Dir::ToClient) => (c.0, a.0),
+            (None, _) => continue,
+        };
+        insp.on_payload(dir == Dir::ToServer, payload, &mut |act| {
+            out.push((client, server, act))
+        });
+    }
+    out
+}
+
+/// The inspector reads what TRUTH.json's `lateral_movement` evidence
+/// names in each lm-* capture, and sees nothing of the sort in ordinary
+/// SMB and DCE-RPC use.
+#[test]
+fn admin_inspector_reads_the_lateral_movement_captures() {
+    use tapsentry_types::{AdminAction as A, RpcInterface as I, ShareKind};
+    let Some(pcaps) = pcaps_dir() else {
+        println!("shared/pcaps not found (set TAPSENTRY_PCAPS): nothing replayed");
+        return;
+    };
+    let dir = pcaps.join("protocols");
+    let calls = |acts: &[(IpAddr, IpAddr, A)], want: I| -> Vec<u16> {
+        acts.iter()
+            .filter_map(|(_, _, a)| match a {
+                A::RpcCall { iface, opnum, .. } if *iface == want => Some(*opnum),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let psexec = admin_actions(&dir.join("lm-psexec-svcctl-over-tcp.pcap"));
+    let ops = calls(&psexec, I::Svcctl);
+    assert!(
+        ops.contains(&15) && ops.contains(&45) && ops.contains(&19),
+        "{ops:?}"
+    );
+    assert_eq!(psexec[0].0, "192.168.10.31".parse::<IpAddr>().unwrap());
+
+    let at = admin_actions(&dir.join("lm-atsvc-at-job-over-smb.pcap"));
+    assert_eq!(calls(&at, I::Atsvc), [0], "{at:?}");
+    assert!(at.iter().any(|(_, _, a)| matches!(
+        a,
+        A::TreeConnect {
+            kind: ShareKind::Ipc,
+            status: 0,
+            ..
+        }
+    )));
+
+    let copy = admin_actions(&dir.join("lm-copy-tool-from-c-share.pcap"));
+    let got: Vec<String> = copy
+        .iter()
+        .filter_map(|(_, _, a)| match a {
+            A::FileTransfer {
+                share,
+                kind: ShareKind::Drive,
+                file,
+                write: false,
+            } => Some(format!("{}:{}", share.as_str(), file.as_str())),
+            _ => None,
+        })
+        .collect();
+    // Two reads start at offset 0 (the header first, then the whole file).
+    assert!(
+        !got.is_empty() && got.iter().all(|g| g == "c$:temp\\mimikatz.exe"),
+        "{copy:?}"
+    );
+
+    let zl = admin_actions(&dir.join("lm-zerologon-netlogon-samr.pcap"));
+    let ops = calls(&zl, I::Netlogon);
+    assert!(ops.iter().filter(|o| **o == 26).count() >= 19, "{ops:?}");
+    assert!(ops.contains(&30), "{ops:?}");
+    let denied = zl
+        .iter()
+        .filter(|(_, _, a)| {
+            matches!(
+                a,
+                A::RpcResult {
+                    iface: I::Netlogon,
+                    opnum: 26,
+                    outcome: tapsentry_types::RpcOutcome::Denied,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(denied >= 15, "{denied}");
+
+    let wmi = admin_actions(&dir.join("lm-wmi-win32-process-create.pcapng"));
+    assert!(calls(&wmi, I::SystemActivator).contains(&4), "{wmi:?}");
+    assert!(calls(&wmi, I::WbemServices).contains(&24), "{wmi:?}");
+
+    let samr = admin_actions(&dir.join("lm-samr-net-user-over-smb.pcap"));
+    assert!(!calls(&samr, I::Samr).is_empty(), "{samr:?}");
+
+    for quiet in [
+        "smb2-delete-file.pcap",
+        "smb311-negotiate-session.pcap",
+        "smb1-anonymous-ipc-trans2.pcap",
+        "dcerpc-drsuapi-port-1024.pcap",
+        "ldap-kerberos-smb-ad-user.pcap",
+        "lm-samr-net-user-over-smb.pcap",
+    ] {
+        for (_, _, a) in admin_actions(&dir.join(quiet)) {
+            let exec = match a {
+                A::FileTransfer { .. } => true,
+                A::RpcCall { iface, .. } => matches!(
+                    iface,
+                    I::Svcctl | I::Atsvc | I::TaskScheduler | I::WbemServices | I::SystemActivator
+                ),
+                _ => false,
+            };
+            assert!(!exec, "{quiet}: {a:?}");
+        }
+    }
+}

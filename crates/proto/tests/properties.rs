@@ -163,3 +163,58 @@ proptest! {
         }
     }
 }
+
+/// Starts of SMB2 and DCE-RPC messages (NetBIOS and SMB2 headers of the
+/// commands the inspector reads, request and response; DCE-RPC BIND,
+/// REQUEST, RESPONSE and FAULT headers), so random tails reach the
+/// inspector's deep paths.
+fn admin_prefix() -> impl Strategy<Value = Vec<u8>> {
+    let smb = (
+        any::<u8>(),
+        prop::sample::select(vec![3u8, 5, 8, 9, 11]),
+        any::<bool>(),
+        any::<u8>(),
+    )
+        .prop_map(|(len_hi, cmd, resp, tree)| {
+            let mut v = vec![0, 0, len_hi, 0xff, 0xfe, b'S', b'M', b'B', 64, 0, 0, 0];
+            v.extend_from_slice(&[0, 0, 0, 0, cmd, 0, 0, 0, u8::from(resp), 0, 0, 0]);
+            v.extend_from_slice(&[0; 16]);
+            v.extend_from_slice(&[0, 0, 0, 0, tree, 0, 0, 0]);
+            v.extend_from_slice(&[0; 24]);
+            v
+        });
+    let rpc = (
+        prop::sample::select(vec![0u8, 2, 3, 11, 12, 14]),
+        any::<u8>(),
+        any::<u8>(),
+    )
+        .prop_map(|(ptype, flags, len)| {
+            vec![5, 0, ptype, flags, 0x10, 0, 0, 0, len, 0, 0, 0, 1, 0, 0, 0]
+        });
+    prop_oneof![smb, rpc, Just(Vec::new())]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// The administration inspector over arbitrary segments, after a
+    /// plausible header or none: no panic, and a bounded number of actions
+    /// per segment (at most 32 SMB2 messages of 16 PDUs each).
+    #[test]
+    fn admin_inspector_is_total_and_bounded(
+        smb in any::<bool>(),
+        segs in proptest::collection::vec(
+            (any::<bool>(), admin_prefix(), proptest::collection::vec(any::<u8>(), 0..600)),
+            1..12,
+        ),
+    ) {
+        let mut insp = tapsentry_proto::AdminInspector::new(smb);
+        for (to_server, prefix, tail) in &segs {
+            let seg: Vec<u8> = prefix.iter().chain(tail).copied().collect();
+            let mut n = 0usize;
+            insp.on_payload(*to_server, &seg, &mut |_| n += 1);
+            prop_assert!(n <= 32 * 16, "{n} actions from one segment");
+        }
+        prop_assert_eq!(insp.packets() as usize, segs.len());
+    }
+}

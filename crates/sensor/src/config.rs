@@ -158,8 +158,19 @@ pub struct PipelineConfig {
     /// Default 1.
     pub sweep_interval_secs: u32,
     /// DNS events buffered between sweeps before live capture drops them.
-    /// Default 65536.
+    /// Default 65536. Also bounds the administration events (SMB2 and
+    /// DCE-RPC operations) waiting for a sweep.
     pub max_pending_dns: usize,
+    /// SMB and DCE-RPC flows followed at once by the administration
+    /// inspector (a 600-byte inspector each, at most 1.5 KB with the map's
+    /// slack, outside the flow table). At the
+    /// cap a new such flow is not followed, counted as
+    /// `admin_table_full`. 0 turns the inspector off. Default 4096.
+    pub max_admin_flows: usize,
+    /// Payload packets of one SMB or DCE-RPC flow the inspector reads
+    /// (both directions together); later packets of the flow cost one
+    /// compare. Default 4096.
+    pub admin_packet_budget: u32,
 }
 
 impl Default for PipelineConfig {
@@ -170,6 +181,8 @@ impl Default for PipelineConfig {
             writer_queue: 1024,
             sweep_interval_secs: 1,
             max_pending_dns: 65_536,
+            max_admin_flows: 4096,
+            admin_packet_budget: 4096,
         }
     }
 }
@@ -444,6 +457,9 @@ impl PipelineConfig {
         }
         p.at_least("worker_queue", self.worker_queue, 1);
         p.at_least("writer_queue", self.writer_queue, 1);
+        if self.max_admin_flows > 1_000_000 {
+            p.push("max_admin_flows", "must be at most 1000000");
+        }
         if self.sweep_interval_secs == 0 || self.sweep_interval_secs > 60 {
             p.push("sweep_interval_secs", "must be between 1 and 60");
         }

@@ -179,17 +179,25 @@ pub enum DropReason {
     /// The sweeper's table of first-message metadata of live flows was
     /// full; the flow log lacks it for those flows.
     FlowMetaTableFull,
+    /// Live: administration events (SMB2/DCE-RPC operations) waiting for a
+    /// sweep hit their bound (`pipeline.max_pending_dns`); dropped.
+    AdminBufferFull,
+    /// An SMB or DCE-RPC flow was not followed: the inspector's table
+    /// (`pipeline.max_admin_flows`) was full.
+    AdminTableFull,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::DetectorQueueFull,
         DropReason::DnsBufferFull,
         DropReason::AlertQueueFull,
         DropReason::FlowLogQueueFull,
         DropReason::FlowMetaBufferFull,
         DropReason::FlowMetaTableFull,
+        DropReason::AdminBufferFull,
+        DropReason::AdminTableFull,
     ];
 
     /// The stats key.
@@ -201,6 +209,8 @@ impl DropReason {
             DropReason::FlowLogQueueFull => "flow_log_queue_full",
             DropReason::FlowMetaBufferFull => "flow_meta_buffer_full",
             DropReason::FlowMetaTableFull => "flow_meta_table_full",
+            DropReason::AdminBufferFull => "admin_event_buffer_full",
+            DropReason::AdminTableFull => "admin_table_full",
         }
     }
 }

@@ -31,6 +31,8 @@ impl Category {
     pub const UNUSUAL_PROTOCOL: Category = Category("unusual_protocol");
     /// Logins to remote-access services from outside addresses.
     pub const EXTERNAL_LOGIN: Category = Category("external_login");
+    /// An inside host administering or executing code on another (TA0008).
+    pub const LATERAL_MOVEMENT: Category = Category("lateral_movement");
 
     /// A category spelled `name` (snake_case, as the contract spells it).
     pub const fn new(name: &'static str) -> Category {

@@ -143,6 +143,12 @@ pub const SIGNATURE_IDS: &[(&str, u32)] = &[
     ("external_login.brute_force", 1701),
     ("external_login.many_sources", 1702),
     ("external_login.unusual_source", 1703),
+    ("lateral_movement.remote_service", 1801),
+    ("lateral_movement.scheduled_task", 1802),
+    ("lateral_movement.wmi_exec", 1803),
+    ("lateral_movement.tool_transfer", 1804),
+    ("lateral_movement.netlogon_exploit", 1805),
+    ("lateral_movement.new_admin_source", 1806),
     ("flood.syn", 1901),
     ("flood.new_flows", 1902),
 ];

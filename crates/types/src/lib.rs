@@ -22,6 +22,7 @@
 //! This crate does no I/O and has no behaviour beyond small conversions: it
 //! does not parse packets, keep state, or write records.
 
+mod admin;
 mod alert;
 mod app_proto;
 mod community_id;
@@ -31,6 +32,9 @@ mod ids;
 mod problem;
 mod time_fmt;
 
+pub use admin::{
+    AdminAction, AdminEvent, AdminText, RpcInterface, RpcOutcome, ShareKind, ADMIN_TEXT_MAX,
+};
 pub use alert::{
     Alert, AlertBody, AlertBodyRecord, AlertRecord, Category, GeoInfo, Mitre, Response,
 };

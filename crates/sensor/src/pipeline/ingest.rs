@@ -19,10 +19,13 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tapsentry_decode::dns;
 use tapsentry_detect::HomeNet;
-use tapsentry_flow::{FirstMessage, FlowTable, IngestOutcome, IngestSession, PROBE_GROUP};
+use tapsentry_flow::{
+    FirstMessage, FlowProbe, FlowTable, IngestOutcome, IngestSession, PROBE_GROUP,
+};
 use tapsentry_telemetry::{wall, DropReason, LatencyHist};
-use tapsentry_types::{AppProto, DnsEvent, MacSighting, PacketMeta, Timestamp};
+use tapsentry_types::{AdminEvent, AppProto, DnsEvent, MacSighting, PacketMeta, Timestamp};
 
+use super::admin::AdminTable;
 use super::stats::{lock, SharedStats};
 use super::sweep::SweepMsg;
 use crate::config::PipelineConfig;
@@ -173,6 +176,8 @@ pub struct TickEvents {
     /// Inside hosts' MAC addresses, new or changed, as new flows showed
     /// them (only with the inventory on).
     pub macs: Vec<MacSighting>,
+    /// What SMB and DCE-RPC flows did (from the administration inspector).
+    pub admin: Vec<AdminEvent>,
 }
 
 impl TickEvents {
@@ -181,6 +186,7 @@ impl TickEvents {
         self.dns.clear();
         self.first.clear();
         self.macs.clear();
+        self.admin.clear();
     }
 }
 
@@ -281,6 +287,8 @@ pub struct IngestStep {
     first_dropped: u64,
     /// DNS messages parsed here (other ports) since the last publish.
     dns_other_ports: u64,
+    /// SMB and DCE-RPC flows followed past their first messages.
+    admin: AdminTable,
     /// The MAC each inside address last showed, when the inventory is on.
     macs: Option<MacMemory>,
 }
@@ -350,6 +358,7 @@ impl IngestStep {
                 dns: Vec::with_capacity(1024),
                 first: Vec::with_capacity(1024),
                 macs: Vec::new(),
+                admin: Vec::with_capacity(64),
             },
             next_tick: None,
             last_ts: Timestamp::ZERO,
@@ -358,6 +367,7 @@ impl IngestStep {
             first_dropped: 0,
             dns_other_ports: 0,
             macs: None,
+            admin: AdminTable::new(cfg.max_admin_flows, cfg.admin_packet_budget),
         }
     }
 
@@ -421,6 +431,14 @@ impl IngestStep {
                     {
                         self.new_flow_macs(m, frame_index(&batch.frames, item), macs_of);
                     }
+                    // SMB and DCE-RPC flows are read past their first
+                    // messages (remote execution, tool transfer): a second
+                    // compare per packet for the rest; the flow's direction
+                    // (a second lookup) and the side table only for these
+                    // (see `pipeline::admin`).
+                    if matches!(verdict, AppProto::Smb | AppProto::Dcerpc) {
+                        self.follow_admin(session, &probe, m, payload, verdict);
+                    }
                     // DNS on a port other than 53. The reader summarises
                     // port 53 only: at that stage nothing says what another
                     // port speaks, and trying to parse every payload as DNS
@@ -477,6 +495,7 @@ impl IngestStep {
                     || self.events.dns.len() >= self.max_pending_dns
                     || self.events.first.len() >= self.max_pending_dns;
                 if due || (!self.live && backlog) {
+                    self.admin.expire(self.last_ts);
                     // The metadata of flows the sweep may end goes with it.
                     self.take_first_messages(session);
                     if !ticks.tick(self.last_ts, session, &mut self.events) {
@@ -508,6 +527,39 @@ impl IngestStep {
         };
         if self.events.macs.len() < self.max_pending_dns {
             memory.new_flow(m, addrs, &mut self.events.macs);
+        }
+    }
+
+    /// Reads one packet of an SMB or DCE-RPC flow into the administration
+    /// side table. Out of line: the per-packet loop keeps only the verdict
+    /// compare.
+    #[inline(never)]
+    fn follow_admin(
+        &mut self,
+        session: &mut IngestSession<'_>,
+        probe: &FlowProbe,
+        m: &PacketMeta<'_>,
+        payload: &[u8],
+        verdict: AppProto,
+    ) {
+        if self.admin.is_off() {
+            return;
+        }
+        if let Some(from_server) = session.sent_by_server(probe) {
+            self.admin.on_packet(
+                m,
+                payload,
+                verdict,
+                from_server,
+                &mut self.events.admin,
+                self.max_pending_dns,
+            );
+        }
+        // Replay must not drop events: a full buffer makes the next tick
+        // due now (the tick check runs per packet anyway, so the other
+        // packets pay nothing for this bound). Live drops and counts.
+        if !self.live && self.events.admin.len() >= self.max_pending_dns {
+            self.next_tick = Some(Timestamp::from_micros(i64::MIN));
         }
     }
 
@@ -568,6 +620,13 @@ impl IngestStep {
             shared
                 .drops
                 .add(DropReason::DnsBufferFull, mem::take(&mut self.dns_dropped));
+        }
+        let (refused, dropped) = self.admin.take_counts();
+        if refused > 0 {
+            shared.drops.add(DropReason::AdminTableFull, refused);
+        }
+        if dropped > 0 {
+            shared.drops.add(DropReason::AdminBufferFull, dropped);
         }
         if self.first_dropped > 0 {
             shared.drops.add(

@@ -47,6 +47,7 @@
 //! joined upstream to downstream; the final sweep drains the flow table
 //! through the detectors before the workers stop.
 
+pub mod admin;
 pub mod epoch;
 pub mod flow_meta;
 pub mod ingest;
@@ -357,6 +358,7 @@ impl Pipeline {
                     dns: Vec::with_capacity(1024),
                     first: Vec::with_capacity(1024),
                     macs: Vec::with_capacity(if ingest_home.is_some() { 1024 } else { 0 }),
+                    admin: Vec::with_capacity(64),
                 },
             },
         };

@@ -424,6 +424,12 @@ pub struct QueueDrops {
     /// First-message metadata the sweeper's table of live flows had no
     /// room for (`FLOW_META_MAX` flows).
     pub flow_meta_table_full: u64,
+    /// Administration events (SMB2/DCE-RPC operations) beyond
+    /// `pipeline.max_pending_dns` waiting for a sweep (live only).
+    pub admin_event_buffer_full: u64,
+    /// SMB and DCE-RPC flows not followed: the inspector's table
+    /// (`pipeline.max_admin_flows`) was full.
+    pub admin_table_full: u64,
 }
 
 impl From<&Drops> for QueueDrops {
@@ -436,6 +442,8 @@ impl From<&Drops> for QueueDrops {
             flow_log_queue_full: d.get(R::FlowLogQueueFull),
             flow_meta_buffer_full: d.get(R::FlowMetaBufferFull),
             flow_meta_table_full: d.get(R::FlowMetaTableFull),
+            admin_event_buffer_full: d.get(R::AdminBufferFull),
+            admin_table_full: d.get(R::AdminTableFull),
         }
     }
 }
@@ -568,6 +576,7 @@ mod tests {
             "alerts.by_category.exfiltration",
             "alerts.by_category.external_login",
             "alerts.by_category.flood",
+            "alerts.by_category.lateral_movement",
             "alerts.by_category.port_scan",
             "alerts.by_category.spambot",
             "alerts.by_category.tor",
@@ -601,6 +610,8 @@ mod tests {
             "drops.flow_records",
             "drops.kernel",
             "drops.queues",
+            "drops.queues.admin_event_buffer_full",
+            "drops.queues.admin_table_full",
             "drops.queues.alert_queue_full",
             "drops.queues.detector_queue_full",
             "drops.queues.dns_buffer_full",

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tapsentry_detect::{route_flow, shard_for, HomeNet};
 use tapsentry_flow::FlowTable;
 use tapsentry_telemetry::{wall, DropReason};
-use tapsentry_types::{DnsEvent, FlowRecord, RecordKind, Timestamp};
+use tapsentry_types::{AdminEvent, DnsEvent, FlowRecord, RecordKind, Timestamp};
 
 use super::epoch::EpochIssuer;
 use super::flow_meta::{FlowMetaTable, LoggedFlow};
@@ -130,8 +130,9 @@ impl Router {
             feed.observe_macs(&events.macs);
         }
         let dns = &events.dns[..];
+        let admin = &events.admin[..];
         if recs.len() <= RECORDS_PER_EPOCH {
-            self.dispatch_epoch(step, dns, recs, save);
+            self.dispatch_epoch(step, dns, admin, recs, save);
             return;
         }
         let final_step = step.last;
@@ -146,6 +147,7 @@ impl Router {
                     ..step
                 },
                 if i == 0 { dns } else { &[] },
+                if i == 0 { admin } else { &[] },
                 chunk,
                 if i == last { save } else { None },
             );
@@ -156,12 +158,13 @@ impl Router {
         &mut self,
         step: Step,
         dns: &[DnsEvent],
+        admin: &[AdminEvent],
         recs: &[FlowRecord],
         save: Option<SaveReq>,
     ) {
         // A save goes out even with nothing to process: every worker must
         // export at the same capture time.
-        if dns.is_empty() && recs.is_empty() && save.is_none() && !step.last {
+        if dns.is_empty() && admin.is_empty() && recs.is_empty() && save.is_none() && !step.last {
             return;
         }
         let n = self.workers.len();
@@ -200,6 +203,13 @@ impl Router {
                 b.dns.push(*ev);
             }
         }
+        // An administration event goes to the shard of the host that did
+        // it (the client), like a DNS query.
+        for ev in admin {
+            if let Some(b) = epoch.shard_mut(shard_for(ev.client, n)) {
+                b.admin.push(*ev);
+            }
+        }
         for rec in recs {
             for host in route_flow(rec, &self.home).into_iter().flatten() {
                 if let Some(b) = epoch.shard_mut(shard_for(host, n)) {
@@ -218,7 +228,8 @@ impl Router {
             if wait {
                 let _ = tx.send(msg);
             } else {
-                let items = (msg.batch.dns.len() + msg.batch.flows.len()) as u64;
+                let items =
+                    (msg.batch.dns.len() + msg.batch.admin.len() + msg.batch.flows.len()) as u64;
                 if let Err(TrySendError::Full(_)) = tx.try_send(msg) {
                     self.shared.drops.add(DropReason::DetectorQueueFull, items);
                 }
@@ -482,6 +493,7 @@ mod tests {
             dns: vec![crate::pipeline::test_util::dns_event([10, 0, 0, 1])],
             first: Vec::new(),
             macs: Vec::new(),
+            admin: Vec::new(),
         };
         let save = SaveClock::new(1).due(Timestamp::from_micros(1_000), Timestamp::ZERO, true);
         let step = Step {
