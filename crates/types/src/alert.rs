@@ -149,7 +149,7 @@ pub struct Alert {
     pub response: Option<Response>,
     /// Set on an `alert_update` (`event_type`): the capture time of the
     /// alert it updates, which with the identity names that alert
-    /// ([`alert_id`]). The writer turns such a record into the contract's
+    /// ([`crate::alert_id`]). The writer turns such a record into the contract's
     /// `alert_update` record; never serialised here.
     #[serde(skip)]
     pub updates: Option<Timestamp>,
