@@ -467,7 +467,19 @@ pub(crate) fn dns(p: &[u8], tcp: bool) -> bool {
     let opcode = (flags >> 11) & 0xf;
     let response = flags & 0x8000 != 0;
     let z = flags & 0x0040 != 0;
-    if qd != 1 || !matches!(opcode, 0 | 1 | 2 | 4 | 5) || z || an > 128 || ns > 64 || ar > 64 {
+    // Over TCP a plain query (no answers, no authority, at most an OPT
+    // record) may carry more than one question or an over-long name, as
+    // crafted and fuzzing queries do: the length prefix and these zero
+    // counts are structure enough, and the name's labels are still checked
+    // as far as they were kept.
+    let odd_query = tcp && !response && opcode == 0 && an == 0 && ns == 0 && ar <= 1 && qd > 1;
+    if (qd != 1 && !odd_query)
+        || !matches!(opcode, 0 | 1 | 2 | 4 | 5)
+        || z
+        || an > 128
+        || ns > 64
+        || ar > 64
+    {
         return false;
     }
     if !response && opcode == 0 && an > 0 {
@@ -495,7 +507,7 @@ pub(crate) fn dns(p: &[u8], tcp: bool) -> bool {
         }
         name_len += l + 1;
         if name_len > 255 {
-            return false;
+            return odd_query;
         }
         at += 1 + l;
     }

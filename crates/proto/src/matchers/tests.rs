@@ -542,6 +542,21 @@ fn near_misses() {
     q[5] = 1;
     q[12] = 0xc0;
     assert!(!dns(&q, false));
+    // Over TCP, a crafted query with many questions and an over-long name
+    // (dns-tcp-port-1053.pcap's shape) is DNS; the same with an answer
+    // count, or over UDP, is not.
+    let mut odd = vec![
+        0x41, 0x85, 0x08, 0xae, 0x01, 0x00, 0x05, 0xdc, 0, 0, 0, 0, 0, 0,
+    ];
+    for _ in 0..10 {
+        odd.push(30);
+        odd.extend_from_slice(b"123456789abcdef123456789abcdef");
+    }
+    assert!(dns(&odd, true));
+    assert!(!dns(&odd[2..], false));
+    let mut answered = odd.clone();
+    answered[9] = 1;
+    assert!(!dns(&answered, true));
     // NTP mode 7 (private) and version 0.
     let mut n = hex(NTP_PACKET);
     n[0] = (n[0] & !7) | 7;
